@@ -1,0 +1,44 @@
+# The README's set-up commands. Every target creates what it needs and is idempotent: a second
+# run reuses the environment and rebuilds only what changed (ninja).
+PYTHON ?= python3
+VENV   ?= .venv
+VPY    := $(VENV)/bin/python
+TORCH_PIN := torch==2.13.0
+PYTEST_ARGS ?=
+
+.PHONY: venv deps build test test-fast bench lint clean
+
+$(VPY):
+	$(PYTHON) -m venv $(VENV)
+
+venv: $(VPY)
+
+# torch goes first and alone, pinned: any later requirement that names torch is then satisfied
+# by the local CPU wheel instead of pulling the CUDA builds from the registry.
+$(VENV)/.deps: requirements.txt | $(VPY)
+	$(VPY) -c "import torch" 2>/dev/null || $(VPY) -m pip install -q $(TORCH_PIN)
+	$(VPY) -m pip install -q -r requirements.txt
+	touch $@
+
+deps: $(VENV)/.deps
+
+# Editable install once (puts tools/ and tests on the package), then an in-place build of
+# pointformer._C on every call: ninja makes the second build a no-op.
+$(VENV)/.installed: setup.py | $(VENV)/.deps
+	$(VPY) -m pip install -q --no-build-isolation --no-deps -e .
+	touch $@
+
+build: $(VENV)/.deps $(VENV)/.installed
+	$(VPY) setup.py -q build_ext --inplace
+
+test: build
+	$(VPY) -m pytest $(PYTEST_ARGS)
+
+test-fast: build
+	$(VPY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+bench: build
+	$(VPY) tools/benchmark.py ops --write docs/benchmarks.md
+
+clean:
+	rm -rf build pointformer/_C*.so *.egg-info

@@ -1,0 +1,33 @@
+// Every schema of the pointformer op library, in one place. Backends register their kernels with
+// TORCH_LIBRARY_IMPL in their own files; fake (meta) kernels and autograd are registered from
+// Python (pointformer/ops/*.py) with torch.library.
+#include <Python.h>
+#include <torch/library.h>
+
+extern "C" {
+// `import pointformer._C` loads this shared library, which runs the static registrations below.
+// No Python bindings: everything is reached through torch.ops.pointformer.
+PyObject* PyInit__C(void) {
+  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  return PyModule_Create(&module_def);
+}
+}
+
+TORCH_LIBRARY(pointformer, m) {
+  // voxelize/: points (N, >=3) -> (point_to_voxel (N,) int64, coords (M, 4) int32, num_points (M,) int32)
+  m.def(
+      "voxelize(Tensor points, Tensor? batch_index, int batch_size, float[] voxel_size, "
+      "float[] range_min, float[] range_max, int[] grid_shape, int max_points_per_voxel, "
+      "int max_voxels) -> (Tensor, Tensor, Tensor)");
+  // reduce/: values (N, C), segment (N,) int64 -> (out (S, C), aux); aux is the arg-max (S, C)
+  // int64 for "max" and the segment sizes (S,) int64 otherwise.
+  m.def("segment_reduce(Tensor values, Tensor segment, int num_segments, str reduce) -> (Tensor, Tensor)");
+  m.def(
+      "segment_reduce_backward(Tensor grad_out, Tensor segment, Tensor aux, int num_values, "
+      "str reduce) -> Tensor");
+  // boxes/: (N, >=7) boxes [x, y, z, dx, dy, dz, heading]
+  m.def("boxes_iou(Tensor boxes_a, Tensor boxes_b, bool is_3d) -> Tensor");
+  m.def("nms_bev_sorted(Tensor boxes, float iou_threshold) -> Tensor");
+  m.def("circle_nms_sorted(Tensor boxes, float radius) -> Tensor");
+  m.def("points_in_boxes(Tensor points, Tensor boxes) -> Tensor");
+}

@@ -1,0 +1,109 @@
+"""Segment reductions: reduce the rows of ``values`` that share a segment id (e.g. the points of
+a voxel, ``Voxelization.point_to_voxel``), for voxel encoders.
+
+``segment_reduce`` is differentiable: sum and mean spread the gradient over a segment's rows;
+max sends it to the arg-max row only (the first row in input order among equal maxima).
+Rows whose segment id is outside ``[0, num_segments)`` (e.g. -1 for dropped points) are ignored;
+empty segments reduce to 0.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from pointformer.ops import _library
+
+REDUCTIONS = ("sum", "mean", "max")
+
+
+def segment_reduce(values: torch.Tensor, segment: torch.Tensor, num_segments: int, reduce: str = "sum") -> torch.Tensor:
+    """Reduces rows of ``values`` by segment.
+
+    Args:
+        values: ``(N, *)`` floating tensor (float16/bfloat16 accumulate in float32).
+        segment: ``(N,)`` integer segment id of each row.
+        num_segments: ``S``, the number of output rows.
+        reduce: ``"sum"``, ``"mean"`` or ``"max"``.
+
+    Returns:
+        ``(S, *)`` tensor of ``values``' dtype.
+    """
+    if reduce not in REDUCTIONS:
+        raise ValueError(f"segment_reduce: reduce must be one of {REDUCTIONS}, got {reduce!r}")
+    if values.dim() < 1 or not values.is_floating_point():
+        raise ValueError(f"segment_reduce: values must be a floating tensor (N, *), got {values.dtype} {tuple(values.shape)}")
+    if segment.shape != values.shape[:1] or segment.dtype.is_floating_point:
+        raise ValueError(
+            f"segment_reduce: segment must be an integer tensor of shape ({values.shape[0]},), got "
+            f"{segment.dtype} {tuple(segment.shape)}"
+        )
+    if num_segments < 0:
+        raise ValueError(f"segment_reduce: num_segments must be >= 0, got {num_segments}")
+    flat = values.reshape(values.shape[0], -1)
+    segment = segment.to(torch.int64)
+    if _library.has_kernel("segment_reduce", values.device):
+        out, _ = torch.ops.pointformer.segment_reduce(flat, segment, num_segments, reduce)
+    else:
+        out = segment_reduce_reference(flat, segment, num_segments, reduce)
+    return out.reshape(num_segments, *values.shape[1:])
+
+
+def segment_reduce_reference(
+    values: torch.Tensor, segment: torch.Tensor, num_segments: int, reduce: str
+) -> torch.Tensor:
+    """Pure-PyTorch ``segment_reduce`` on ``(N, C)`` values; differentiable by torch's autograd,
+    with the same gradient rules (max through a gather of the first arg-max row)."""
+    valid = (segment >= 0) & (segment < num_segments)
+    rows = torch.nonzero(valid).squeeze(1)
+    x, seg = values[rows], segment[rows]
+    channels = values.shape[1]
+    if reduce in ("sum", "mean"):
+        acc_dtype = torch.float32 if values.dtype in (torch.float16, torch.bfloat16) else values.dtype
+        out = values.new_zeros(num_segments, channels, dtype=acc_dtype).index_add(0, seg, x.to(acc_dtype))
+        if reduce == "mean":
+            counts = torch.bincount(seg, minlength=num_segments).clamp(min=1)
+            out = out / counts[:, None].to(acc_dtype)
+        return out.to(values.dtype)
+    seg_c = seg[:, None].expand(-1, channels)
+    best = values.new_zeros(num_segments, channels).scatter_reduce(0, seg_c, x.detach(), "amax", include_self=False)
+    # First row (in input order) reaching the maximum, per segment and channel.
+    position = torch.arange(x.shape[0], device=values.device)[:, None].expand(-1, channels)
+    sentinel = x.shape[0]
+    at_max = torch.where(x.detach() == best[seg], position, torch.full_like(position, sentinel))
+    first = torch.full((num_segments, channels), sentinel, dtype=torch.int64, device=values.device)
+    first = first.scatter_reduce(0, seg_c, at_max, "amin", include_self=True)
+    empty = first == sentinel
+    gathered = x.gather(0, first.clamp(max=max(sentinel - 1, 0))) if sentinel > 0 else values.new_zeros(first.shape)
+    return torch.where(empty, torch.zeros_like(gathered), gathered)
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    values, segment, _, reduce = inputs
+    _, aux = output
+    ctx.save_for_backward(segment, aux)
+    ctx.reduce = reduce
+    ctx.num_values = values.shape[0]
+
+
+def _backward(ctx, grad_out, _grad_aux):
+    segment, aux = ctx.saved_tensors
+    grad = torch.ops.pointformer.segment_reduce_backward(
+        grad_out.contiguous(), segment, aux, ctx.num_values, ctx.reduce
+    )
+    return grad, None, None, None
+
+
+if _library.NATIVE:
+    torch.library.register_autograd("pointformer::segment_reduce", _backward, setup_context=_setup_context)
+
+
+@_library.register_fake("segment_reduce")
+def _segment_reduce_fake(values, segment, num_segments, reduce):
+    out = values.new_empty(num_segments, values.shape[1])
+    aux_shape = (num_segments, values.shape[1]) if reduce == "max" else (num_segments,)
+    return out, values.new_empty(aux_shape, dtype=torch.int64)
+
+
+@_library.register_fake("segment_reduce_backward")
+def _segment_reduce_backward_fake(grad_out, segment, aux, num_values, reduce):
+    return grad_out.new_empty(num_values, grad_out.shape[1])
