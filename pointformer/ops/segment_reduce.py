@@ -9,6 +9,8 @@ empty segments reduce to 0.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from pointformer.ops import _library
@@ -39,7 +41,7 @@ def segment_reduce(values: torch.Tensor, segment: torch.Tensor, num_segments: in
         )
     if num_segments < 0:
         raise ValueError(f"segment_reduce: num_segments must be >= 0, got {num_segments}")
-    flat = values.reshape(values.shape[0], -1)
+    flat = values.reshape(values.shape[0], math.prod(values.shape[1:]))
     segment = segment.to(torch.int64)
     if _library.has_kernel("segment_reduce", values.device):
         out, _ = torch.ops.pointformer.segment_reduce(flat, segment, num_segments, reduce)

@@ -1,0 +1,59 @@
+"""tools/benchmark.py: the ops benchmark runs end to end and upserts its markdown section."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from pointformer.utils.benchmark import TITLE, upsert_section
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "tools" / "benchmark.py"
+HEADING = "## ops (cpu)"
+
+
+def _run_quick(path: Path) -> subprocess.CompletedProcess:
+    command = [sys.executable, str(SCRIPT), "ops", "--quick", "--repeats", "1", "--warmup", "0", "--write", str(path)]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def _table_rows(text: str, prefix: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith(f"| {prefix}")]
+
+
+def test_ops_quick_writes_and_replaces_its_section(tmp_path: Path) -> None:
+    path = tmp_path / "bench.md"
+    other = "## attention (cpu)\n\nkeep me\n"
+    path.write_text(f"# Benchmarks\n\nintro\n\n{HEADING}\n\nstale figures\n\n{other}")
+
+    first = _run_quick(path)
+    assert first.returncode == 0, first.stderr
+    assert HEADING in first.stdout
+    text = path.read_text()
+    section = text[text.index(HEADING) : text.index("## attention")]
+    for line in ("Machine: ", "Date: ", "Command: "):
+        assert f"\n{line}" in section, line
+    assert "--quick" in section
+    for case in ("voxelize", "segment_reduce", "nms_bev", "boxes_iou_bev"):
+        assert _table_rows(section, case), case
+    assert "stale figures" not in text
+    assert text.startswith("# Benchmarks\n\nintro\n")
+
+    second = _run_quick(path)
+    assert second.returncode == 0, second.stderr
+    text = path.read_text()
+    assert text.count(HEADING) == 1
+    assert text.count(other) == 1
+    assert len(_table_rows(text, "voxelize")) == 8  # 2 grids x 4 implementations, not duplicated
+
+
+def test_upsert_section_creates_appends_and_replaces() -> None:
+    new = upsert_section(None, HEADING, f"{HEADING}\n\nfirst\n")
+    assert new.startswith(TITLE) and new.count(HEADING) == 1
+    appended = upsert_section("# Benchmarks\n\n## export (cpu)\n\nx\n", HEADING, f"{HEADING}\n\nfirst\n")
+    assert appended == "# Benchmarks\n\n## export (cpu)\n\nx\n\n## ops (cpu)\n\nfirst\n"
+    replaced = upsert_section(appended, HEADING, f"{HEADING}\n\nsecond\n")
+    assert replaced == "# Benchmarks\n\n## export (cpu)\n\nx\n\n## ops (cpu)\n\nsecond\n"
+    middle = upsert_section(f"# B\n\n{HEADING}\n\nold\n\n## export (cpu)\n\nx\n", HEADING, f"{HEADING}\n\nnew\n")
+    assert middle == f"# B\n\n{HEADING}\n\nnew\n\n## export (cpu)\n\nx\n"

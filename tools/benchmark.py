@@ -1,0 +1,18 @@
+#!/usr/bin/env python
+"""Benchmarks pointformer; the logic lives in ``pointformer.utils.benchmark``.
+
+    python tools/benchmark.py ops [--quick] [--repeats N] [--warmup N] [--device cpu|cuda] [--write docs/benchmarks.md]
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# Run from a checkout without an installed package: put the repository root on the path.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from pointformer.utils.benchmark import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:], script=sys.argv[0]))
