@@ -40,5 +40,12 @@ test-fast: build
 bench: build
 	$(VPY) tools/benchmark.py ops --write docs/benchmarks.md
 
+# Linters are development tools, not dependencies: installed into the environment on demand.
+lint: $(VENV)/.deps
+	$(VPY) -m pip install -q ruff==0.17.5 clang-format==23.1.5
+	$(VENV)/bin/ruff check pointformer tools tests setup.py
+	$(VENV)/bin/ruff format --check pointformer tools tests setup.py
+	$(VENV)/bin/clang-format --dry-run --Werror $$(find csrc -name '*.h' -o -name '*.cuh' -o -name '*.cpp' -o -name '*.cu')
+
 clean:
 	rm -rf build pointformer/_C*.so *.egg-info

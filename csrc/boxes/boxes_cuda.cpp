@@ -1,12 +1,13 @@
 // Torch-facing CUDA box ops over the kernels of boxes_cuda.cu.
+#include "boxes_cuda.h"
+
 #include <ATen/ATen.h>
-#include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
 #include "../common/cuda_check.h"
 #include "boxes_args.h"
-#include "boxes_cuda.h"
 
 namespace pointformer {
 namespace {
@@ -46,6 +47,10 @@ at::Tensor nms_cuda(const at::Tensor& boxes_in, int mode, double threshold) {
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   const at::Tensor boxes = boxes_in.contiguous();
   const int64_t n = boxes.size(0);
+  // The greedy pass keeps one bit per box in shared memory (48 KiB), and the pairwise mask takes
+  // n * n / 8 bytes; detectors run NMS on a few thousand top-scoring boxes.
+  TORCH_CHECK(nms_mask_words(n) * 8 <= 48 * 1024, "NMS on CUDA supports at most ", 48 * 1024 * 8, " boxes, got ", n,
+              "; keep the top-scoring boxes first");
   // uint64 words held in an int64 tensor; zeroed because blocks left of the diagonal stay unwritten.
   at::Tensor mask = at::zeros({n, nms_mask_words(n)}, boxes.options().dtype(at::kLong));
   at::Tensor keep = at::empty({n}, boxes.options().dtype(at::kBool));
@@ -54,8 +59,8 @@ at::Tensor nms_cuda(const at::Tensor& boxes_in, int mode, double threshold) {
                                             static_cast<scalar_t>(threshold),
                                             reinterpret_cast<uint64_t*>(mask.data_ptr<int64_t>()), stream));
   });
-  PF_CUDA_CHECK(launch_nms_keep(reinterpret_cast<const uint64_t*>(mask.data_ptr<int64_t>()), n, keep.data_ptr<bool>(),
-                                stream));
+  PF_CUDA_CHECK(
+      launch_nms_keep(reinterpret_cast<const uint64_t*>(mask.data_ptr<int64_t>()), n, keep.data_ptr<bool>(), stream));
   return keep;
 }
 

@@ -12,8 +12,8 @@ constexpr int kNmsBlock = 64;
 constexpr int kBoxFields = 7;
 
 template <typename T>
-__global__ void boxes_iou_kernel(const T* a, int64_t na, int64_t stride_a, const T* b, int64_t nb,
-                                 int64_t stride_b, bool is_3d, T* iou) {
+__global__ void boxes_iou_kernel(const T* a, int64_t na, int64_t stride_a, const T* b, int64_t nb, int64_t stride_b,
+                                 bool is_3d, T* iou) {
   PF_GRID_STRIDE(idx, na * nb) {
     const int64_t i = idx / nb, j = idx % nb;
     iou[idx] = box_iou(a + i * stride_a, b + j * stride_b, is_3d);
@@ -118,7 +118,7 @@ cudaError_t launch_nms_keep(const uint64_t* mask, int64_t n, bool* keep, cudaStr
 }
 
 #define PF_INSTANTIATE(T)                                                                                       \
-  template cudaError_t launch_boxes_iou<T>(const T*, int64_t, int64_t, const T*, int64_t, int64_t, bool, T*,   \
+  template cudaError_t launch_boxes_iou<T>(const T*, int64_t, int64_t, const T*, int64_t, int64_t, bool, T*,    \
                                            cudaStream_t);                                                       \
   template cudaError_t launch_points_in_boxes<T>(const T*, int64_t, int64_t, const T*, int64_t, int64_t, bool*, \
                                                  cudaStream_t);                                                 \

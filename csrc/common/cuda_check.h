@@ -3,8 +3,8 @@
 #include <c10/util/Exception.h>
 #include <cuda_runtime_api.h>
 
-#define PF_CUDA_CHECK(expr)                                                                    \
-  do {                                                                                         \
-    const cudaError_t pf_err = (expr);                                                         \
+#define PF_CUDA_CHECK(expr)                                                                        \
+  do {                                                                                             \
+    const cudaError_t pf_err = (expr);                                                             \
     TORCH_CHECK(pf_err == cudaSuccess, "CUDA error in ", #expr, ": ", cudaGetErrorString(pf_err)); \
   } while (0)

@@ -1,15 +1,16 @@
 // Torch-facing CUDA segment_reduce: builds the CSR grouping with torch's stable sort, then runs
 // the kernels of segment_reduce_cuda.cu.
+#include "segment_reduce_cuda.h"
+
 #include <ATen/ATen.h>
-#include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <torch/library.h>
 
 #include "../common/cuda_check.h"
 #include "segment_reduce_args.h"
-#include "segment_reduce_cuda.h"
 
 namespace pointformer {
 namespace {
@@ -69,10 +70,10 @@ at::Tensor segment_reduce_backward_cuda(const at::Tensor& grad_out_in, const at:
   at::Tensor grad_in = at::zeros({num_values, grad_out.size(1)}, grad_out.options());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_out.scalar_type(), "segment_reduce_bwd_cuda", [&] {
     using T = typename CudaType<scalar_t>::type;
-    PF_CUDA_CHECK(launch_segment_reduce_backward<T>(
-        reinterpret_cast<const T*>(grad_out.data_ptr<scalar_t>()), grad_out.size(1), grad_out.size(0),
-        segment.data_ptr<int64_t>(), aux.data_ptr<int64_t>(), num_values, static_cast<int>(reduce),
-        reinterpret_cast<T*>(grad_in.data_ptr<scalar_t>()), stream));
+    PF_CUDA_CHECK(launch_segment_reduce_backward<T>(reinterpret_cast<const T*>(grad_out.data_ptr<scalar_t>()),
+                                                    grad_out.size(1), grad_out.size(0), segment.data_ptr<int64_t>(),
+                                                    aux.data_ptr<int64_t>(), num_values, static_cast<int>(reduce),
+                                                    reinterpret_cast<T*>(grad_in.data_ptr<scalar_t>()), stream));
   });
   return grad_in;
 }

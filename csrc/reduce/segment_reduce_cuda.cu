@@ -8,9 +8,8 @@ namespace pointformer {
 namespace {
 
 template <typename T>
-__global__ void segment_reduce_kernel(const T* values, int64_t channels, const int64_t* rows,
-                                      const int64_t* offsets, int64_t num_segments, int reduce, T* out,
-                                      int64_t* arg) {
+__global__ void segment_reduce_kernel(const T* values, int64_t channels, const int64_t* rows, const int64_t* offsets,
+                                      int64_t num_segments, int reduce, T* out, int64_t* arg) {
   using acc_t = typename AccType<T>::type;
   PF_GRID_STRIDE(idx, num_segments * channels) {
     const int64_t s = idx / channels, c = idx % channels;
@@ -71,20 +70,20 @@ cudaError_t launch_segment_reduce(const T* values, int64_t channels, const int64
                                   int64_t num_segments, int reduce, T* out, int64_t* arg, cudaStream_t stream) {
   const int64_t total = num_segments * channels;
   if (total == 0) return cudaSuccess;
-  segment_reduce_kernel<T><<<grid_for(total), kThreads, 0, stream>>>(values, channels, rows, offsets,
-                                                                      num_segments, reduce, out, arg);
+  segment_reduce_kernel<T>
+      <<<grid_for(total), kThreads, 0, stream>>>(values, channels, rows, offsets, num_segments, reduce, out, arg);
   return cudaGetLastError();
 }
 
 template <typename T>
 cudaError_t launch_segment_reduce_backward(const T* grad_out, int64_t channels, int64_t num_segments,
-                                           const int64_t* segment, const int64_t* aux, int64_t num_values,
-                                           int reduce, T* grad_in, cudaStream_t stream) {
+                                           const int64_t* segment, const int64_t* aux, int64_t num_values, int reduce,
+                                           T* grad_in, cudaStream_t stream) {
   if (reduce == 2) {
     const int64_t total = num_segments * channels;
     if (total == 0) return cudaSuccess;
-    segment_max_backward_kernel<T><<<grid_for(total), kThreads, 0, stream>>>(grad_out, channels, num_segments,
-                                                                              aux, grad_in);
+    segment_max_backward_kernel<T>
+        <<<grid_for(total), kThreads, 0, stream>>>(grad_out, channels, num_segments, aux, grad_in);
   } else {
     const int64_t total = num_values * channels;
     if (total == 0) return cudaSuccess;
@@ -94,11 +93,11 @@ cudaError_t launch_segment_reduce_backward(const T* grad_out, int64_t channels, 
   return cudaGetLastError();
 }
 
-#define PF_INSTANTIATE(T)                                                                                       \
-  template cudaError_t launch_segment_reduce<T>(const T*, int64_t, const int64_t*, const int64_t*, int64_t, int, \
-                                                T*, int64_t*, cudaStream_t);                                    \
-  template cudaError_t launch_segment_reduce_backward<T>(const T*, int64_t, int64_t, const int64_t*,            \
-                                                         const int64_t*, int64_t, int, T*, cudaStream_t);
+#define PF_INSTANTIATE(T)                                                                                            \
+  template cudaError_t launch_segment_reduce<T>(const T*, int64_t, const int64_t*, const int64_t*, int64_t, int, T*, \
+                                                int64_t*, cudaStream_t);                                             \
+  template cudaError_t launch_segment_reduce_backward<T>(const T*, int64_t, int64_t, const int64_t*, const int64_t*, \
+                                                         int64_t, int, T*, cudaStream_t);
 PF_INSTANTIATE(float)
 PF_INSTANTIATE(double)
 PF_INSTANTIATE(__half)

@@ -17,7 +17,7 @@ cudaError_t launch_segment_reduce(const T* values, int64_t channels, const int64
 // reads arg (S, C).
 template <typename T>
 cudaError_t launch_segment_reduce_backward(const T* grad_out, int64_t channels, int64_t num_segments,
-                                           const int64_t* segment, const int64_t* aux, int64_t num_values,
-                                           int reduce, T* grad_in, cudaStream_t stream);
+                                           const int64_t* segment, const int64_t* aux, int64_t num_values, int reduce,
+                                           T* grad_in, cudaStream_t stream);
 
 }  // namespace pointformer

@@ -10,9 +10,9 @@
 namespace pointformer {
 
 inline void check_voxelize_args(const at::Tensor& points, const c10::optional<at::Tensor>& batch_index,
-                                int64_t batch_size, at::ArrayRef<double> voxel_size,
-                                at::ArrayRef<double> range_min, at::ArrayRef<double> range_max,
-                                at::IntArrayRef grid_shape, int64_t max_points_per_voxel, int64_t max_voxels) {
+                                int64_t batch_size, at::ArrayRef<double> voxel_size, at::ArrayRef<double> range_min,
+                                at::ArrayRef<double> range_max, at::IntArrayRef grid_shape,
+                                int64_t max_points_per_voxel, int64_t max_voxels) {
   PF_CHECK_ROWS(points, 3, "points");
   TORCH_CHECK(points.scalar_type() == at::kFloat || points.scalar_type() == at::kDouble,
               "points must be float32 or float64, got ", points.scalar_type());

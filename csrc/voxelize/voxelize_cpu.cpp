@@ -28,10 +28,12 @@ void point_keys(const at::Tensor& points, const int64_t* batch, const GridSpec<T
   });
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> voxelize_cpu(
-    const at::Tensor& points_in, const c10::optional<at::Tensor>& batch_index, int64_t batch_size,
-    at::ArrayRef<double> voxel_size, at::ArrayRef<double> range_min, at::ArrayRef<double> range_max,
-    at::IntArrayRef grid_shape, int64_t max_points_per_voxel, int64_t max_voxels) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor> voxelize_cpu(const at::Tensor& points_in,
+                                                            const c10::optional<at::Tensor>& batch_index,
+                                                            int64_t batch_size, at::ArrayRef<double> voxel_size,
+                                                            at::ArrayRef<double> range_min,
+                                                            at::ArrayRef<double> range_max, at::IntArrayRef grid_shape,
+                                                            int64_t max_points_per_voxel, int64_t max_voxels) {
   check_voxelize_args(points_in, batch_index, batch_size, voxel_size, range_min, range_max, grid_shape,
                       max_points_per_voxel, max_voxels);
   const at::Tensor points = points_in.contiguous();
@@ -41,8 +43,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> voxelize_cpu(
   std::vector<int64_t> keys(n);
   AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "voxelize_cpu", [&] {
     const auto grid = make_grid_spec<scalar_t>(voxel_size, range_min, range_max, grid_shape);
-    point_keys<scalar_t>(points, batch.defined() ? batch.data_ptr<int64_t>() : nullptr, grid, batch_size,
-                         keys.data());
+    point_keys<scalar_t>(points, batch.defined() ? batch.data_ptr<int64_t>() : nullptr, grid, batch_size, keys.data());
   });
   const int64_t sample_cells = grid_shape[0] * grid_shape[1] * grid_shape[2];
 

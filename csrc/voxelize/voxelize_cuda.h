@@ -21,14 +21,14 @@ cudaError_t launch_mark_voxel_heads(const int64_t* sorted_keys, int64_t n, int64
                                     cudaStream_t stream);
 
 // run_start[v] = first sorted position of voxel v, from the inclusive scan of is_head.
-cudaError_t launch_voxel_run_starts(const int64_t* is_head, const int64_t* voxel_scan, int64_t n,
-                                    int64_t* run_start, cudaStream_t stream);
+cudaError_t launch_voxel_run_starts(const int64_t* is_head, const int64_t* voxel_scan, int64_t n, int64_t* run_start,
+                                    cudaStream_t stream);
 
 // Writes coords / num_points of kept voxels (new_id >= 0) and point_to_voxel for the first
 // max_points (-1: all) points of each kept voxel. run_start has num_voxels + 1 entries.
 cudaError_t launch_write_voxels(const int64_t* sorted_keys, const int64_t* sorted_points, const int64_t* voxel_scan,
-                                const int64_t* run_start, const int64_t* new_id, int64_t num_valid,
-                                int64_t max_points, const int64_t shape_xyz[3], int32_t* coords,
-                                int32_t* num_points, int64_t* point_to_voxel, cudaStream_t stream);
+                                const int64_t* run_start, const int64_t* new_id, int64_t num_valid, int64_t max_points,
+                                const int64_t shape_xyz[3], int32_t* coords, int32_t* num_points,
+                                int64_t* point_to_voxel, cudaStream_t stream);
 
 }  // namespace pointformer

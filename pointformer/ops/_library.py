@@ -8,7 +8,7 @@ reference is a lookup on import-time constants (cheap, and constant under torch.
 from __future__ import annotations
 
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

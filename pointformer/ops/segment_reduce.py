@@ -33,7 +33,9 @@ def segment_reduce(values: torch.Tensor, segment: torch.Tensor, num_segments: in
     if reduce not in REDUCTIONS:
         raise ValueError(f"segment_reduce: reduce must be one of {REDUCTIONS}, got {reduce!r}")
     if values.dim() < 1 or not values.is_floating_point():
-        raise ValueError(f"segment_reduce: values must be a floating tensor (N, *), got {values.dtype} {tuple(values.shape)}")
+        raise ValueError(
+            f"segment_reduce: values must be a floating tensor (N, *), got {values.dtype} {tuple(values.shape)}"
+        )
     if segment.shape != values.shape[:1] or segment.dtype.is_floating_point:
         raise ValueError(
             f"segment_reduce: segment must be an integer tensor of shape ({values.shape[0]},), got "

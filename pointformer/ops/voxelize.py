@@ -18,8 +18,8 @@ Conventions:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 
@@ -118,9 +118,7 @@ def _check_grid_fits(grid: VoxelGrid, batch_size: int) -> None:
             f"or a smaller point_cloud_range"
         )
     if batch_size * grid.num_cells >= 2**62:
-        raise ValueError(
-            f"voxelize: batch_size {batch_size} x grid {grid.shape} cells overflows int64 voxel keys"
-        )
+        raise ValueError(f"voxelize: batch_size {batch_size} x grid {grid.shape} cells overflows int64 voxel keys")
 
 
 def voxel_keys_reference(

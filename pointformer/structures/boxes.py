@@ -54,17 +54,17 @@ class Boxes3D:
             raise ValueError(f"Boxes3D.tensor must be floating, got {t.dtype}")
 
     @classmethod
-    def empty(cls, with_velocity: bool = False, dtype=torch.float32, device=None) -> "Boxes3D":
+    def empty(cls, with_velocity: bool = False, dtype=torch.float32, device=None) -> Boxes3D:
         return cls(torch.zeros(0, 9 if with_velocity else 7, dtype=dtype, device=device))
 
     @classmethod
-    def cat(cls, boxes: list["Boxes3D"]) -> "Boxes3D":
+    def cat(cls, boxes: list[Boxes3D]) -> Boxes3D:
         return cls(torch.cat([b.tensor for b in boxes], dim=0))
 
     def __len__(self) -> int:
         return self.tensor.shape[0]
 
-    def __getitem__(self, index) -> "Boxes3D":
+    def __getitem__(self, index) -> Boxes3D:
         t = self.tensor[index]
         return Boxes3D(t.unsqueeze(0) if t.dim() == 1 else t)
 
@@ -105,13 +105,13 @@ class Boxes3D:
         """``(N, 4, 2)`` bird's-eye-view corners, counter-clockwise."""
         return self.corners()[:, :4, :2]
 
-    def normalize_heading(self) -> "Boxes3D":
+    def normalize_heading(self) -> Boxes3D:
         """Same boxes with heading wrapped into ``[-pi, pi)``."""
         t = self.tensor.clone()
         t[:, 6] = wrap_angle(t[:, 6])
         return Boxes3D(t)
 
-    def rotate(self, angle: float | torch.Tensor) -> "Boxes3D":
+    def rotate(self, angle: float | torch.Tensor) -> Boxes3D:
         """Boxes seen in a frame rotated about +z by ``-angle``: centres, velocities and headings
         turn counter-clockwise by ``angle`` radians about the origin (heading wrapped)."""
         angle_t = torch.as_tensor(angle, dtype=self.tensor.dtype, device=self.tensor.device)
@@ -123,23 +123,23 @@ class Boxes3D:
             t[:, 7:9] = self.velocity @ rot[:2, :2].T
         return Boxes3D(t)
 
-    def translate(self, offset) -> "Boxes3D":
+    def translate(self, offset) -> Boxes3D:
         """Boxes moved by ``offset`` ``(3,)`` metres."""
         t = self.tensor.clone()
         t[:, 0:3] += torch.as_tensor(offset, dtype=t.dtype, device=t.device)
         return Boxes3D(t)
 
-    def to(self, device: torch.device | str) -> "Boxes3D":
+    def to(self, device: torch.device | str) -> Boxes3D:
         """A copy on ``device`` (never in place)."""
         return Boxes3D(self.tensor.to(device))
 
-    def iou_bev(self, other: "Boxes3D") -> torch.Tensor:
+    def iou_bev(self, other: Boxes3D) -> torch.Tensor:
         """``(N, M)`` exact rotated bird's-eye-view IoU with ``other``."""
         from pointformer.ops import boxes_iou_bev
 
         return boxes_iou_bev(self, other)
 
-    def iou_3d(self, other: "Boxes3D") -> torch.Tensor:
+    def iou_3d(self, other: Boxes3D) -> torch.Tensor:
         """``(N, M)`` exact rotated 3D IoU with ``other``."""
         from pointformer.ops import boxes_iou_3d
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 # A voxel size must divide the range to within this fraction of a cell (float noise, not slack).
 _DIVISION_TOLERANCE = 1e-4
@@ -31,7 +31,9 @@ class VoxelGrid:
         rng = tuple(float(v) for v in self.point_cloud_range)
         size = tuple(float(v) for v in self.voxel_size)
         if len(rng) != 6:
-            raise ValueError(f"point_cloud_range must have 6 numbers (x_min, y_min, z_min, x_max, y_max, z_max), got {len(rng)}")
+            raise ValueError(
+                f"point_cloud_range must have 6 numbers (x_min, y_min, z_min, x_max, y_max, z_max), got {len(rng)}"
+            )
         if len(size) != 3:
             raise ValueError(f"voxel_size must have 3 numbers (sx, sy, sz), got {len(size)}")
         object.__setattr__(self, "point_cloud_range", rng)
@@ -52,7 +54,7 @@ class VoxelGrid:
                 )
 
     @classmethod
-    def from_config(cls, point_cloud_range: Sequence[float], voxel_size: Sequence[float]) -> "VoxelGrid":
+    def from_config(cls, point_cloud_range: Sequence[float], voxel_size: Sequence[float]) -> VoxelGrid:
         return cls(tuple(point_cloud_range), tuple(voxel_size))  # type: ignore[arg-type]
 
     @property

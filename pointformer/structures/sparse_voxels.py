@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Hashable, TypeVar
+from typing import Any, TypeVar
 
 import torch
 
@@ -67,7 +68,7 @@ class SparseVoxels:
     def device(self) -> torch.device:
         return self.features.device
 
-    def replace_features(self, features: torch.Tensor) -> "SparseVoxels":
+    def replace_features(self, features: torch.Tensor) -> SparseVoxels:
         """Same voxels with new ``(N, C')`` features; coordinates and cache are shared."""
         return SparseVoxels(features, self.coords, self.spatial_shape, self.batch_size, self.stride, self._cache)
 
@@ -89,7 +90,7 @@ class SparseVoxels:
         counts = self.batch_counts()
         return torch.cat([counts.new_zeros(1), counts.cumsum(0)])
 
-    def to(self, device: torch.device | str) -> "SparseVoxels":
+    def to(self, device: torch.device | str) -> SparseVoxels:
         """A copy on ``device`` (never in place); the cache is not carried over."""
         return SparseVoxels(
             self.features.to(device), self.coords.to(device), self.spatial_shape, self.batch_size, self.stride

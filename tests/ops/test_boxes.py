@@ -53,7 +53,10 @@ def test_iou_against_rasterization(generator):
     xs = torch.arange(-9, 9, step, dtype=torch.float64) + step / 2
     grid = torch.stack(torch.meshgrid(xs, xs, indexing="xy"), dim=-1).reshape(-1, 2)
     pts = torch.cat([grid, torch.zeros(grid.shape[0], 1, dtype=torch.float64)], dim=1)
-    flat = lambda t: torch.cat([t[:, :2], torch.zeros_like(t[:, :1]), t[:, 3:5], torch.full_like(t[:, :1], 10), t[:, 6:7]], 1)
+
+    def flat(t):  # the same rectangles, all at z = 0 and 10 m tall, so that only x, y matter
+        return torch.cat([t[:, :2], torch.zeros_like(t[:, :1]), t[:, 3:5], torch.full_like(t[:, :1], 10), t[:, 6:7]], 1)
+
     in_a = points_in_boxes_reference(pts, flat(a)).double()
     in_b = points_in_boxes_reference(pts, flat(b)).double()
     inter = (in_a.T @ in_b) * step**2
@@ -162,7 +165,14 @@ def test_points_in_boxes_known(device):
         [0.0, 0.0, 1.01],  # above box 0
     ], dtype=torch.float64, device=device)  # fmt: skip
     mask = points_in_boxes(points, boxes).cpu()
-    assert mask.tolist() == [[True, False], [True, False], [False, False], [False, True], [False, False], [False, False]]
+    assert mask.tolist() == [
+        [True, False],
+        [True, False],
+        [False, False],
+        [False, True],
+        [False, False],
+        [False, False],
+    ]
 
 
 def test_points_in_boxes_matches_reference(device, generator):

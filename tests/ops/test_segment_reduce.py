@@ -78,9 +78,13 @@ def test_gradcheck(device, generator, reduce):
 
 def test_edge_cases(device):
     for reduce in REDUCTIONS:
-        empty = segment_reduce(torch.zeros(0, 4, device=device), torch.zeros(0, dtype=torch.long, device=device), 3, reduce)
+        empty = segment_reduce(
+            torch.zeros(0, 4, device=device), torch.zeros(0, dtype=torch.long, device=device), 3, reduce
+        )
         assert empty.shape == (3, 4) and empty.abs().sum() == 0
-        none = segment_reduce(torch.ones(5, 4, device=device), torch.zeros(5, dtype=torch.long, device=device), 0, reduce)
+        none = segment_reduce(
+            torch.ones(5, 4, device=device), torch.zeros(5, dtype=torch.long, device=device), 0, reduce
+        )
         assert none.shape == (0, 4)
         ignored = segment_reduce(torch.ones(5, 2, device=device), torch.full((5,), -1, device=device), 2, reduce)
         assert ignored.abs().sum() == 0

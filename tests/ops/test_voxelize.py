@@ -25,7 +25,10 @@ def random_points(n: int, extent: float, generator: torch.Generator, dtype=torch
 
 def assert_same(result, expected) -> None:
     for got, want, name in zip(
-        (result.point_to_voxel, result.coords, result.num_points), expected, ("point_to_voxel", "coords", "num_points")
+        (result.point_to_voxel, result.coords, result.num_points),
+        expected,
+        ("point_to_voxel", "coords", "num_points"),
+        strict=True,
     ):
         assert got.dtype == want.dtype, name
         torch.testing.assert_close(got.cpu(), want.cpu(), rtol=0, atol=0, msg=name)
@@ -36,9 +39,7 @@ def run_both(points, device, batch_index=None, batch_size=None, max_points=-1, m
         points.to(device), batch_index=None if batch_index is None else batch_index.to(device),
         batch_size=batch_size, max_points_per_voxel=max_points, max_voxels=max_voxels, **grid,
     )  # fmt: skip
-    expected = voxelize_reference(
-        points, result.grid, batch_index, result.batch_size, max_points, max_voxels
-    )
+    expected = voxelize_reference(points, result.grid, batch_index, result.batch_size, max_points, max_voxels)
     return result, expected
 
 
@@ -78,7 +79,9 @@ def test_outputs_are_consistent(device, generator):
     assert torch.all(key[1:] > key[:-1])
     # Every kept point lies in its voxel; the counts add up.
     kept = p2v >= 0
-    cell = torch.floor((points[kept, :3] - torch.tensor(VOXELS["point_cloud_range"][:3])) / torch.tensor(VOXELS["voxel_size"]))
+    cell = torch.floor(
+        (points[kept, :3] - torch.tensor(VOXELS["point_cloud_range"][:3])) / torch.tensor(VOXELS["voxel_size"])
+    )
     assert torch.equal(coords[p2v[kept]][:, [3, 2, 1]], cell.long())
     assert torch.equal(coords[p2v[kept], 0], batch[kept])
     assert torch.equal(torch.bincount(p2v[kept], minlength=v.num_voxels), counts.long())

@@ -13,7 +13,16 @@ def test_corners_of_an_axis_aligned_box():
     corners = boxes.corners()[0]
     assert corners.shape == (8, 3)
     # Bottom face first, counter-clockwise from rear-right; then the top face.
-    expected = [[-1, 1, 2.5], [3, 1, 2.5], [3, 3, 2.5], [-1, 3, 2.5], [-1, 1, 3.5], [3, 1, 3.5], [3, 3, 3.5], [-1, 3, 3.5]]
+    expected = [
+        [-1, 1, 2.5],
+        [3, 1, 2.5],
+        [3, 3, 2.5],
+        [-1, 3, 2.5],
+        [-1, 1, 3.5],
+        [3, 1, 3.5],
+        [3, 3, 3.5],
+        [-1, 3, 3.5],
+    ]
     torch.testing.assert_close(corners, torch.tensor(expected))
     torch.testing.assert_close(boxes.bev_corners()[0], torch.tensor(expected)[:4, :2])
 
@@ -21,7 +30,9 @@ def test_corners_of_an_axis_aligned_box():
 def test_corners_follow_heading():
     # Heading pi/2: the box's front (+x) points along the frame's +y.
     corners = Boxes3D(torch.tensor([[0.0, 0.0, 0.0, 4.0, 2.0, 2.0, math.pi / 2]])).bev_corners()[0]
-    torch.testing.assert_close(corners, torch.tensor([[1.0, -2.0], [1.0, 2.0], [-1.0, 2.0], [-1.0, -2.0]]), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        corners, torch.tensor([[1.0, -2.0], [1.0, 2.0], [-1.0, 2.0], [-1.0, -2.0]]), atol=1e-6, rtol=0
+    )
 
 
 def test_wrap_angle_is_half_open():
@@ -50,7 +61,9 @@ def test_rotate_moves_corners_and_velocity_rigidly():
     rot = rotation_z(torch.tensor(angle, dtype=torch.float64))
     torch.testing.assert_close(rotated.corners(), boxes.corners() @ rot.T)
     torch.testing.assert_close(rotated.velocity, boxes.velocity @ rot[:2, :2].T)
-    torch.testing.assert_close(rotated.translate([1.0, 2.0, 3.0]).center, rotated.center + torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64))
+    torch.testing.assert_close(
+        rotated.translate([1.0, 2.0, 3.0]).center, rotated.center + torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
+    )
 
 
 def test_validation_and_container_behaviour():

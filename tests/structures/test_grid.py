@@ -17,7 +17,11 @@ def test_waymo_pillar_and_voxel_grids():
 @pytest.mark.parametrize(
     "rng,size,message",
     [
-        ((-74.88, -74.88, -2, 74.88, 74.88, 4), (0.1, 0.1, 0.15), r"voxel_size\[0\] = 0.1 does not divide the x extent"),
+        (
+            (-74.88, -74.88, -2, 74.88, 74.88, 4),
+            (0.1, 0.1, 0.15),
+            r"voxel_size\[0\] = 0.1 does not divide the x extent",
+        ),
         ((0, 0, 0, 10, 10, 10), (1, 1, 0), r"voxel_size\[2\] \(z\) must be > 0"),
         ((0, 5, 0, 10, 5, 10), (1, 1, 1), "y_max .* must be greater than y_min"),
         ((0, 0, 0, 10, 10), (1, 1, 1), "point_cloud_range must have 6 numbers"),
