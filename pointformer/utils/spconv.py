@@ -22,6 +22,8 @@ from typing import Any
 
 import torch
 
+from pointformer.structures.sparse_voxels import SparseVoxels
+
 _INSTALL_HINT = (
     "pip install spconv==2.3.8 (CPU), or the spconv-cuXXX flavour matching your CUDA (e.g. spconv-cu120) for GPUs"
 )
@@ -36,7 +38,8 @@ def import_spconv() -> ModuleType:
     try:
         import spconv.pytorch as spconv
     except ImportError as exc:
-        raise ImportError(f"pointformer needs the `spconv` package for sparse convolutions ({exc}): {_INSTALL_HINT}") from exc
+        message = f"pointformer needs the `spconv` package for sparse convolutions ({exc}): {_INSTALL_HINT}"
+        raise ImportError(message) from exc
     with _lock:
         if not _patched:
             _patch_current_stream()
@@ -60,6 +63,25 @@ def single_thread_on_cpu(active: bool) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+def to_spconv(voxels: SparseVoxels) -> Any:
+    """A ``spconv.SparseConvTensor`` over the same voxels (features and coords shared when possible).
+
+    spconv reads indices through a raw pointer and ignores strides, so non-contiguous coords (the
+    output of ``nonzero()``, for one) would silently give wrong neighbours: they are made contiguous.
+    """
+    spconv = import_spconv()
+    return spconv.SparseConvTensor(
+        voxels.features, voxels.coords.contiguous(), list(voxels.spatial_shape), voxels.batch_size
+    )
+
+
+def from_spconv(tensor: Any, stride: tuple[int, int, int] = (1, 1, 1)) -> SparseVoxels:
+    """The ``SparseVoxels`` of a ``spconv.SparseConvTensor``; ``stride`` is relative to the input grid."""
+    return SparseVoxels(
+        tensor.features, tensor.indices.int(), tuple(tensor.spatial_shape), int(tensor.batch_size), stride
+    )
 
 
 def _patch_current_stream() -> None:

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 import pointformer.utils.spconv as spconv_utils
+from pointformer.structures import SparseVoxels
 from pointformer.utils.spconv import import_spconv, single_thread_on_cpu
 
 try:
@@ -149,7 +150,7 @@ def test_repeated_runs_are_identical_and_restore_threads(kind):
     threads = torch.get_num_threads()
     assert threads > 1
     _, first, _, first_grads = run_spconv(kind, seed=0)
-    for _ in range(10):
+    for _ in range(30):
         _, out, _, grads = run_spconv(kind, seed=0)
         assert torch.equal(out.indices, first.indices)
         assert torch.equal(out.features, first.features)
@@ -182,3 +183,17 @@ def test_import_is_idempotent(monkeypatch):
     assert spconv.ops.get_current_stream is stream
     if not torch.cuda.is_available():
         assert stream() == 0
+
+
+def test_sparse_voxels_round_trip_makes_indices_contiguous():
+    indices, features = random_input(0)
+    # Same coordinates laid out column-major, as nonzero() returns them.
+    column_major = indices.T.contiguous().T
+    assert not column_major.is_contiguous()
+    voxels = SparseVoxels(features, column_major, SHAPE, BATCH)
+    conv = make_conv("subm", 0)
+    got = spconv_utils.from_spconv(conv(spconv_utils.to_spconv(voxels)))
+    want = conv(spconv.SparseConvTensor(features, indices, list(SHAPE), BATCH)).features
+    assert isinstance(got, SparseVoxels) and got.spatial_shape == SHAPE and got.batch_size == BATCH
+    torch.testing.assert_close(got.features, want, **TOL)
+    assert torch.equal(got.coords, indices)
