@@ -19,11 +19,11 @@ TORCH_LIBRARY(pointformer, m) {
       "voxelize(Tensor points, Tensor? batch_index, int batch_size, float[] voxel_size, "
       "float[] range_min, float[] range_max, int[] grid_shape, int max_points_per_voxel, "
       "int max_voxels) -> (Tensor, Tensor, Tensor)");
-  // reduce/: values (N, C), segment (N,) int64 -> (out (S, C), aux); aux is the arg-max (S, C)
-  // int64 for "max" and the segment sizes (S,) int64 otherwise.
+  // reduce/: values (N, C), segment (N,) int64 -> (out (S, C), counts (S,) int64). The backward
+  // reads values and out only for "max" (to find each output's first arg-max row).
   m.def("segment_reduce(Tensor values, Tensor segment, int num_segments, str reduce) -> (Tensor, Tensor)");
   m.def(
-      "segment_reduce_backward(Tensor grad_out, Tensor segment, Tensor aux, int num_values, "
+      "segment_reduce_backward(Tensor grad_out, Tensor segment, Tensor counts, Tensor values, Tensor out, "
       "str reduce) -> Tensor");
   // boxes/: (N, >=7) boxes [x, y, z, dx, dy, dz, heading]
   m.def("boxes_iou(Tensor boxes_a, Tensor boxes_b, bool is_3d) -> Tensor");

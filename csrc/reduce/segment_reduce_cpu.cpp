@@ -1,13 +1,14 @@
-// CPU segment reductions. Rows are first grouped by segment with a stable counting sort (CSR),
-// then each segment is reduced over contiguous channel rows in parallel: no atomics, no index
-// expansion to (N, C) as scatter_reduce needs, and a deterministic arg-max (the first row in input
-// order among equal maxima).
+// CPU segment reductions, "owner computes": each thread owns a contiguous range of segments,
+// streams over all rows in input order and reduces the rows of its own segments. Reads of values
+// are sequential, the accumulators of a thread stay in its cache, there are no atomics, and the
+// result is deterministic (each output reduces its rows in input order).
 #include <ATen/ATen.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <algorithm>
+#include <limits>
 #include <vector>
 
 #include "segment_reduce_args.h"
@@ -15,65 +16,91 @@
 namespace pointformer {
 namespace {
 
-struct SegmentCsr {
-  std::vector<int64_t> offsets;  // (S + 1,)
-  std::vector<int64_t> rows;     // row indices grouped by segment, input order inside a segment
-};
-
-SegmentCsr build_csr(const int64_t* segment, int64_t n, int64_t num_segments) {
-  SegmentCsr csr;
-  csr.offsets.assign(num_segments + 1, 0);
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t s = segment[i];
-    if (s >= 0 && s < num_segments) ++csr.offsets[s + 1];
-  }
-  for (int64_t s = 0; s < num_segments; ++s) csr.offsets[s + 1] += csr.offsets[s];
-  csr.rows.resize(csr.offsets[num_segments]);
-  std::vector<int64_t> fill(csr.offsets.begin(), csr.offsets.end() - 1);
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t s = segment[i];
-    if (s >= 0 && s < num_segments) csr.rows[fill[s]++] = i;
-  }
-  return csr;
+// Splits [0, num_segments) into one range per thread.
+template <typename F>
+void for_each_segment_range(int64_t num_segments, const F& f) {
+  const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
+  const int64_t grain = std::max<int64_t>(1, (num_segments + threads - 1) / threads);
+  at::parallel_for(0, num_segments, grain, f);
 }
 
-template <typename scalar_t>
-void reduce_segments(const SegmentCsr& csr, const scalar_t* x, int64_t channels, Reduce reduce, scalar_t* out,
-                     int64_t* arg) {
-  using acc_t = at::opmath_type<scalar_t>;
-  const int64_t num_segments = static_cast<int64_t>(csr.offsets.size()) - 1;
-  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(channels, 1));
-  at::parallel_for(0, num_segments, grain, [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> acc(channels);
-    for (int64_t s = begin; s < end; ++s) {
-      const int64_t r0 = csr.offsets[s], r1 = csr.offsets[s + 1];
-      scalar_t* o = out + s * channels;
+// Row updates. The float versions are cloned for AVX2 and dispatched at load time (GCC function
+// multiversioning), so the extension stays portable while the hot loop gets 8-wide vectors.
+template <typename scalar_t, typename acc_t>
+inline void max_row(acc_t* __restrict a, const scalar_t* __restrict x, int64_t channels) {
+  for (int64_t c = 0; c < channels; ++c) {
+    const acc_t v = static_cast<acc_t>(x[c]);
+    a[c] = v > a[c] ? v : a[c];
+  }
+}
+
+template <typename scalar_t, typename acc_t>
+inline void add_row(acc_t* __restrict a, const scalar_t* __restrict x, int64_t channels) {
+  for (int64_t c = 0; c < channels; ++c) a[c] += static_cast<acc_t>(x[c]);
+}
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define PF_VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define PF_VECTOR_CLONES
+#endif
+
+template <>
+PF_VECTOR_CLONES void max_row<float, float>(float* __restrict a, const float* __restrict x, int64_t channels) {
+  for (int64_t c = 0; c < channels; ++c) a[c] = x[c] > a[c] ? x[c] : a[c];
+}
+
+template <>
+PF_VECTOR_CLONES void add_row<float, float>(float* __restrict a, const float* __restrict x, int64_t channels) {
+  for (int64_t c = 0; c < channels; ++c) a[c] += x[c];
+}
+
+template <typename scalar_t, typename acc_t>
+void reduce_into(const scalar_t* __restrict x, const int64_t* __restrict segment, int64_t n, int64_t channels,
+                 int64_t num_segments, Reduce reduce, acc_t* __restrict acc, int64_t* __restrict counts) {
+  for_each_segment_range(num_segments, [&](int64_t s0, int64_t s1) {
+    const acc_t init = reduce == Reduce::kMax ? -std::numeric_limits<acc_t>::infinity() : acc_t(0);
+    std::fill(acc + s0 * channels, acc + s1 * channels, init);
+    std::fill(counts + s0, counts + s1, 0);
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t s = segment[i];
+      if (s < s0 || s >= s1) continue;  // also skips ids outside [0, S)
+      ++counts[s];
       if (reduce == Reduce::kMax) {
-        int64_t* a = arg + s * channels;
-        if (r0 == r1) {
-          for (int64_t c = 0; c < channels; ++c) o[c] = scalar_t(0), a[c] = -1;
-          continue;
-        }
-        const int64_t first = csr.rows[r0];
-        for (int64_t c = 0; c < channels; ++c) o[c] = x[first * channels + c], a[c] = first;
-        for (int64_t r = r0 + 1; r < r1; ++r) {
-          const int64_t row = csr.rows[r];
-          const scalar_t* xr = x + row * channels;
-          for (int64_t c = 0; c < channels; ++c) {
-            if (xr[c] > o[c]) o[c] = xr[c], a[c] = row;
-          }
-        }
+        max_row<scalar_t, acc_t>(acc + s * channels, x + i * channels, channels);
       } else {
-        std::fill(acc.begin(), acc.end(), acc_t(0));
-        for (int64_t r = r0; r < r1; ++r) {
-          const scalar_t* xr = x + csr.rows[r] * channels;
-          for (int64_t c = 0; c < channels; ++c) acc[c] += static_cast<acc_t>(xr[c]);
-        }
-        const acc_t scale = (reduce == Reduce::kMean && r1 > r0) ? acc_t(1) / acc_t(r1 - r0) : acc_t(1);
-        for (int64_t c = 0; c < channels; ++c) o[c] = static_cast<scalar_t>(acc[c] * scale);
+        add_row<scalar_t, acc_t>(acc + s * channels, x + i * channels, channels);
+      }
+    }
+    for (int64_t s = s0; s < s1; ++s) {
+      acc_t* a = acc + s * channels;
+      if (counts[s] == 0) {
+        std::fill(a, a + channels, acc_t(0));
+      } else if (reduce == Reduce::kMean) {
+        const acc_t scale = acc_t(1) / static_cast<acc_t>(counts[s]);
+        for (int64_t c = 0; c < channels; ++c) a[c] *= scale;
       }
     }
   });
+}
+
+// float and double accumulate in the output itself; half and bfloat16 in a float buffer.
+template <typename scalar_t>
+void reduce_to_output(const at::Tensor& values, const at::Tensor& segment, int64_t num_segments, Reduce reduce,
+                      at::Tensor& out, at::Tensor& counts) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const scalar_t* x = values.data_ptr<scalar_t>();
+  const int64_t* seg = segment.data_ptr<int64_t>();
+  const int64_t n = values.size(0), channels = values.size(1);
+  if constexpr (std::is_same_v<acc_t, scalar_t>) {
+    reduce_into<scalar_t, acc_t>(x, seg, n, channels, num_segments, reduce, out.data_ptr<scalar_t>(),
+                                 counts.data_ptr<int64_t>());
+  } else {
+    at::Tensor acc = at::empty(out.sizes(), values.options().dtype(c10::CppTypeToScalarType<acc_t>::value));
+    reduce_into<scalar_t, acc_t>(x, seg, n, channels, num_segments, reduce, acc.data_ptr<acc_t>(),
+                                 counts.data_ptr<int64_t>());
+    out.copy_(acc);
+  }
 }
 
 std::tuple<at::Tensor, at::Tensor> segment_reduce_cpu(const at::Tensor& values_in, const at::Tensor& segment_in,
@@ -82,57 +109,59 @@ std::tuple<at::Tensor, at::Tensor> segment_reduce_cpu(const at::Tensor& values_i
   const Reduce reduce = parse_reduce(reduce_name);
   const at::Tensor values = values_in.contiguous();
   const at::Tensor segment = segment_in.contiguous();
-  const int64_t n = values.size(0), channels = values.size(1);
-  const SegmentCsr csr = build_csr(segment.data_ptr<int64_t>(), n, num_segments);
-
-  at::Tensor out = at::empty({num_segments, channels}, values.options());
-  at::Tensor aux;
-  if (reduce == Reduce::kMax) {
-    aux = at::empty({num_segments, channels}, values.options().dtype(at::kLong));
-  } else {
-    aux = at::empty({num_segments}, values.options().dtype(at::kLong));
-    int64_t* counts = aux.data_ptr<int64_t>();
-    for (int64_t s = 0; s < num_segments; ++s) counts[s] = csr.offsets[s + 1] - csr.offsets[s];
-  }
+  at::Tensor out = at::empty({num_segments, values.size(1)}, values.options());
+  at::Tensor counts = at::empty({num_segments}, values.options().dtype(at::kLong));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, values.scalar_type(), "segment_reduce_cpu", [&] {
-    reduce_segments<scalar_t>(csr, values.data_ptr<scalar_t>(), channels, reduce, out.data_ptr<scalar_t>(),
-                              reduce == Reduce::kMax ? aux.data_ptr<int64_t>() : nullptr);
+    reduce_to_output<scalar_t>(values, segment, num_segments, reduce, out, counts);
   });
-  return {out, aux};
+  return {out, counts};
 }
 
 at::Tensor segment_reduce_backward_cpu(const at::Tensor& grad_out_in, const at::Tensor& segment_in,
-                                       const at::Tensor& aux_in, int64_t num_values, c10::string_view reduce_name) {
+                                       const at::Tensor& counts_in, const at::Tensor& values_in,
+                                       const at::Tensor& out_in, c10::string_view reduce_name) {
   const Reduce reduce = parse_reduce(reduce_name);
   const at::Tensor grad_out = grad_out_in.contiguous();
   const at::Tensor segment = segment_in.contiguous();
-  const at::Tensor aux = aux_in.contiguous();
-  const int64_t num_segments = grad_out.size(0), channels = grad_out.size(1);
-  TORCH_CHECK(segment.size(0) == num_values, "segment must have num_values entries");
-  at::Tensor grad_in = at::zeros({num_values, channels}, grad_out.options());
+  const at::Tensor counts = counts_in.contiguous();
+  const int64_t num_segments = grad_out.size(0), channels = grad_out.size(1), n = segment.size(0);
+  at::Tensor grad_in = at::zeros({n, channels}, grad_out.options());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_out.scalar_type(), "segment_reduce_bwd_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const scalar_t* go = grad_out.data_ptr<scalar_t>();
+    const int64_t* seg = segment.data_ptr<int64_t>();
     scalar_t* gi = grad_in.data_ptr<scalar_t>();
-    const int64_t* aux_ptr = aux.data_ptr<int64_t>();
     if (reduce == Reduce::kMax) {
-      // Each arg-max row belongs to one segment, so segments write disjoint entries.
-      at::parallel_for(0, num_segments, 256, [&](int64_t begin, int64_t end) {
-        for (int64_t s = begin; s < end; ++s) {
+      // The gradient goes to the first row (in input order) equal to the output: owner computes
+      // again, with a flag per output entry of the thread's segments.
+      TORCH_CHECK(values_in.size(0) == n && out_in.sizes() == grad_out.sizes(),
+                  "segment_reduce_backward for max needs the forward's values and output");
+      const at::Tensor values = values_in.contiguous().to(grad_out.scalar_type());
+      const at::Tensor out = out_in.contiguous().to(grad_out.scalar_type());
+      const scalar_t* x = values.data_ptr<scalar_t>();
+      const scalar_t* o = out.data_ptr<scalar_t>();
+      for_each_segment_range(num_segments, [&](int64_t s0, int64_t s1) {
+        std::vector<uint8_t> done((s1 - s0) * channels, 0);
+        for (int64_t i = 0; i < n; ++i) {
+          const int64_t s = seg[i];
+          if (s < s0 || s >= s1) continue;
+          uint8_t* d = done.data() + (s - s0) * channels;
           for (int64_t c = 0; c < channels; ++c) {
-            const int64_t row = aux_ptr[s * channels + c];
-            if (row >= 0) gi[row * channels + c] = go[s * channels + c];
+            if (!d[c] && x[i * channels + c] == o[s * channels + c]) {
+              gi[i * channels + c] = go[s * channels + c];
+              d[c] = 1;
+            }
           }
         }
       });
       return;
     }
-    const int64_t* seg = segment.data_ptr<int64_t>();
-    at::parallel_for(0, num_values, 1024, [&](int64_t begin, int64_t end) {
+    const int64_t* cnt = counts.data_ptr<int64_t>();
+    at::parallel_for(0, n, 2048, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
         const int64_t s = seg[i];
         if (s < 0 || s >= num_segments) continue;
-        const acc_t scale = reduce == Reduce::kMean ? acc_t(1) / acc_t(aux_ptr[s]) : acc_t(1);
+        const acc_t scale = reduce == Reduce::kMean ? acc_t(1) / static_cast<acc_t>(cnt[s]) : acc_t(1);
         for (int64_t c = 0; c < channels; ++c)
           gi[i * channels + c] = static_cast<scalar_t>(static_cast<acc_t>(go[s * channels + c]) * scale);
       }

@@ -9,7 +9,7 @@ namespace {
 
 template <typename T>
 __global__ void segment_reduce_kernel(const T* values, int64_t channels, const int64_t* rows, const int64_t* offsets,
-                                      int64_t num_segments, int reduce, T* out, int64_t* arg) {
+                                      int64_t num_segments, int reduce, T* out) {
   using acc_t = typename AccType<T>::type;
   PF_GRID_STRIDE(idx, num_segments * channels) {
     const int64_t s = idx / channels, c = idx % channels;
@@ -17,18 +17,14 @@ __global__ void segment_reduce_kernel(const T* values, int64_t channels, const i
     if (reduce == 2) {
       if (r0 == r1) {
         out[idx] = from_acc<T>(acc_t(0));
-        arg[idx] = -1;
         continue;
       }
-      int64_t best_row = rows[r0];
-      acc_t best = to_acc(values[best_row * channels + c]);
+      acc_t best = to_acc(values[rows[r0] * channels + c]);
       for (int64_t r = r0 + 1; r < r1; ++r) {
-        const int64_t row = rows[r];
-        const acc_t v = to_acc(values[row * channels + c]);
-        if (v > best) best = v, best_row = row;
+        const acc_t v = to_acc(values[rows[r] * channels + c]);
+        best = v > best ? v : best;
       }
       out[idx] = from_acc<T>(best);
-      arg[idx] = best_row;
     } else {
       acc_t sum = acc_t(0);
       for (int64_t r = r0; r < r1; ++r) sum += to_acc(values[rows[r] * channels + c]);
@@ -53,13 +49,21 @@ __global__ void segment_sum_mean_backward_kernel(const T* grad_out, int64_t chan
   }
 }
 
+// Rows of a segment are in input order in the CSR, so the first match is the first arg-max.
 template <typename T>
 __global__ void segment_max_backward_kernel(const T* grad_out, int64_t channels, int64_t num_segments,
-                                            const int64_t* arg, T* grad_in) {
+                                            const int64_t* rows, const int64_t* offsets, const T* values, const T* out,
+                                            T* grad_in) {
   PF_GRID_STRIDE(idx, num_segments * channels) {
-    const int64_t row = arg[idx];
-    // Distinct segments own distinct rows, so no two threads write the same entry.
-    if (row >= 0) grad_in[row * channels + idx % channels] = grad_out[idx];
+    const int64_t s = idx / channels, c = idx % channels;
+    const T best = out[idx];
+    for (int64_t r = offsets[s]; r < offsets[s + 1]; ++r) {
+      const int64_t row = rows[r];
+      if (to_acc(values[row * channels + c]) == to_acc(best)) {
+        grad_in[row * channels + c] = grad_out[idx];
+        break;
+      }
+    }
   }
 }
 
@@ -67,37 +71,39 @@ __global__ void segment_max_backward_kernel(const T* grad_out, int64_t channels,
 
 template <typename T>
 cudaError_t launch_segment_reduce(const T* values, int64_t channels, const int64_t* rows, const int64_t* offsets,
-                                  int64_t num_segments, int reduce, T* out, int64_t* arg, cudaStream_t stream) {
+                                  int64_t num_segments, int reduce, T* out, cudaStream_t stream) {
   const int64_t total = num_segments * channels;
   if (total == 0) return cudaSuccess;
   segment_reduce_kernel<T>
-      <<<grid_for(total), kThreads, 0, stream>>>(values, channels, rows, offsets, num_segments, reduce, out, arg);
+      <<<grid_for(total), kThreads, 0, stream>>>(values, channels, rows, offsets, num_segments, reduce, out);
   return cudaGetLastError();
 }
 
 template <typename T>
 cudaError_t launch_segment_reduce_backward(const T* grad_out, int64_t channels, int64_t num_segments,
-                                           const int64_t* segment, const int64_t* aux, int64_t num_values, int reduce,
-                                           T* grad_in, cudaStream_t stream) {
+                                           const int64_t* segment, const int64_t* counts, int64_t num_values,
+                                           int reduce, const int64_t* rows, const int64_t* offsets, const T* values,
+                                           const T* out, T* grad_in, cudaStream_t stream) {
   if (reduce == 2) {
     const int64_t total = num_segments * channels;
     if (total == 0) return cudaSuccess;
-    segment_max_backward_kernel<T>
-        <<<grid_for(total), kThreads, 0, stream>>>(grad_out, channels, num_segments, aux, grad_in);
+    segment_max_backward_kernel<T><<<grid_for(total), kThreads, 0, stream>>>(grad_out, channels, num_segments, rows,
+                                                                             offsets, values, out, grad_in);
   } else {
     const int64_t total = num_values * channels;
     if (total == 0) return cudaSuccess;
     segment_sum_mean_backward_kernel<T><<<grid_for(total), kThreads, 0, stream>>>(
-        grad_out, channels, num_segments, segment, aux, num_values, reduce == 1, grad_in);
+        grad_out, channels, num_segments, segment, counts, num_values, reduce == 1, grad_in);
   }
   return cudaGetLastError();
 }
 
 #define PF_INSTANTIATE(T)                                                                                            \
   template cudaError_t launch_segment_reduce<T>(const T*, int64_t, const int64_t*, const int64_t*, int64_t, int, T*, \
-                                                int64_t*, cudaStream_t);                                             \
+                                                cudaStream_t);                                                       \
   template cudaError_t launch_segment_reduce_backward<T>(const T*, int64_t, int64_t, const int64_t*, const int64_t*, \
-                                                         int64_t, int, T*, cudaStream_t);
+                                                         int64_t, int, const int64_t*, const int64_t*, const T*,     \
+                                                         const T*, T*, cudaStream_t);
 PF_INSTANTIATE(float)
 PF_INSTANTIATE(double)
 PF_INSTANTIATE(__half)

@@ -83,17 +83,21 @@ def segment_reduce_reference(
 
 def _setup_context(ctx, inputs, output) -> None:
     values, segment, _, reduce = inputs
-    _, aux = output
-    ctx.save_for_backward(segment, aux)
+    out, counts = output
+    # Max finds each output's first arg-max row in backward from values and out; sum and mean
+    # need neither, so they do not keep values alive.
+    if reduce == "max":
+        ctx.save_for_backward(segment, counts, values, out)
+    else:
+        ctx.save_for_backward(segment, counts)
     ctx.reduce = reduce
-    ctx.num_values = values.shape[0]
 
 
-def _backward(ctx, grad_out, _grad_aux):
-    segment, aux = ctx.saved_tensors
-    grad = torch.ops.pointformer.segment_reduce_backward(
-        grad_out.contiguous(), segment, aux, ctx.num_values, ctx.reduce
-    )
+def _backward(ctx, grad_out, _grad_counts):
+    segment, counts, *max_inputs = ctx.saved_tensors
+    if not max_inputs:
+        max_inputs = [grad_out.new_empty(0), grad_out.new_empty(0)]
+    grad = torch.ops.pointformer.segment_reduce_backward(grad_out.contiguous(), segment, counts, *max_inputs, ctx.reduce)
     return grad, None, None, None
 
 
@@ -103,11 +107,9 @@ if _library.NATIVE:
 
 @_library.register_fake("segment_reduce")
 def _segment_reduce_fake(values, segment, num_segments, reduce):
-    out = values.new_empty(num_segments, values.shape[1])
-    aux_shape = (num_segments, values.shape[1]) if reduce == "max" else (num_segments,)
-    return out, values.new_empty(aux_shape, dtype=torch.int64)
+    return values.new_empty(num_segments, values.shape[1]), values.new_empty(num_segments, dtype=torch.int64)
 
 
 @_library.register_fake("segment_reduce_backward")
-def _segment_reduce_backward_fake(grad_out, segment, aux, num_values, reduce):
-    return grad_out.new_empty(num_values, grad_out.shape[1])
+def _segment_reduce_backward_fake(grad_out, segment, counts, values, out, reduce):
+    return grad_out.new_empty(segment.shape[0], grad_out.shape[1])
