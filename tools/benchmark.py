@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Benchmarks pointformer; the logic lives in ``pointformer.utils.benchmark``.
 
-    python tools/benchmark.py ops [--quick] [--repeats N] [--warmup N] [--device cpu|cuda] [--write docs/benchmarks.md]
+python tools/benchmark.py ops [--quick] [--repeats N] [--warmup N] [--device cpu|cuda] [--write docs/benchmarks.md]
 """
 
 from __future__ import annotations

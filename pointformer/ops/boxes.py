@@ -202,9 +202,18 @@ def _greedy_keep(suppress: torch.Tensor) -> torch.Tensor:
     return keep
 
 
+# The reference materializes ~2 KB per box pair: the suppression matrix is built in row chunks.
+REFERENCE_MAX_PAIRS = 1_000_000
+
+
 def nms_bev_sorted_reference(boxes: torch.Tensor, iou_threshold: float) -> torch.Tensor:
     """``(N,)`` bool keep mask for boxes already in priority order."""
-    return _greedy_keep(boxes_iou_reference(boxes, boxes, False) > iou_threshold)
+    n = boxes.shape[0]
+    if n == 0:
+        return torch.zeros(0, dtype=torch.bool, device=boxes.device)
+    rows = max(1, REFERENCE_MAX_PAIRS // n)
+    suppress = torch.cat([boxes_iou_reference(chunk, boxes, False) > iou_threshold for chunk in boxes.split(rows)])
+    return _greedy_keep(suppress)
 
 
 def circle_nms_sorted_reference(boxes: torch.Tensor, radius: float) -> torch.Tensor:

@@ -97,7 +97,9 @@ def _backward(ctx, grad_out, _grad_counts):
     segment, counts, *max_inputs = ctx.saved_tensors
     if not max_inputs:
         max_inputs = [grad_out.new_empty(0), grad_out.new_empty(0)]
-    grad = torch.ops.pointformer.segment_reduce_backward(grad_out.contiguous(), segment, counts, *max_inputs, ctx.reduce)
+    grad = torch.ops.pointformer.segment_reduce_backward(
+        grad_out.contiguous(), segment, counts, *max_inputs, ctx.reduce
+    )
     return grad, None, None, None
 
 

@@ -20,13 +20,14 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 
 from pointformer.ops import _library, boxes_iou_bev, nms_bev, segment_reduce, voxelize
-from pointformer.ops.boxes import _greedy_keep, boxes_iou_reference
+from pointformer.ops.boxes import REFERENCE_MAX_PAIRS, boxes_iou_reference, nms_bev_sorted_reference
 from pointformer.ops.voxelize import voxelize_reference
 from pointformer.structures.grid import VoxelGrid
 
@@ -260,7 +261,7 @@ class OpsSizes:
     channels: tuple[int, ...] = (16, 64, 128)
 
     @classmethod
-    def for_run(cls, quick: bool) -> "OpsSizes":
+    def for_run(cls, quick: bool) -> OpsSizes:
         return cls(20_000, 100, 500) if quick else cls(180_000, 500, 4000)
 
 
@@ -327,10 +328,18 @@ def _spconv_row(case: str, points: torch.Tensor, setup: VoxelSetup, cfg: RunConf
                            max_num_points_per_voxel=setup.max_points_per_voxel, device=cfg.device)  # fmt: skip
         voxels, _, _ = gen(points)
     except Exception as exc:  # ImportError, or no spconv kernel for this device
-        return Row(case, label, None, f"unavailable: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}")
+        message = (str(exc).splitlines() or [""])[0][:120]
+        return Row(case, label, None, f"unavailable: {type(exc).__name__}: {message}")
     timing = cfg.time(lambda: gen(points))
-    return Row(case, label, timing, _join(f"{voxels.shape[0]} voxels", "construction not timed; zeroes its "
-                                          f"({setup.max_voxels}, {setup.max_points_per_voxel}, 5) buffer per call"))
+    return Row(
+        case,
+        label,
+        timing,
+        _join(
+            f"{voxels.shape[0]} voxels",
+            f"construction not timed; zeroes its ({setup.max_voxels}, {setup.max_points_per_voxel}, 5) buffer per call",
+        ),
+    )
 
 
 def bench_voxelize(points: torch.Tensor, setup: VoxelSetup, cfg: RunConfig) -> list[Row]:
@@ -410,21 +419,10 @@ def bench_iou(num_boxes: int, cfg: RunConfig) -> list[Row]:
     return with_speedups(rows, baseline=0)
 
 
-# The reference IoU needs ~2 GB per million box pairs; bigger matrices are computed in row chunks.
-REFERENCE_MAX_PAIRS = 1_000_000
-
-
-def nms_bev_reference(
-    boxes: torch.Tensor, scores: torch.Tensor, threshold: float, max_pairs: int = REFERENCE_MAX_PAIRS
-) -> torch.Tensor:
-    """``nms_bev`` with the pure-PyTorch reference in place of the native kernel: the
-    ``nms_bev_sorted_reference`` algorithm (full IoU matrix, then the greedy loop), its IoU matrix
-    computed in row chunks of at most ``max_pairs`` pairs to bound memory."""
+def nms_bev_reference(boxes: torch.Tensor, scores: torch.Tensor, threshold: float) -> torch.Tensor:
+    """``nms_bev`` with the pure-PyTorch reference in place of the native kernel."""
     order = torch.sort(scores, descending=True, stable=True).indices
-    ordered = boxes[order]
-    rows = max(1, max_pairs // max(ordered.shape[0], 1))
-    suppress = torch.cat([boxes_iou_reference(chunk, ordered, False) > threshold for chunk in ordered.split(rows)])
-    return order[_greedy_keep(suppress)]
+    return order[nms_bev_sorted_reference(boxes[order], threshold)]
 
 
 NMS_THRESHOLD = 0.7  # CenterPoint's Waymo NMS IoU threshold
@@ -469,12 +467,14 @@ def run_ops(cfg: RunConfig, sizes: OpsSizes) -> Report:
 def _ops_footnotes(points: torch.Tensor, segment: torch.Tensor, budget_s: float, reduced_repeats: int) -> list[str]:
     """The explanations printed under the ``ops`` table."""
     pr, vr = PILLARS.point_cloud_range, VOXELS.point_cloud_range
+    pillar_grid, voxel_grid = (" x ".join(map(str, VoxelGrid.from_config(s.point_cloud_range, s.voxel_size).shape_xyz))
+                               for s in (PILLARS, VOXELS))  # fmt: skip
     return [
         f"Input: synthetic spinning-LiDAR frame of {points.shape[0]} points (x, y, z, intensity, elongation; "
         "`make_lidar_frame`, seed 0): ground plane with 1/r range density, ~300 box objects, ~3 % of points "
         "outside the range.",
-        f"Pillars use range ±{pr[3]:g} m (grid 468 x 468 x 1). ±{pr[3]:g} is not divisible by 0.1, so the "
-        f"0.1 m voxels use OpenPCDet's Waymo range ±{vr[3]:g} m (grid 1504 x 1504 x 40).",
+        f"Pillars use range ±{pr[3]:g} m (grid {pillar_grid}). ±{pr[3]:g} is not divisible by 0.1, so the "
+        f"0.1 m voxels use OpenPCDet's Waymo range ±{vr[3]:g} m (grid {voxel_grid}).",
         "spconv PointToVoxel is hard voxelization (first-come caps, as our hard mode) and also copies point "
         "features into a dense (voxels, points, 5) buffer; compare it with the native hard-mode row.",
         f"segment_reduce: segments are the pillar ids of the {segment.shape[0]} in-range points (dropped points "
@@ -538,7 +538,10 @@ def format_section(heading: str, device: torch.device, command: str, report: Rep
     return "\n".join(lines) + "\n"
 
 
-TITLE = "# Benchmarks\n\nThe figures in this file are written by `tools/benchmark.py` (one section per benchmark and device).\n"
+TITLE = (
+    "# Benchmarks\n\nThe figures in this file are written by `tools/benchmark.py` "
+    "(one section per benchmark and device).\n"
+)
 
 
 def upsert_section(document: str | None, heading: str, section: str) -> str:
@@ -557,6 +560,16 @@ def upsert_section(document: str | None, heading: str, section: str) -> str:
     return (before + "\n" if before else "") + section + ("\n" + after + "\n" if after else "")
 
 
+def _file_mode(path: str) -> int:
+    """The permission bits of ``path``, or those of a new file under the current umask."""
+    try:
+        return os.stat(path).st_mode & 0o777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 def write_atomic(path: str, text: str) -> None:
     """Writes ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
     folder = os.path.dirname(os.path.abspath(path))
@@ -567,6 +580,7 @@ def write_atomic(path: str, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _file_mode(path))  # mkstemp creates 0600
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -595,9 +609,24 @@ def _run_config(args: argparse.Namespace) -> RunConfig:
     return RunConfig(torch.device(args.device), repeats, warmup, *budget)
 
 
+def load_warning() -> str | None:
+    """A warning when other work already keeps the CPUs busy (timings would be unreliable)."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # not on this platform
+        return None
+    cores = os.cpu_count() or 1
+    if load < 0.5 * cores:
+        return None
+    return f"warning: load average {load:.1f} on {cores} cores before the benchmark; timings will be noisy"
+
+
 def ops_command(args: argparse.Namespace, command: str) -> int:
     """``ops``: benchmarks the native ops, prints the table, optionally writes the section."""
     cfg = _run_config(args)
+    warning = load_warning()
+    if warning:
+        print(warning, file=sys.stderr)
     start = time.perf_counter()
     report = run_ops(cfg, OpsSizes.for_run(args.quick))
     elapsed = time.perf_counter() - start
