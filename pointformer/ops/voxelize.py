@@ -25,6 +25,7 @@ import torch
 
 from pointformer.ops import _library
 from pointformer.structures.grid import VoxelGrid
+from pointformer.structures.sparse_voxels import SparseVoxels
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,11 @@ class Voxelization:
     @property
     def num_voxels(self) -> int:
         return self.coords.shape[0]
+
+    def to_sparse_voxels(self, features: torch.Tensor) -> SparseVoxels:
+        """``SparseVoxels`` over these voxels with ``(M, C)`` per-voxel ``features`` (e.g. the
+        ``segment_reduce`` of point features by ``point_to_voxel``)."""
+        return SparseVoxels(features, self.coords, self.grid.shape, self.batch_size)
 
 
 def voxelize(

@@ -89,6 +89,20 @@ def time_fn(
     return Timing(statistics.median(ms), min(ms), len(ms), reduced), result
 
 
+def time_interleaved(fns: Sequence[Callable[[], Any]], device: torch.device, repeats: int, warmup: int) -> list[Timing]:
+    """Times several implementations of one case round by round (each round calls every ``fn``
+    once, in turn), so that a noisy machine (a shared VM, say) slows all of them alike and their
+    ratio stays meaningful. Median and min per implementation, in milliseconds."""
+    for _ in range(warmup):
+        for fn in fns:
+            _timed_call(fn, device)
+    samples: list[list[float]] = [[] for _ in fns]
+    for _ in range(max(repeats, 1)):
+        for i, fn in enumerate(fns):
+            samples[i].append(_timed_call(fn, device)[0] * 1e3)
+    return [Timing(statistics.median(ms), min(ms), len(ms)) for ms in samples]
+
+
 @dataclass(frozen=True)
 class Row:
     """One table row: an implementation of a case, its timing (None when it could not run)."""
@@ -296,6 +310,10 @@ class RunConfig:
         """Timing of ``fn`` with the configured warm-up and repeats."""
         return time_fn(fn, self.device, self.repeats, self.warmup)[0]
 
+    def time_together(self, fns: Sequence[Callable[[], Any]]) -> list[Timing]:
+        """Timings of implementations compared in one case, interleaved round by round."""
+        return time_interleaved(fns, self.device, self.repeats, self.warmup)
+
     def time_slow(self, fn: Callable[[], Any]) -> tuple[Timing, Any]:
         """Timing of ``fn`` within the time budget, and ``fn``'s result."""
         return time_fn(fn, self.device, self.repeats, self.warmup, self.budget_s, self.reduced_repeats)
@@ -317,52 +335,50 @@ def _count(n: int) -> str:
     return f"{n // 1000}k" if n >= 1000 and n % 1000 == 0 else str(n)
 
 
-def _spconv_row(case: str, points: torch.Tensor, setup: VoxelSetup, cfg: RunConfig) -> Row:
-    """spconv's PointToVoxel (hard voxelization) with our hard-mode caps, or why it cannot run."""
-    label = "spconv PointToVoxel (hard)"
+def _spconv_voxelizer(points: torch.Tensor, setup: VoxelSetup, device: torch.device):
+    """spconv's PointToVoxel (hard voxelization) with our hard-mode caps, as ``(fn, notes)``;
+    ``(None, why)`` when it cannot run."""
     try:
         from spconv.pytorch.utils import PointToVoxel
 
         gen = PointToVoxel(vsize_xyz=list(setup.voxel_size), coors_range_xyz=list(setup.point_cloud_range),
                            num_point_features=points.shape[1], max_num_voxels=setup.max_voxels,
-                           max_num_points_per_voxel=setup.max_points_per_voxel, device=cfg.device)  # fmt: skip
+                           max_num_points_per_voxel=setup.max_points_per_voxel, device=device)  # fmt: skip
         voxels, _, _ = gen(points)
     except Exception as exc:  # ImportError, or no spconv kernel for this device
         message = (str(exc).splitlines() or [""])[0][:120]
-        return Row(case, label, None, f"unavailable: {type(exc).__name__}: {message}")
-    timing = cfg.time(lambda: gen(points))
-    return Row(
-        case,
-        label,
-        timing,
-        _join(
-            f"{voxels.shape[0]} voxels",
-            f"construction not timed; zeroes its ({setup.max_voxels}, {setup.max_points_per_voxel}, 5) buffer per call",
-        ),
-    )
+        return None, f"unavailable: {type(exc).__name__}: {message}"
+    buffer = f"({setup.max_voxels}, {setup.max_points_per_voxel}, {points.shape[1]})"
+    return (
+        lambda: gen(points)
+    ), f"{voxels.shape[0]} voxels; construction not timed; zeroes its {buffer} buffer per call"
 
 
 def bench_voxelize(points: torch.Tensor, setup: VoxelSetup, cfg: RunConfig) -> list[Row]:
-    """Native dynamic and hard voxelization, the reference (dynamic) and spconv (hard)."""
+    """Native dynamic and hard voxelization, the reference (dynamic) and spconv (hard), interleaved."""
     case = f"voxelize {setup.name}, {_count(points.shape[0])} pts"
     grid = VoxelGrid.from_config(setup.point_cloud_range, setup.voxel_size)
     hard = {"max_points_per_voxel": setup.max_points_per_voxel, "max_voxels": setup.max_voxels}
     dynamic = voxelize(points, setup.voxel_size, setup.point_cloud_range)
     hard_result = voxelize(points, setup.voxel_size, setup.point_cloud_range, **hard)
-    ref_timing, (_, ref_coords, _) = cfg.time_slow(lambda: voxelize_reference(points, grid, None, 1))
+    ref_coords = voxelize_reference(points, grid, None, 1)[1]
     if dynamic.num_voxels != ref_coords.shape[0]:
         raise AssertionError(f"{case}: native {dynamic.num_voxels} voxels but reference {ref_coords.shape[0]}")
     kernel = _kernel_note("voxelize", points.device)
+    spconv_fn, spconv_notes = _spconv_voxelizer(points, setup, cfg.device)
+    fns = [
+        lambda: voxelize(points, setup.voxel_size, setup.point_cloud_range),
+        lambda: voxelize(points, setup.voxel_size, setup.point_cloud_range, **hard),
+        lambda: voxelize_reference(points, grid, None, 1),
+    ] + ([spconv_fn] if spconv_fn is not None else [])
+    timings = cfg.time_together(fns) + ([] if spconv_fn is not None else [None])
     rows = [
-        Row(case, "pointformer native (dynamic)", cfg.time(lambda: voxelize(points, setup.voxel_size,
-            setup.point_cloud_range)), _join(f"{dynamic.num_voxels} voxels", kernel)),
+        Row(case, "pointformer native (dynamic)", timings[0], _join(f"{dynamic.num_voxels} voxels", kernel)),
         Row(case, f"pointformer native (hard, {setup.max_points_per_voxel} pts/voxel, {setup.max_voxels} voxels)",
-            cfg.time(lambda: voxelize(points, setup.voxel_size, setup.point_cloud_range, **hard)),
-            _join(f"{hard_result.num_voxels} voxels", kernel)),
+            timings[1], _join(f"{hard_result.num_voxels} voxels", kernel)),
+        Row(case, "pure-PyTorch reference (dynamic)", timings[2], f"{ref_coords.shape[0]} voxels (== native dynamic)"),
+        Row(case, "spconv PointToVoxel (hard)", timings[3], spconv_notes),
     ]  # fmt: skip
-    rows.append(Row(case, "pure-PyTorch reference (dynamic)", ref_timing,
-                    _join(f"{ref_coords.shape[0]} voxels (== native dynamic)", _timing_note(ref_timing))))  # fmt: skip
-    rows.append(_spconv_row(case, points, setup, cfg))
     rows = with_speedups(rows, baseline=2)
     if rows[1].timing is not None and rows[3].timing is not None:
         ratio = rows[3].timing.median_ms / rows[1].timing.median_ms
@@ -394,12 +410,19 @@ def bench_segment_reduce(segment: torch.Tensor, num_segments: int, channels: int
     ours = segment_reduce(values, segment, num_segments, reduce)
     baseline = _scatter_reduce(values, segment, num_segments, reduce)
     agree = "matches scatter_reduce" if torch.allclose(ours, baseline, atol=1e-5) else "DIFFERS from scatter_reduce"
+    baseline_timing, ours_timing = cfg.time_together([
+        lambda: _scatter_reduce(values, segment, num_segments, reduce),
+        lambda: segment_reduce(values, segment, num_segments, reduce),
+    ])  # fmt: skip
     rows = [
-        Row(case, "torch scatter_reduce", cfg.time(lambda: _scatter_reduce(values, segment, num_segments, reduce))),
-        Row(case, "pointformer segment_reduce",
-            cfg.time(lambda: segment_reduce(values, segment, num_segments, reduce)),
-            _join(agree, _kernel_note("segment_reduce", segment.device))),
-    ]  # fmt: skip
+        Row(case, "torch scatter_reduce", baseline_timing),
+        Row(
+            case,
+            "pointformer segment_reduce",
+            ours_timing,
+            _join(agree, _kernel_note("segment_reduce", segment.device)),
+        ),
+    ]
     return with_speedups(rows, baseline=0)
 
 
@@ -486,6 +509,8 @@ def _ops_footnotes(points: torch.Tensor, segment: torch.Tensor, budget_s: float,
         f"Reference rows whose warm-up plus repeats would exceed {budget_s:g} s run {reduced_repeats} time(s) "
         "without warm-up (said in their notes).",
         "Speedup = baseline median / row median (baseline: the pure-PyTorch reference, or torch scatter_reduce).",
+        "The voxelize and segment_reduce implementations of a case are timed interleaved, round by round, so that "
+        "load from other tenants of the machine falls on all of them alike.",
     ]
 
 

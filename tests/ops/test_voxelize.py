@@ -182,3 +182,18 @@ def test_opcheck(device, generator):
         (points, None, 1, list(grid.voxel_size), list(grid.range_min), list(grid.range_max), list(grid.shape), 2, 40),
     ]:
         torch.library.opcheck(torch.ops.pointformer.voxelize, args)
+
+
+def test_voxel_features_become_sparse_voxels(device, generator):
+    from pointformer.ops import segment_reduce
+
+    points = random_points(3000, 20.0, generator).to(device)
+    v = voxelize(points, **VOXELS)
+    features = segment_reduce(points, v.point_to_voxel, v.num_voxels, "mean")
+    voxels = v.to_sparse_voxels(features)
+    assert voxels.spatial_shape == (24, 80, 80) and voxels.batch_size == 1
+    assert voxels.num_voxels == v.num_voxels and voxels.coords is v.coords
+    # The mean of each voxel's points lies inside that voxel.
+    lo = torch.tensor(VOXELS["point_cloud_range"][:3], device=device)
+    cell = torch.floor((features[:, :3] - lo) / torch.tensor(VOXELS["voxel_size"], device=device)).long()
+    assert torch.equal(cell.flip(1), voxels.coords[:, 1:].long())
