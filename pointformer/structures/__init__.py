@@ -2,6 +2,7 @@
 
 from pointformer.structures.boxes import Boxes3D, rotation_z, wrap_angle
 from pointformer.structures.grid import VoxelGrid
+from pointformer.structures.partition import Partition
 from pointformer.structures.sparse_voxels import SparseVoxels
 
-__all__ = ["Boxes3D", "SparseVoxels", "VoxelGrid", "rotation_z", "wrap_angle"]
+__all__ = ["Boxes3D", "Partition", "SparseVoxels", "VoxelGrid", "rotation_z", "wrap_angle"]
