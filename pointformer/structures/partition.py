@@ -110,7 +110,7 @@ class Partition:
     @classmethod
     def from_sorted(
         cls, permutation: torch.Tensor, sample_of_voxel: torch.Tensor, batch_size: int, group_size: int | None
-    ) -> "Partition":
+    ) -> Partition:
         """Equal-size groups over voxels already in group order (FlatFormer, serialized patches).
 
         ``permutation`` must be sample-major. Each sample's voxels are cut into consecutive groups
@@ -165,7 +165,7 @@ class Partition:
     @classmethod
     def from_padded(
         cls, group_index: torch.Tensor, key_mask: torch.Tensor, group_sample: torch.Tensor, num_voxels: int
-    ) -> "Partition":
+    ) -> Partition:
         """A partition from its padded view (DSVT's sampled sets): each voxel takes its output from
         its first slot in flat ``(G * S)`` order, and the variable-length view lists the voxels by
         that slot. Every voxel must appear somewhere."""
