@@ -109,3 +109,13 @@ print("fallback ok")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert "fallback ok" in result.stdout
+
+
+def test_reference_only_switches_every_op_to_the_reference():
+    points = torch.tensor([[0.5, 0.5, 0.5], [1.5, 0.5, 0.5]])
+    assert _library.has_kernel("voxelize", points.device)
+    with ops.reference_only():
+        assert not any(_library.has_kernel(op, points.device) for op in _library.OPS)
+        v = ops.voxelize(points, (1, 1, 1), (0, 0, 0, 4, 4, 4))
+    assert _library.has_kernel("voxelize", points.device)
+    assert v.coords.tolist() == [[0, 0, 0, 0], [0, 0, 0, 1]]

@@ -2,7 +2,7 @@
 ``torch.ops.pointformer`` and a pure-PyTorch reference used by the tests and as the fallback
 where no kernel is built. ``backends()`` says which are available."""
 
-from pointformer.ops._library import backends
+from pointformer.ops._library import backends, reference_only
 from pointformer.ops.boxes import (
     boxes_iou_3d,
     boxes_iou_bev,
@@ -21,6 +21,7 @@ __all__ = [
     "circle_nms",
     "nms_bev",
     "points_in_boxes",
+    "reference_only",
     "segment_reduce",
     "voxelize",
 ]

@@ -7,8 +7,10 @@ reference is a lookup on import-time constants (cheap, and constant under torch.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -43,9 +45,24 @@ OPS = ("voxelize", "segment_reduce", "segment_reduce_backward", "boxes_iou", "nm
 KERNELS: dict[str, frozenset[str]] = {op: _kernel_devices(op) for op in OPS}
 
 
+_REFERENCE_ONLY = contextvars.ContextVar("pointformer_reference_only", default=False)
+
+
+@contextlib.contextmanager
+def reference_only() -> Iterator[None]:
+    """Runs the public ops on their pure-PyTorch references inside the block (for comparisons in
+    tests and benchmarks; model code never needs it)."""
+    token = _REFERENCE_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _REFERENCE_ONLY.reset(token)
+
+
 def has_kernel(op: str, device: torch.device) -> bool:
-    """Whether ``torch.ops.pointformer.<op>`` has a native kernel for ``device``'s type."""
-    return device.type in KERNELS[op]
+    """Whether the public op should call ``torch.ops.pointformer.<op>``: a native kernel exists for
+    ``device``'s type and ``reference_only`` is not active."""
+    return device.type in KERNELS[op] and not _REFERENCE_ONLY.get()
 
 
 def register_fake(op: str) -> Callable[[Callable], Callable]:

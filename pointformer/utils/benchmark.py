@@ -646,16 +646,16 @@ def load_warning() -> str | None:
     return f"warning: load average {load:.1f} on {cores} cores before the benchmark; timings will be noisy"
 
 
-def ops_command(args: argparse.Namespace, command: str) -> int:
-    """``ops``: benchmarks the native ops, prints the table, optionally writes the section."""
+def run_and_report(args: argparse.Namespace, command: str, name: str, run: Callable[[RunConfig, bool], Report]) -> int:
+    """Runs one benchmark, prints its section and, with ``--write``, upserts it into the file."""
     cfg = _run_config(args)
     warning = load_warning()
     if warning:
         print(warning, file=sys.stderr)
     start = time.perf_counter()
-    report = run_ops(cfg, OpsSizes.for_run(args.quick))
+    report = run(cfg, args.quick)
     elapsed = time.perf_counter() - start
-    heading = f"## ops ({cfg.device.type})"
+    heading = f"## {name} ({cfg.device.type})"
     section = format_section(heading, cfg.device, command, report)
     print(section, end="")
     print(f"\n(benchmark took {elapsed:.1f} s; repeats {cfg.repeats}, warm-up {cfg.warmup})", file=sys.stderr)
@@ -665,10 +665,24 @@ def ops_command(args: argparse.Namespace, command: str) -> int:
     return 0
 
 
+def ops_command(args: argparse.Namespace, command: str) -> int:
+    """``ops``: native ops against references and baselines."""
+    return run_and_report(args, command, "ops", lambda cfg, quick: run_ops(cfg, OpsSizes.for_run(quick)))
+
+
+def grouping_command(args: argparse.Namespace, command: str) -> int:
+    """``grouping``: building each partition layout, native against the reference."""
+    from pointformer.utils.benchmark_grouping import run_grouping  # it imports this module
+
+    return run_and_report(args, command, "grouping", run_grouping)
+
+
 # name -> (help, function(args, command) -> exit code). Later: attention, export.
 SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace, str], int]]] = {
     "ops": ("native ops vs references and baselines (voxelize, segment_reduce, boxes_iou_bev, nms_bev)",
             ops_command),
+    "grouping": ("building each grouping layout (partition) for a Waymo-scale frame, native vs reference",
+                 grouping_command),
 }  # fmt: skip
 
 

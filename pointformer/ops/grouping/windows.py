@@ -6,7 +6,7 @@ Shapes follow the voxel coordinate order: ``sparse_shape`` is ``(Z, Y, X)`` cell
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
