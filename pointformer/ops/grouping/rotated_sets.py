@@ -180,7 +180,10 @@ def partition_rotated_sets(
         torch.div(sorted_keys[0], volume, rounding_mode="floor"), return_counts=True
     )[1]
 
-    index, mask, set_window = rotated_set_index_reference(order, window_counts, set_size)
+    if _library.has_kernel("dsvt_set_index", coords.device):
+        index, mask, set_window = torch.ops.pointformer.dsvt_set_index(order, window_counts, set_size)
+    else:
+        index, mask, set_window = rotated_set_index_reference(order, window_counts, set_size)
 
     n = coords.shape[0]
     set_sample = coords[index[0, :, 0], 0].long()

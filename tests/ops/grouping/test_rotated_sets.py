@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from pointformer.ops import _library
 from pointformer.ops.grouping import (
     dsvt_pooling_map,
     dsvt_window_configs,
@@ -244,6 +245,66 @@ def test_properties(device, generator, name, counts):
     sets = partition_rotated_sets(coords, len(counts), **config)
     assert sets.set_voxel_index.device == coords.device
     check_properties(sets, coords, config)
+
+
+# --- native kernels ----------------------------------------------------------------------------
+
+needs_native = pytest.mark.skipif(not _library.NATIVE, reason="pointformer._C is not built")
+
+
+def set_index_inputs(coords: torch.Tensor, config: dict):
+    """The native op's inputs, as partition_rotated_sets builds them."""
+    shift = config.get("shift", (0, 0, 0))
+    if config["sparse_shape"][0] == config["window_shape"][0]:
+        shift = (0, *shift[1:])
+    keys, _ = rotated_set_keys(coords, config["sparse_shape"], config["window_shape"], shift)
+    sorted_keys, order = torch.sort(keys, dim=1, stable=True)
+    volume = math.prod(config["window_shape"])
+    counts = torch.unique_consecutive(sorted_keys[0] // volume, return_counts=True)[1]
+    return order, counts
+
+
+@needs_native
+@pytest.mark.parametrize("name", list(CONFIGS))
+@pytest.mark.parametrize("counts", [[4000, 2, 0, 1500], [0], [1], [0, 37]], ids=["batch", "empty", "one", "late"])
+def test_native_matches_reference(device, generator, name, counts):
+    config = CONFIGS[name]
+    coords = random_coords(counts, config["sparse_shape"], generator, clustered=len(counts) > 2)
+    order, window_counts = set_index_inputs(coords, config)
+    expected = rotated_set_index_reference(order, window_counts, config["set_size"])
+    got = torch.ops.pointformer.dsvt_set_index(order.to(device), window_counts.to(device), config["set_size"])
+    for g, e in zip(got, expected, strict=True):
+        assert g.device == device and g.dtype == e.dtype
+        assert torch.equal(g.cpu(), e)
+
+
+@needs_native
+@pytest.mark.parametrize("tau", [1, 3, 36, 90])
+def test_native_matches_reference_on_every_window_size(device, tau):
+    # One window of every size 1..300: every (n_w, S_w) pair of the sampling formula.
+    counts = torch.arange(1, 301)
+    order = torch.stack([torch.randperm(int(counts.sum())), torch.arange(int(counts.sum()))])
+    expected = rotated_set_index_reference(order, counts, tau)
+    got = torch.ops.pointformer.dsvt_set_index(order.to(device), counts.to(device), tau)
+    for g, e in zip(got, expected, strict=True):
+        assert torch.equal(g.cpu(), e)
+
+
+@needs_native
+def test_native_rejects_inconsistent_counts(device):
+    order = torch.arange(6, device=device).reshape(1, 6)
+    with pytest.raises(RuntimeError, match="add up"):
+        torch.ops.pointformer.dsvt_set_index(order, torch.tensor([2, 3], device=device), 4)
+    with pytest.raises(RuntimeError, match=">= 1"):
+        torch.ops.pointformer.dsvt_set_index(order, torch.tensor([6, 0], device=device), 4)
+
+
+@needs_native
+def test_opcheck(device, generator):
+    for config, counts in [(SMALL_SETS, [300, 0, 40]), (PILLARS, [500]), (VOXELS, [0])]:
+        order, window_counts = set_index_inputs(random_coords(counts, config["sparse_shape"], generator), config)
+        args = (order.to(device), window_counts.to(device), config["set_size"])
+        torch.library.opcheck(torch.ops.pointformer.dsvt_set_index, args)
 
 
 # --- pooling map --------------------------------------------------------------------------------
