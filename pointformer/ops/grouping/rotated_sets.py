@@ -248,7 +248,9 @@ class PoolingMap:
     ``(M, P, C)`` placeholder.
 
     Attributes:
-        cell_of_voxel: ``(N,)`` int64 pooled cell, cells numbered in sorted ``(b, z, y, x)`` order.
+        cell_of_voxel: ``(N,)`` int64 pooled cell, cells numbered in sorted ``(b, z, y, x)`` order
+            (the order of voxel coords everywhere here; the official code numbers them in
+            ``(b, x, y, z)`` order, which permutes the cells and changes no output of the model).
         slot_of_voxel: ``(N,)`` int64 in ``[0, P)``: ``((x % sx) * sy + y % sy) * sz + z % sz``
             (the official x-major in-cell index).
         coords: ``(M, 4)`` int32 ``(batch, z // sz, y // sy, x // sx)`` of the pooled cells, sorted.
