@@ -30,4 +30,8 @@ TORCH_LIBRARY(pointformer, m) {
   m.def("nms_bev_sorted(Tensor boxes, float iou_threshold) -> Tensor");
   m.def("circle_nms_sorted(Tensor boxes, float radius) -> Tensor");
   m.def("points_in_boxes(Tensor points, Tensor boxes) -> Tensor");
+  // grouping/: DSVT set sampling. sorted_voxels (K, N) int64 (each row window by window, in an
+  // in-window order), window_counts (W,) int64 -> (index (K, S, tau) int64, key_mask (K, S, tau)
+  // bool, set_window (S,) int64)
+  m.def("dsvt_set_index(Tensor sorted_voxels, Tensor window_counts, int set_size) -> (Tensor, Tensor, Tensor)");
 }

@@ -1,0 +1,55 @@
+// Torch-facing CUDA `dsvt_set_index`: per-window prefix sums with torch, one synchronization for
+// the number of sets (and the argument checks), then the kernel of rotated_sets_cuda.cu.
+#include "rotated_sets_cuda.h"
+
+#include <ATen/ATen.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+#include "../common/cuda_check.h"
+#include "rotated_sets_args.h"
+
+namespace pointformer {
+namespace {
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> dsvt_set_index_cuda(const at::Tensor& sorted_in,
+                                                                   const at::Tensor& counts_in, int64_t set_size) {
+  check_dsvt_set_index_args(sorted_in, counts_in, set_size);
+  const c10::cuda::CUDAGuard guard(sorted_in.device());
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  const at::Tensor sorted = sorted_in.contiguous();
+  const at::Tensor counts = counts_in.contiguous();
+  const int64_t num_orders = sorted.size(0), num_voxels = sorted.size(1), num_windows = counts.size(0);
+  const int64_t tau = set_size;
+  const auto opts = sorted.options();
+
+  const at::Tensor sets_per_window = at::div(counts + (tau - 1), tau, "floor");
+  const at::Tensor set_end = sets_per_window.cumsum(0);
+  const at::Tensor voxel_end = counts.cumsum(0);
+  // One synchronization: number of sets, total voxels, smallest window.
+  const at::Tensor sizes = num_windows > 0 ? at::stack({set_end[-1], voxel_end[-1], counts.min()}).cpu()
+                                           : at::tensor({int64_t(0), int64_t(0), int64_t(1)});
+  const int64_t num_sets = sizes[0].item<int64_t>();
+  TORCH_CHECK(sizes[2].item<int64_t>() >= 1, "window_counts must be >= 1");
+  TORCH_CHECK(sizes[1].item<int64_t>() == num_voxels, "window_counts add up to ", sizes[1].item<int64_t>(),
+              ", sorted_voxels has ", num_voxels, " voxels");
+
+  const at::Tensor first_set = set_end - sets_per_window;
+  const at::Tensor window_start = voxel_end - counts;
+  const at::Tensor set_window =
+      at::repeat_interleave(at::arange(num_windows, opts), sets_per_window, /*dim=*/0, /*output_size=*/num_sets);
+  at::Tensor index = at::empty({num_orders, num_sets, tau}, opts);
+  at::Tensor mask = at::empty({num_orders, num_sets, tau}, opts.dtype(at::kBool));
+  PF_CUDA_CHECK(launch_dsvt_set_index(sorted.data_ptr<int64_t>(), num_orders, num_voxels, counts.data_ptr<int64_t>(),
+                                      window_start.data_ptr<int64_t>(), first_set.data_ptr<int64_t>(),
+                                      set_window.data_ptr<int64_t>(), num_sets, tau, index.data_ptr<int64_t>(),
+                                      mask.data_ptr<bool>(), stream));
+  return {index, mask, set_window};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(pointformer, CUDA, m) { m.impl("dsvt_set_index", &dsvt_set_index_cuda); }
+
+}  // namespace pointformer

@@ -1,0 +1,32 @@
+// CUDA `dsvt_set_index`; the sampling math is csrc/common/dsvt_sets.h, as on the CPU.
+#include "../common/cuda_helpers.cuh"
+#include "../common/dsvt_sets.h"
+#include "rotated_sets_cuda.h"
+
+namespace pointformer {
+namespace {
+
+__global__ void dsvt_set_index_kernel(const int64_t* sorted, int64_t num_orders, int64_t num_voxels,
+                                      const int64_t* count, const int64_t* window_start, const int64_t* first_set,
+                                      const int64_t* set_window, int64_t num_sets, int64_t tau, int64_t* index,
+                                      bool* mask) {
+  PF_GRID_STRIDE(t, num_sets * tau) {
+    const int64_t set = t / tau, slot = t - set * tau;
+    const int64_t w = set_window[set];
+    dsvt_fill_slot(sorted, num_voxels, num_orders, window_start[w], count[w], set - first_set[w], set, num_sets, slot,
+                   tau, index, mask);
+  }
+}
+
+}  // namespace
+
+cudaError_t launch_dsvt_set_index(const int64_t* sorted, int64_t num_orders, int64_t num_voxels, const int64_t* count,
+                                  const int64_t* window_start, const int64_t* first_set, const int64_t* set_window,
+                                  int64_t num_sets, int64_t tau, int64_t* index, bool* mask, cudaStream_t stream) {
+  if (num_sets == 0) return cudaSuccess;
+  dsvt_set_index_kernel<<<grid_for(num_sets * tau), kThreads, 0, stream>>>(
+      sorted, num_orders, num_voxels, count, window_start, first_set, set_window, num_sets, tau, index, mask);
+  return cudaGetLastError();
+}
+
+}  // namespace pointformer

@@ -1,0 +1,16 @@
+// Launcher of the CUDA `dsvt_set_index` kernel: raw pointers, sizes and a stream, no torch types.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace pointformer {
+
+// One thread per slot of the num_sets * tau slots. sorted: (num_orders, num_voxels) voxel lists,
+// window by window; count, window_start, first_set: (num_windows,) voxels, first list position and
+// first set of each window; set_window: (num_sets,). Writes index and mask (num_orders, num_sets, tau).
+cudaError_t launch_dsvt_set_index(const int64_t* sorted, int64_t num_orders, int64_t num_voxels, const int64_t* count,
+                                  const int64_t* window_start, const int64_t* first_set, const int64_t* set_window,
+                                  int64_t num_sets, int64_t tau, int64_t* index, bool* mask, cudaStream_t stream);
+
+}  // namespace pointformer
