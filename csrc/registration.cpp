@@ -30,4 +30,7 @@ TORCH_LIBRARY(pointformer, m) {
   m.def("nms_bev_sorted(Tensor boxes, float iou_threshold) -> Tensor");
   m.def("circle_nms_sorted(Tensor boxes, float radius) -> Tensor");
   m.def("points_in_boxes(Tensor points, Tensor boxes) -> Tensor");
+  // grouping/: coords (N, 4) int32 (batch, z, y, x) -> (N,) int64 space-filling-curve codes
+  // (order: z, z-trans, hilbert, hilbert-trans), batch << 3 * depth on top
+  m.def("serialization_codes(Tensor coords, int depth, str order) -> Tensor");
 }

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import torch
 
+from pointformer.ops import _library
 from pointformer.ops.grouping._checks import check_voxel_coords
 from pointformer.structures.partition import Partition
 
@@ -101,6 +102,8 @@ def _resolve_depth(
 
 
 def _codes(coords: torch.Tensor, order: str, depth: int) -> torch.Tensor:
+    if _library.has_kernel("serialization_codes", coords.device):
+        return torch.ops.pointformer.serialization_codes(coords, depth, order)
     return serialization_codes_reference(coords, order, depth)
 
 
@@ -159,3 +162,8 @@ def _hilbert_transpose(
         t = torch.where((axes[2] & q) != 0, t ^ (q - 1), t)
         q >>= 1
     return axes[0] ^ t, axes[1] ^ t, axes[2] ^ t
+
+
+@_library.register_fake("serialization_codes")
+def _serialization_codes_fake(coords, depth, order):
+    return coords.new_empty(coords.shape[0], dtype=torch.int64)

@@ -69,11 +69,15 @@ def test_hilbert_depth_one_by_hand(device):
     assert xyz(cells) == [(0, 0, 0), (0, 0, 1), (0, 1, 1), (0, 1, 0), (1, 1, 0), (1, 1, 1), (1, 0, 1), (1, 0, 0)]
 
 
+@pytest.mark.parametrize("native", [True, False], ids=["native", "reference"])
 @pytest.mark.parametrize("order", ["hilbert", "hilbert-trans"])
 @pytest.mark.parametrize("depth", [2, 3])
-def test_hilbert_visits_face_neighbours(device, order, depth):
+def test_hilbert_visits_face_neighbours(device, order, depth, native):
     cube = full_cube(depth)
-    codes = serialization_codes(cube.to(device), order).cpu()
+    if native:
+        codes = torch.ops.pointformer.serialization_codes(cube.to(device), depth, order).cpu()
+    else:
+        codes = serialization_codes_reference(cube, order, depth)
     assert torch.equal(torch.sort(codes).values, torch.arange(8**depth))  # a bijection onto [0, 8^d)
     path = cube[torch.argsort(codes)].long()
     steps = (path[1:, 1:] - path[:-1, 1:]).abs().sum(dim=1)
@@ -117,6 +121,35 @@ def test_depth_and_overflow():
         serialization_codes(coords, "peano")
     with pytest.raises(ValueError, match="batch index"):
         partition_serialized(coords, 1)
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_native_op_matches_reference_at_every_depth(device, generator, order):
+    # The op itself: the low `depth` bits of each coordinate, batch on top, for every depth.
+    coords = torch.randint(0, 1 << 16, (3000, 4), generator=generator, dtype=torch.int32)
+    coords[:, 0] = torch.randint(0, 4, (3000,), generator=generator)
+    for depth in range(17):
+        got = torch.ops.pointformer.serialization_codes(coords.to(device), depth, order)
+        assert torch.equal(got.cpu(), serialization_codes_reference(coords, order, depth)), depth
+
+
+def test_opcheck(device, generator):
+    coords = torch.randint(0, 200, (500, 4), generator=generator, dtype=torch.int32).to(device)
+    for order in ORDERS:
+        torch.library.opcheck(torch.ops.pointformer.serialization_codes, (coords, 8, order))
+    torch.library.opcheck(torch.ops.pointformer.serialization_codes, (coords[:0], 0, "hilbert"))
+    with pytest.raises(RuntimeError, match="order must be"):
+        torch.ops.pointformer.serialization_codes(coords, 8, "peano")
+    with pytest.raises(RuntimeError, match="depth must be"):
+        torch.ops.pointformer.serialization_codes(coords, 17, "z")
+    with pytest.raises(RuntimeError, match="int32"):
+        torch.ops.pointformer.serialization_codes(coords.long(), 8, "z")
+
+
+def test_compile(device, generator):
+    coords = random_voxels([100, 20], 32, generator).to(device)
+    compiled = torch.compile(lambda c: torch.ops.pointformer.serialization_codes(c, 5, "hilbert"), fullgraph=True)
+    assert torch.equal(compiled(coords), serialization_codes(coords, "hilbert", 5))
 
 
 # --- patches -----------------------------------------------------------------------------------
