@@ -34,4 +34,7 @@ TORCH_LIBRARY(pointformer, m) {
   // in-window order), window_counts (W,) int64 -> (index (K, S, tau) int64, key_mask (K, S, tau)
   // bool, set_window (S,) int64)
   m.def("dsvt_set_index(Tensor sorted_voxels, Tensor window_counts, int set_size) -> (Tensor, Tensor, Tensor)");
+  // grouping/ (serialization): coords (N, 4) int32 (batch, z, y, x) -> (N,) int64 space-filling-curve codes
+  // (order: z, z-trans, hilbert, hilbert-trans), batch << 3 * depth on top
+  m.def("serialization_codes(Tensor coords, int depth, str order) -> Tensor");
 }

@@ -7,6 +7,8 @@ from pointformer.ops.grouping.rotated_sets import (
     dsvt_window_configs,
     partition_rotated_sets,
 )
+from pointformer.ops.grouping.scattered import partition_scattered, scattered_window_key
+from pointformer.ops.grouping.serialized import partition_serialized, serialization_codes
 from pointformer.ops.grouping.windows import window_coords, windows_per_axis
 
 __all__ = [
@@ -15,6 +17,10 @@ __all__ = [
     "dsvt_pooling_map",
     "dsvt_window_configs",
     "partition_rotated_sets",
+    "partition_scattered",
+    "partition_serialized",
+    "scattered_window_key",
+    "serialization_codes",
     "window_coords",
     "windows_per_axis",
 ]
