@@ -30,4 +30,9 @@ TORCH_LIBRARY(pointformer, m) {
   m.def("nms_bev_sorted(Tensor boxes, float iou_threshold) -> Tensor");
   m.def("circle_nms_sorted(Tensor boxes, float radius) -> Tensor");
   m.def("points_in_boxes(Tensor points, Tensor boxes) -> Tensor");
+  // grouping/: coords (N, 4) int32 (batch, z, y, x) -> (N,) int64 batch-major FlatFormer sort keys
+  // (-1 for voxels outside the grid)
+  m.def(
+      "flattened_window_keys(Tensor coords, int[] sparse_shape, int[] window_shape, str axis, bool shift) -> "
+      "Tensor");
 }

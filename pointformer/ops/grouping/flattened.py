@@ -7,7 +7,7 @@ pure-PyTorch implementation that the native kernels (csrc/grouping/flattened_*) 
 The order (FlatFormer's ``get_window_coors_shift`` / ``FlattenedWindowMapping``): with X, Y the grid
 and wx, wy the window sizes, ``n1 = ceil(X / wx) + 1`` and ``m1 = ceil(Y / wy) + 1`` windows per
 axis (the "+1" leaves room for the shift); shifted windows add ``(wy // 2, wx // 2)`` to (y, x).
-Then ``x1, x2 = divmod(x, wx)``, ``y1, y2 = divmod(y, wy)``, all sizes are doubled
+Then, on the shifted coordinates, ``x1, x2 = divmod(x, wx)``, ``y1, y2 = divmod(y, wy)``, all sizes are doubled
 (``N1, M1, N2, M2 = 2 n1, 2 m1, 2 wx, 2 wy``) and, with ``s(v) = (-1) ** v``::
 
     axis "x": v = (N1 * y1 + s(y1) * x1) * N2 * M2 + s(y1) * (M2 * x2 + s(x2) * y2)
@@ -27,9 +27,10 @@ the window term ``A = N1 y1 + s(y1) x1`` in ``[0, n1 (2 m1 - 1))``, and ``A >= n
 ``< n1 (2 m1 - 1) K <= 2 n1 m1 K = P``. The same bounds hold for axis "y" with the roles swapped.
 So the composite orders by sample first and, within a sample, exactly as FlatFormer's ``v``.
 
-Ties: the bounds above also show that ``v`` is injective on the cells ``(y, x)`` of the grid, so
-two voxels share a key only if they share all of ``(b, z, y, x)`` (duplicate coords). The sort is
-stable, so such duplicates keep their input order.
+Ties: ``v`` is injective on the cells ``(y, x)`` of the grid (``|s x1| < N1 / 2`` makes ``A``
+injective on ``(x1, y1)``, ``y2 < M2 / 2`` makes ``I`` injective on ``(x2, y2)``, and
+``|I| < K / 2`` keeps different ``A`` apart), so two voxels share a key only if they share all of
+``(b, z, y, x)`` (duplicate coords). The sort is stable: such duplicates keep their input order.
 
 Z > 1 (FlatFormer uses pillars, Z = 1, and its key has no z): z is the least significant key, so
 the voxels of one (y, x) column are consecutive, bottom to top, and the (y, x) order is
@@ -42,6 +43,7 @@ from collections.abc import Sequence
 
 import torch
 
+from pointformer.ops import _library
 from pointformer.ops.grouping.windows import window_coords, windows_per_axis
 from pointformer.structures.partition import Partition
 
@@ -132,6 +134,8 @@ def flattened_window_keys(
     """
     _check_coords(coords)
     shape, window = _check_shapes(sparse_shape, window_shape, axis)
+    if _library.has_kernel("flattened_window_keys", coords.device):
+        return torch.ops.pointformer.flattened_window_keys(coords, list(shape), list(window), axis, bool(shift))
     return flattened_window_keys_reference(coords, shape, window, axis, shift)
 
 
@@ -184,3 +188,8 @@ def partition_flattened(
     keys = flattened_window_keys(coords, shape, window, axis, shift)
     permutation = torch.sort(keys, stable=True).indices
     return Partition.from_sorted(permutation, coords[:, 0].long(), batch_size, int(group_size))
+
+
+@_library.register_fake("flattened_window_keys")
+def _flattened_window_keys_fake(coords, sparse_shape, window_shape, axis, shift):
+    return coords.new_empty(coords.shape[0], dtype=torch.int64)

@@ -6,8 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from pointformer.ops import _library
 from pointformer.ops.grouping import partition_flattened
 from pointformer.ops.grouping.flattened import flattened_window_keys, flattened_window_keys_reference
+from pointformer.structures import Partition
 
 AXES_SHIFTS = [("x", False), ("x", True), ("y", False), ("y", True)]
 
@@ -261,3 +263,74 @@ def test_bad_arguments_name_the_problem():
             partition_flattened(bad, **args)
     with pytest.raises(ValueError, match="must lie in"):
         partition_flattened(full_grid(8, 8, batch=1), **args)
+
+
+# --- native kernels ------------------------------------------------------------------------------
+
+native = pytest.mark.skipif(not _library.NATIVE, reason="pointformer._C is not built")
+
+
+@native
+@pytest.mark.parametrize("axis,shift", AXES_SHIFTS)
+@pytest.mark.parametrize(
+    "shape,window,counts",
+    [
+        ((1, 468, 468), (1, 13, 13), [3000, 0, 1, 2, 5000]),  # Waymo's setting, tiny and empty samples
+        ((1, 37, 29), (1, 5, 3), [400, 1, 0]),
+        ((4, 50, 70), (1, 9, 6), [2000, 30]),
+        ((1, 5, 6), (1, 13, 13), [30, 0]),  # window larger than the grid
+        ((1, 8, 8), (1, 4, 4), []),  # empty input
+    ],
+)
+def test_native_matches_reference(device, generator, axis, shift, shape, window, counts):
+    coords = random_batch(counts, shape, generator)
+    batch_size = max(len(counts), 1)
+    keys = torch.ops.pointformer.flattened_window_keys(coords.to(device), list(shape), list(window), axis, shift)
+    expected = flattened_window_keys_reference(coords, shape, window, axis, shift)
+    assert keys.dtype == torch.int64 and keys.device.type == device.type
+    assert torch.equal(keys.cpu(), expected)
+    p = partition_flattened(coords.to(device), batch_size, shape, window, 144, axis, shift)
+    ref_perm = torch.sort(expected, stable=True).indices
+    ref = Partition.from_sorted(ref_perm, coords[:, 0].long(), batch_size, 144)
+    for name in ("permutation", "offsets", "group_sample", "group_index", "key_mask", "slot_of_voxel"):
+        assert torch.equal(getattr(p, name).cpu(), getattr(ref, name)), name
+
+
+@native
+def test_native_marks_voxels_outside_the_grid(device):
+    coords = torch.tensor(
+        [[0, 0, 8, 0], [0, 0, 0, -1], [-1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 7, 7], [2**31 - 1, 0, 1, 1]],
+        dtype=torch.int32,
+    )
+    shape, window = (1, 8, 8), (1, 4, 4)
+    for axis, shift in AXES_SHIFTS:
+        keys = torch.ops.pointformer.flattened_window_keys(coords.to(device), list(shape), list(window), axis, shift)
+        assert torch.equal(keys.cpu(), flattened_window_keys_reference(coords, shape, window, axis, shift))
+        assert keys[:4].tolist() == [-1] * 4 and int(keys[4]) >= 0 and int(keys[5]) > 0
+
+
+@native
+def test_native_checks_its_arguments(device):
+    op = torch.ops.pointformer.flattened_window_keys
+    coords = full_grid(4, 4).to(device)
+    cases = [
+        ((coords.long(), [1, 4, 4], [1, 2, 2], "x", False), "int32 tensor of shape"),
+        ((coords, [1, 4, 4], [1, 2, 2], "z", False), "axis must be"),
+        ((coords, [1, 4, 4], [2, 2, 2], "x", False), "wz"),
+        ((coords, [1, 4], [1, 2, 2], "x", False), "3 entries"),
+        ((coords, [1, 0, 4], [1, 2, 2], "x", False), "sparse_shape entries"),
+        ((coords, [2**31 - 1] * 3, [1, 1, 1], "x", False), "overflows int64"),
+    ]
+    for args, message in cases:
+        with pytest.raises(RuntimeError, match=message):
+            op(*args)
+
+
+@native
+def test_opcheck(device, generator):
+    coords = random_batch([200, 0, 3], (2, 40, 40), generator).to(device)
+    for axis, shift in AXES_SHIFTS:
+        args = (coords, [2, 40, 40], [1, 13, 13], axis, shift)
+        torch.library.opcheck(torch.ops.pointformer.flattened_window_keys, args)
+    empty = torch.zeros(0, 4, dtype=torch.int32, device=device)
+    torch.library.opcheck(torch.ops.pointformer.flattened_window_keys, (empty, [1, 8, 8], [1, 4, 4], "y", True))
