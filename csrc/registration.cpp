@@ -37,4 +37,9 @@ TORCH_LIBRARY(pointformer, m) {
   // grouping/ (serialization): coords (N, 4) int32 (batch, z, y, x) -> (N,) int64 space-filling-curve codes
   // (order: z, z-trans, hilbert, hilbert-trans), batch << 3 * depth on top
   m.def("serialization_codes(Tensor coords, int depth, str order) -> Tensor");
+  // grouping/: coords (N, 4) int32 (batch, z, y, x) -> (N,) int64 batch-major FlatFormer sort keys
+  // (-1 for voxels outside the grid)
+  m.def(
+      "flattened_window_keys(Tensor coords, int[] sparse_shape, int[] window_shape, str axis, bool shift) -> "
+      "Tensor");
 }

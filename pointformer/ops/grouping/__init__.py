@@ -1,5 +1,12 @@
-"""Grouping ops: the layouts that turn sparse voxels into a ``Partition`` for attention."""
+"""Grouping ops: the layouts that turn sparse voxels into a ``Partition`` for attention.
 
+* ``partition_flattened``: FlatFormer's flattened windows, equal-size groups;
+* ``partition_rotated_sets``: DSVT's dynamic sets, y-major and x-major (``dsvt_pooling_map`` for DSVT-V);
+* ``partition_scattered``: ScatterFormer's windows as one variable-length sequence;
+* ``partition_serialized``: Point Transformer V3-style space-filling-curve patches.
+"""
+
+from pointformer.ops.grouping.flattened import flattened_window_keys, partition_flattened
 from pointformer.ops.grouping.rotated_sets import (
     PoolingMap,
     RotatedSets,
@@ -16,6 +23,8 @@ __all__ = [
     "RotatedSets",
     "dsvt_pooling_map",
     "dsvt_window_configs",
+    "flattened_window_keys",
+    "partition_flattened",
     "partition_rotated_sets",
     "partition_scattered",
     "partition_serialized",
