@@ -30,6 +30,12 @@ TORCH_LIBRARY(pointformer, m) {
   m.def("nms_bev_sorted(Tensor boxes, float iou_threshold) -> Tensor");
   m.def("circle_nms_sorted(Tensor boxes, float radius) -> Tensor");
   m.def("points_in_boxes(Tensor points, Tensor boxes) -> Tensor");
+  // grouping/: equal-size partition from voxels in group order (Partition.from_sorted):
+  // permutation (N,), sample_of_voxel (N,) int64 -> (offsets (G+1,), group_sample (G,),
+  // group_index (G, S), key_mask (G, S) bool, slot_of_voxel (N,))
+  m.def(
+      "partition_from_sorted(Tensor permutation, Tensor sample_of_voxel, int batch_size, int group_size) -> "
+      "(Tensor, Tensor, Tensor, Tensor, Tensor)");
   // grouping/: DSVT set sampling. sorted_voxels (K, N) int64 (each row window by window, in an
   // in-window order), window_counts (W,) int64 -> (index (K, S, tau) int64, key_mask (K, S, tau)
   // bool, set_window (S,) int64)

@@ -1,6 +1,10 @@
-"""Native ops. Each op has a native kernel (CPU, and CUDA in CUDA builds) registered under
-``torch.ops.pointformer`` and a pure-PyTorch reference used by the tests and as the fallback
-where no kernel is built. ``backends()`` says which are available."""
+"""Native ops: voxelization, segment reductions, box geometry and the grouping layouts.
+
+Each op has a native kernel (CPU, and CUDA in CUDA builds) registered under
+``torch.ops.pointformer`` and a pure-PyTorch reference used by the tests and as the fallback where
+no kernel is built. ``backends()`` says which are available; ``reference_only()`` forces the
+references.
+"""
 
 from pointformer.ops._library import backends, reference_only
 from pointformer.ops.boxes import (
@@ -10,18 +14,36 @@ from pointformer.ops.boxes import (
     nms_bev,
     points_in_boxes,
 )
+from pointformer.ops.grouping import (
+    RotatedSets,
+    dsvt_pooling_map,
+    dsvt_window_configs,
+    partition_flattened,
+    partition_rotated_sets,
+    partition_scattered,
+    partition_serialized,
+    serialization_codes,
+)
 from pointformer.ops.segment_reduce import segment_reduce
 from pointformer.ops.voxelize import Voxelization, voxelize
 
 __all__ = [
+    "RotatedSets",
     "Voxelization",
     "backends",
     "boxes_iou_3d",
     "boxes_iou_bev",
     "circle_nms",
+    "dsvt_pooling_map",
+    "dsvt_window_configs",
     "nms_bev",
+    "partition_flattened",
+    "partition_rotated_sets",
+    "partition_scattered",
+    "partition_serialized",
     "points_in_boxes",
     "reference_only",
     "segment_reduce",
+    "serialization_codes",
     "voxelize",
 ]

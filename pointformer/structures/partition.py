@@ -122,20 +122,33 @@ class Partition:
         ``offsets`` hold the real voxels only, so a sample's last group (or a sample smaller than a
         group: PTv3's rule) is a shorter variable-length group.
         """
-        device = permutation.device
-        n = permutation.shape[0]
-        counts = (
-            torch.bincount(sample_of_voxel[permutation], minlength=batch_size)
-            if n
-            else torch.zeros(batch_size, dtype=torch.int64, device=device)
-        )
-        sample_start = torch.cumsum(counts, 0) - counts
         if group_size is None:
+            counts = torch.bincount(sample_of_voxel, minlength=batch_size)
+            sample_start = torch.cumsum(counts, 0) - counts
             nonempty = torch.nonzero(counts).squeeze(1)
             offsets = torch.cat([sample_start[nonempty], counts.sum().reshape(1)])
             return cls(permutation, offsets, nonempty)
         if group_size < 1:
             raise ValueError(f"group_size must be >= 1, got {group_size}")
+        from pointformer.ops import _library  # ops import structures: import here
+
+        if _library.has_kernel("partition_from_sorted", permutation.device):
+            views = torch.ops.pointformer.partition_from_sorted(permutation, sample_of_voxel, batch_size, group_size)
+        else:
+            views = cls.padded_views_reference(permutation, sample_of_voxel, batch_size, group_size)
+        offsets, group_sample, group_index, key_mask, slot_of_voxel = views
+        return cls(permutation, offsets, group_sample, group_index, key_mask, slot_of_voxel)
+
+    @staticmethod
+    def padded_views_reference(
+        permutation: torch.Tensor, sample_of_voxel: torch.Tensor, batch_size: int, group_size: int
+    ) -> tuple[torch.Tensor, ...]:
+        """Pure-PyTorch ``from_sorted`` (the native op is ``partition_from_sorted``): returns
+        ``(offsets, group_sample, group_index, key_mask, slot_of_voxel)``."""
+        device = permutation.device
+        n = permutation.shape[0]
+        counts = torch.bincount(sample_of_voxel, minlength=batch_size)
+        sample_start = torch.cumsum(counts, 0) - counts
         groups_per_sample = (counts + group_size - 1) // group_size
         group_sample = torch.repeat_interleave(torch.arange(batch_size, device=device), groups_per_sample)
         num_groups = group_sample.shape[0]
@@ -160,7 +173,7 @@ class Partition:
         group_in_sample = torch.arange(num_groups, device=device) - first_group[group_sample]
         starts = sample_start[group_sample] + group_in_sample * group_size
         offsets = torch.cat([starts, torch.full((1,), n, dtype=torch.int64, device=device)])
-        return cls(permutation, offsets, group_sample, group_index, key_mask, slot_of_voxel)
+        return offsets, group_sample, group_index, key_mask, slot_of_voxel
 
     @classmethod
     def from_padded(

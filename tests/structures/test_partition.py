@@ -84,3 +84,27 @@ def test_random_batches(generator):
         permutation = torch.argsort(sample * 1000 + torch.randperm(n, generator=generator))
         size = int(torch.randint(1, 9, (1,), generator=generator))
         check_invariants(Partition.from_sorted(permutation, sample, batch_size, size), sample)
+
+
+def test_native_assembly_matches_reference(device, generator):
+    from pointformer.ops import reference_only
+
+    fields = ("permutation", "offsets", "group_sample", "group_index", "key_mask", "slot_of_voxel")
+    for _ in range(10):
+        batch_size = int(torch.randint(1, 5, (1,), generator=generator))
+        n = int(torch.randint(0, 400, (1,), generator=generator))
+        sample = torch.randint(0, batch_size, (n,), generator=generator)
+        permutation = torch.argsort(sample * 1000 + torch.randperm(n, generator=generator))
+        size = int(torch.randint(1, 40, (1,), generator=generator))
+        native = Partition.from_sorted(permutation.to(device), sample.to(device), batch_size, size)
+        with reference_only():
+            reference = Partition.from_sorted(permutation, sample, batch_size, size)
+        for field in fields:
+            assert torch.equal(getattr(native, field).cpu(), getattr(reference, field)), field
+
+
+def test_native_assembly_opcheck(device, generator):
+    sample = torch.tensor([0, 0, 0, 2, 2, 0, 2]).to(device)
+    permutation = torch.tensor([0, 1, 2, 5, 3, 4, 6]).to(device)
+    torch.library.opcheck(torch.ops.pointformer.partition_from_sorted, (permutation, sample, 3, 2))
+    torch.library.opcheck(torch.ops.pointformer.partition_from_sorted, (permutation[:0], sample[:0], 1, 4))

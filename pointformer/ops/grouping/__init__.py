@@ -6,6 +6,7 @@
 * ``partition_serialized``: Point Transformer V3-style space-filling-curve patches.
 """
 
+from pointformer.ops.grouping import assembly as _assembly  # noqa: F401  (registers a fake kernel)
 from pointformer.ops.grouping.flattened import flattened_window_keys, partition_flattened
 from pointformer.ops.grouping.rotated_sets import (
     PoolingMap,
