@@ -57,3 +57,18 @@ def test_upsert_section_creates_appends_and_replaces() -> None:
     assert replaced == "# Benchmarks\n\n## export (cpu)\n\nx\n\n## ops (cpu)\n\nsecond\n"
     middle = upsert_section(f"# B\n\n{HEADING}\n\nold\n\n## export (cpu)\n\nx\n", HEADING, f"{HEADING}\n\nnew\n")
     assert middle == f"# B\n\n{HEADING}\n\nnew\n\n## export (cpu)\n\nx\n"
+
+
+def test_grouping_quick_covers_every_layout_and_agrees_with_the_reference(tmp_path: Path) -> None:
+    path = tmp_path / "bench.md"
+    command = [sys.executable, str(SCRIPT), "grouping", "--quick", "--repeats", "1", "--warmup", "0",
+               "--write", str(path)]  # fmt: skip
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    text = path.read_text()
+    assert "## grouping (cpu)" in text
+    for layout in ("flattened-x", "rotated-sets-y", "scattered", "serialized-hilbert"):
+        assert _table_rows(text, layout), layout
+    native_rows = [line for line in text.splitlines() if "pointformer native" in line]
+    assert len(native_rows) == 18
+    assert all("identical to reference" in line for line in native_rows)
