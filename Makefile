@@ -39,6 +39,7 @@ test-fast: build
 
 bench: build
 	$(VPY) tools/benchmark.py ops --write docs/benchmarks.md
+	$(VPY) tools/benchmark.py grouping --write docs/benchmarks.md
 
 # Linters are development tools, not dependencies: installed into the environment on demand.
 lint: $(VENV)/.deps
