@@ -15,6 +15,20 @@ PF_HD int64_t dsvt_slot_rank(int64_t set_in_window, int64_t slot, int64_t n, int
   return ((set_in_window * tau + slot) * n) / (num_sets * tau);
 }
 
+// First flat slot t = i * tau + j of a window (of n voxels, S_w sets) that samples in-window rank
+// `rank`: the ranks floor(t * n / (S_w * tau)) are non-decreasing in t, step by at most 1 (S_w * tau
+// >= n) and cover 0..n-1, so rank r first appears at the smallest t with t * n >= r * S_w * tau.
+PF_HD int64_t dsvt_first_slot(int64_t rank, int64_t n, int64_t num_sets, int64_t tau) {
+  return (rank * (num_sets * tau) + n - 1) / n;
+}
+
+// Distinct voxels in the sets before set `set_in_window` of its window = ranks whose first slot is
+// below i * tau = (rank of the previous set's last slot) + 1, and 0 for the first set. Set i holds
+// the first occurrences of the ranks from this value up to the next set's.
+PF_HD int64_t dsvt_ranks_before_set(int64_t set_in_window, int64_t n, int64_t num_sets, int64_t tau) {
+  return set_in_window == 0 ? 0 : dsvt_slot_rank(set_in_window - 1, tau - 1, n, num_sets, tau) + 1;
+}
+
 // Writes slot `slot` of set `set` (set `set_in_window` of a window of n voxels starting at
 // `window_start` in each order) for every order k: index[k][set][slot] is the voxel and
 // mask[k][set][slot] is true when it repeats the previous slot's voxel (never for slot 0).
@@ -31,6 +45,25 @@ PF_HD void dsvt_fill_slot(const int64_t* sorted, int64_t num_voxels, int64_t num
     const int64_t out = (k * num_sets_total + set) * tau + slot;
     index[out] = voxel;
     mask[out] = prev_rank >= 0 && list[prev_rank] == voxel;
+  }
+}
+
+// The sets' Partition views in closed form (Partition.from_padded computes them by a scatter and an
+// argsort): a voxel's output slot is its first slot, so in the variable-length view, ordered by
+// first slot, the voxels come window by window in in-window order (the `sorted` lists themselves)
+// and set i of a window starts at its window's start + dsvt_ranks_before_set(i).
+PF_HD int64_t dsvt_set_offset(int64_t window_start, int64_t n, int64_t set_in_window, int64_t tau) {
+  return window_start + dsvt_ranks_before_set(set_in_window, n, dsvt_num_sets(n, tau), tau);
+}
+
+// slot_of_voxel[k][v] = first_set * tau + dsvt_first_slot(rank) for the voxel v at in-window
+// position `rank` of each order k, in a window of n voxels whose sets start at `first_set`.
+// slot_of_voxel: (num_orders, num_voxels).
+PF_HD void dsvt_fill_first_slot(const int64_t* sorted, int64_t num_voxels, int64_t num_orders, int64_t window_start,
+                                int64_t n, int64_t first_set, int64_t rank, int64_t tau, int64_t* slot_of_voxel) {
+  const int64_t slot = first_set * tau + dsvt_first_slot(rank, n, dsvt_num_sets(n, tau), tau);
+  for (int64_t k = 0; k < num_orders; ++k) {
+    slot_of_voxel[k * num_voxels + sorted[k * num_voxels + window_start + rank]] = slot;
   }
 }
 

@@ -9,12 +9,23 @@ namespace {
 __global__ void dsvt_set_index_kernel(const int64_t* sorted, int64_t num_orders, int64_t num_voxels,
                                       const int64_t* count, const int64_t* window_start, const int64_t* first_set,
                                       const int64_t* set_window, int64_t num_sets, int64_t tau, int64_t* index,
-                                      bool* mask) {
+                                      bool* mask, int64_t* offsets) {
   PF_GRID_STRIDE(t, num_sets * tau) {
     const int64_t set = t / tau, slot = t - set * tau;
     const int64_t w = set_window[set];
     dsvt_fill_slot(sorted, num_voxels, num_orders, window_start[w], count[w], set - first_set[w], set, num_sets, slot,
                    tau, index, mask);
+    if (slot == 0) offsets[set] = dsvt_set_offset(window_start[w], count[w], set - first_set[w], tau);
+  }
+}
+
+__global__ void dsvt_first_slot_kernel(const int64_t* sorted, int64_t num_orders, int64_t num_voxels,
+                                       const int64_t* count, const int64_t* window_start, const int64_t* first_set,
+                                       const int64_t* voxel_window, int64_t tau, int64_t* slot_of_voxel) {
+  PF_GRID_STRIDE(p, num_voxels) {
+    const int64_t w = voxel_window[p];
+    dsvt_fill_first_slot(sorted, num_voxels, num_orders, window_start[w], count[w], first_set[w], p - window_start[w],
+                         tau, slot_of_voxel);
   }
 }
 
@@ -22,10 +33,15 @@ __global__ void dsvt_set_index_kernel(const int64_t* sorted, int64_t num_orders,
 
 cudaError_t launch_dsvt_set_index(const int64_t* sorted, int64_t num_orders, int64_t num_voxels, const int64_t* count,
                                   const int64_t* window_start, const int64_t* first_set, const int64_t* set_window,
-                                  int64_t num_sets, int64_t tau, int64_t* index, bool* mask, cudaStream_t stream) {
+                                  const int64_t* voxel_window, int64_t num_sets, int64_t tau, int64_t* index,
+                                  bool* mask, int64_t* offsets, int64_t* slot_of_voxel, cudaStream_t stream) {
   if (num_sets == 0) return cudaSuccess;
   dsvt_set_index_kernel<<<grid_for(num_sets * tau), kThreads, 0, stream>>>(
-      sorted, num_orders, num_voxels, count, window_start, first_set, set_window, num_sets, tau, index, mask);
+      sorted, num_orders, num_voxels, count, window_start, first_set, set_window, num_sets, tau, index, mask, offsets);
+  cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess) return err;
+  dsvt_first_slot_kernel<<<grid_for(num_voxels), kThreads, 0, stream>>>(
+      sorted, num_orders, num_voxels, count, window_start, first_set, voxel_window, tau, slot_of_voxel);
   return cudaGetLastError();
 }
 

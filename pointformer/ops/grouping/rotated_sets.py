@@ -19,6 +19,16 @@ The index tensors are those of the official code (DSVT ``DSVTInputLayer.get_set_
    x-major (x, then y, then z) for partition 1 (the "rotation").
 5. ``key_mask`` is True where a slot holds the same voxel as the previous slot of its set
    (the first slot never is): the official key-padding mask.
+6. Each order's ``Partition`` (the views ``Partition.from_padded`` defines: a voxel takes its output
+   from its first slot, the variable-length view lists voxels by first slot) follows in closed
+   form. Over a window's flat slots ``t = i * tau + j`` the ranks ``floor(t * n_w / (S_w * tau))``
+   never decrease, step by at most 1 (``S_w * tau >= n_w``) and reach ``n_w - 1``, so every rank
+   ``r`` appears, first at slot ``ceil(r * S_w * tau / n_w)``. Hence ``permutation`` is the sorted
+   voxel list itself (window by window, in-window order), and the sets before set ``i`` hold the
+   ranks up to the last slot of set ``i - 1``: set ``i`` starts at the window's start +
+   ``floor((i * tau - 1) * n_w / (S_w * tau)) + 1`` (0 for ``i = 0``) in ``permutation``. The
+   native op returns these ``offsets`` and ``slot_of_voxel``; tests check them against
+   ``Partition.from_padded``.
 
 Float64 vs integers: the official code computes the rank as ``floor(double(a) / double(d))`` with
 the integers ``a = (i * tau + j) * n_w`` and ``d = S_w * tau``. The reference does exactly that;
@@ -82,7 +92,8 @@ class RotatedSets:
         set_sample: ``(S,)`` int64 sample of each set.
         coords_in_window: ``(N, 3)`` int64 in-window ``(z, y, x)`` of each voxel (for the
             positional embedding).
-        partitions: the y-major and x-major ``Partition``s (``Partition.from_padded``).
+        partitions: the y-major and x-major ``Partition``s (those ``Partition.from_padded`` gives,
+            built in closed form: module docstring, point 6).
         window_shape, shift: the ``(z, y, x)`` configuration used (shift after the z rule).
     """
 
@@ -181,17 +192,15 @@ def partition_rotated_sets(
     )[1]
 
     if _library.has_kernel("dsvt_set_index", coords.device):
-        index, mask, set_window = torch.ops.pointformer.dsvt_set_index(order, window_counts, set_size)
+        views = torch.ops.pointformer.dsvt_set_index(order, window_counts, set_size)
     else:
-        index, mask, set_window = rotated_set_index_reference(order, window_counts, set_size)
+        views = rotated_set_index_reference(order, window_counts, set_size)
+    index, mask, set_window, offsets, slot_of_voxel = views
 
-    n = coords.shape[0]
     set_sample = coords[index[0, :, 0], 0].long()
-    partitions = (
-        Partition.from_padded(index[0], mask[0], set_sample, n),
-        Partition.from_padded(index[1], mask[1], set_sample, n),
-    )
-    return RotatedSets(index, mask, set_window, set_sample, in_window, partitions, window, shift)
+    # The views Partition.from_padded would compute, in closed form (module docstring, point 6).
+    partitions = tuple(Partition(order[k], offsets, set_sample, index[k], mask[k], slot_of_voxel[k]) for k in range(2))
+    return RotatedSets(index, mask, set_window, set_sample, in_window, partitions, window, shift)  # type: ignore[arg-type]
 
 
 def rotated_set_index_reference(
@@ -206,7 +215,10 @@ def rotated_set_index_reference(
         set_size: ``tau``.
 
     Returns:
-        ``index`` ``(K, S, tau)`` int64, ``key_mask`` ``(K, S, tau)`` bool, ``set_window`` ``(S,)`` int64.
+        ``index`` ``(K, S, tau)`` int64, ``key_mask`` ``(K, S, tau)`` bool, ``set_window`` ``(S,)`` int64,
+        and the variable-length view shared by the ``K`` partitions (module docstring, point 6):
+        ``set_offsets`` ``(S + 1,)`` int64 and ``slot_of_voxel`` ``(K, N)`` int64 (each voxel's first
+        flat slot); the partitions' ``permutation`` is ``sorted_voxels[k]`` itself.
     """
     device = window_counts.device
     tau = set_size
@@ -223,7 +235,19 @@ def rotated_set_index_reference(
     index = sorted_voxels[:, window_start[set_window][:, None] + rank]
     previous = torch.roll(index, 1, dims=-1)
     previous[..., 0] = -1
-    return index, index == previous, set_window
+    # Closed-form Partition views, in integers (exact: the products stay below n_w * S_w * tau).
+    n = sorted_voxels.shape[1]
+    set_count, set_slots = counts[set_window], sets_per_window[set_window] * tau
+    before = torch.where(set_in_window > 0, (set_in_window * tau - 1) * set_count // set_slots + 1, 0)
+    offsets = torch.cat([window_start[set_window] + before, counts.new_full((1,), n)])
+    voxel_window = torch.repeat_interleave(torch.arange(counts.shape[0], device=device), counts, output_size=n)
+    voxel_rank = torch.arange(n, device=device) - window_start[voxel_window]
+    window_slots = sets_per_window[voxel_window] * tau
+    first_slot = (
+        first_set[voxel_window] * tau + (voxel_rank * window_slots + counts[voxel_window] - 1) // counts[voxel_window]
+    )
+    slot_of_voxel = torch.empty_like(sorted_voxels).scatter_(1, sorted_voxels, first_slot.expand_as(sorted_voxels))
+    return index, index == previous, set_window, offsets, slot_of_voxel
 
 
 @_library.register_fake("dsvt_set_index")
@@ -234,6 +258,8 @@ def _dsvt_set_index_fake(sorted_voxels, window_counts, set_size):
         sorted_voxels.new_empty(k, num_sets, set_size, dtype=torch.int64),
         sorted_voxels.new_empty(k, num_sets, set_size, dtype=torch.bool),
         sorted_voxels.new_empty(num_sets, dtype=torch.int64),
+        sorted_voxels.new_empty(num_sets + 1, dtype=torch.int64),
+        sorted_voxels.new_empty(k, sorted_voxels.shape[1], dtype=torch.int64),
     )
 
 
