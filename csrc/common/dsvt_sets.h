@@ -2,8 +2,44 @@
 // CUDA kernels of `dsvt_set_index`. No torch headers.
 #pragma once
 #include "macros.h"
+#include "windows.h"
 
 namespace pointformer {
+
+// A window configuration of `dsvt_window_order` (rotated_set_keys in rotated_sets.py), all (z, y, x).
+struct DsvtWindowSpec {
+  int64_t shape[3];    // grid (Z, Y, X)
+  int64_t window[3];   // (wz, wy, wx)
+  int64_t shift[3];    // (sz, sy, sx), each in [0, w]
+  int64_t windows[3];  // (Wz, Wy, Wx) = ceil(shape / window) + 1
+  int64_t batch_size;
+};
+
+// Sort keys of voxel (b, z, y, x) in the two in-window orders: window_id * wz * wy * wx + the y-major
+// key (y * wx + x) * wz + z (key_y) or the x-major key (x * wy + y) * wz + z (key_x), of in-window
+// coordinates, with window_id = b * Wz * Wy * Wx + (win_x * Wy + win_y) * Wz + win_z; writes the
+// in-window (z, y, x). Returns false (and writes nothing) for a voxel outside the grid or batch.
+PF_HD bool dsvt_window_keys(int64_t b, int64_t z, int64_t y, int64_t x, const DsvtWindowSpec& spec, int64_t& key_y,
+                            int64_t& key_x, int64_t* in_window) {
+  if (b < 0 || b >= spec.batch_size || z < 0 || z >= spec.shape[0] || y < 0 || y >= spec.shape[1] || x < 0 ||
+      x >= spec.shape[2]) {
+    return false;
+  }
+  const int64_t wz = spec.window[0], wy = spec.window[1], wx = spec.window[2];
+  int64_t win_z, win_y, win_x, iz, iy, ix;
+  window_split(z, spec.shift[0], wz, win_z, iz);
+  window_split(y, spec.shift[1], wy, win_y, iy);
+  window_split(x, spec.shift[2], wx, win_x, ix);
+  const int64_t window_id = b * (spec.windows[0] * spec.windows[1] * spec.windows[2]) +
+                            (win_x * spec.windows[1] + win_y) * spec.windows[0] + win_z;
+  const int64_t base = window_id * (wz * wy * wx);
+  key_y = base + (iy * wx + ix) * wz + iz;
+  key_x = base + (ix * wy + iy) * wz + iz;
+  in_window[0] = iz;
+  in_window[1] = iy;
+  in_window[2] = ix;
+  return true;
+}
 
 // S_w = ceil(n / tau) sets for a window of n voxels.
 PF_HD int64_t dsvt_num_sets(int64_t n, int64_t tau) { return (n + tau - 1) / tau; }

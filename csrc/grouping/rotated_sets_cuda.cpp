@@ -55,8 +55,36 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> dsvt_set_
   return {index, mask, set_window, offsets, slot_of_voxel};
 }
 
+// Keys of both orders in one kernel, then a stable torch sort of the (2, N) keys and the window
+// counts from the sorted y-major keys. Voxels outside the grid are not checked here (their key -1
+// sorts first); the CPU kernel rejects them.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> dsvt_window_order_cuda(const at::Tensor& coords_in, int64_t batch_size,
+                                                                      at::IntArrayRef sparse_shape,
+                                                                      at::IntArrayRef window_shape,
+                                                                      at::IntArrayRef shift) {
+  int64_t key_limit = 0;
+  const DsvtWindowSpec spec =
+      make_dsvt_window_spec(coords_in, batch_size, sparse_shape, window_shape, shift, key_limit);
+  const c10::cuda::CUDAGuard guard(coords_in.device());
+  const at::Tensor coords = coords_in.contiguous();
+  const int64_t n = coords.size(0);
+  const auto opts = coords.options().dtype(at::kLong);
+  at::Tensor keys = at::empty({2, n}, opts);
+  at::Tensor in_window = at::empty({n, 3}, opts);
+  PF_CUDA_CHECK(launch_dsvt_window_keys(coords.data_ptr<int32_t>(), n, spec, keys.data_ptr<int64_t>(),
+                                        in_window.data_ptr<int64_t>(), c10::cuda::getCurrentCUDAStream()));
+  const auto [sorted_keys, order] = at::sort(keys, /*stable=*/std::optional<bool>(true), /*dim=*/1);
+  const int64_t volume = spec.window[0] * spec.window[1] * spec.window[2];
+  const at::Tensor window_counts =
+      std::get<2>(at::unique_consecutive(at::div(sorted_keys[0], volume, "floor"), false, true));
+  return {order, window_counts, in_window};
+}
+
 }  // namespace
 
-TORCH_LIBRARY_IMPL(pointformer, CUDA, m) { m.impl("dsvt_set_index", &dsvt_set_index_cuda); }
+TORCH_LIBRARY_IMPL(pointformer, CUDA, m) {
+  m.impl("dsvt_set_index", &dsvt_set_index_cuda);
+  m.impl("dsvt_window_order", &dsvt_window_order_cuda);
+}
 
 }  // namespace pointformer

@@ -29,7 +29,27 @@ __global__ void dsvt_first_slot_kernel(const int64_t* sorted, int64_t num_orders
   }
 }
 
+// One thread per voxel; a voxel outside the grid gets key -1 in both orders (and in-window 0).
+__global__ void dsvt_window_keys_kernel(const int32_t* coords, int64_t num_voxels, DsvtWindowSpec spec, int64_t* keys,
+                                        int64_t* in_window) {
+  PF_GRID_STRIDE(i, num_voxels) {
+    const int32_t* v = coords + 4 * i;
+    int64_t* iw = in_window + 3 * i;
+    if (!dsvt_window_keys(v[0], v[1], v[2], v[3], spec, keys[i], keys[num_voxels + i], iw)) {
+      keys[i] = keys[num_voxels + i] = -1;
+      iw[0] = iw[1] = iw[2] = 0;
+    }
+  }
+}
+
 }  // namespace
+
+cudaError_t launch_dsvt_window_keys(const int32_t* coords, int64_t num_voxels, const DsvtWindowSpec& spec,
+                                    int64_t* keys, int64_t* in_window, cudaStream_t stream) {
+  if (num_voxels == 0) return cudaSuccess;
+  dsvt_window_keys_kernel<<<grid_for(num_voxels), kThreads, 0, stream>>>(coords, num_voxels, spec, keys, in_window);
+  return cudaGetLastError();
+}
 
 cudaError_t launch_dsvt_set_index(const int64_t* sorted, int64_t num_orders, int64_t num_voxels, const int64_t* count,
                                   const int64_t* window_start, const int64_t* first_set, const int64_t* set_window,

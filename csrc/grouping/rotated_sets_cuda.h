@@ -4,7 +4,14 @@
 
 #include <cstdint>
 
+#include "../common/dsvt_sets.h"
+
 namespace pointformer {
+
+// One thread per voxel of coords (num_voxels, 4) int32: writes keys (2, num_voxels), the y-major and
+// x-major sort keys (-1 for a voxel outside the grid or batch), and in_window (num_voxels, 3).
+cudaError_t launch_dsvt_window_keys(const int32_t* coords, int64_t num_voxels, const DsvtWindowSpec& spec,
+                                    int64_t* keys, int64_t* in_window, cudaStream_t stream);
 
 // One thread per slot of the num_sets * tau slots. sorted: (num_orders, num_voxels) voxel lists,
 // window by window; count, window_start, first_set: (num_windows,) voxels, first list position and

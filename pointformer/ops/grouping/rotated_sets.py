@@ -2,8 +2,9 @@
 
 Public: ``partition_rotated_sets`` and its result ``RotatedSets``, ``dsvt_window_configs`` (the two
 window configurations of a stage), ``dsvt_pooling_map`` and its result ``PoolingMap``.
-``rotated_set_index_reference`` is the pure-PyTorch set sampling that the native kernels
-(csrc/grouping/, op ``dsvt_set_index``) are tested against and fall back to.
+``rotated_set_order_reference`` (window order) and ``rotated_set_index_reference`` (set sampling)
+are the pure-PyTorch versions of the native ops ``dsvt_window_order`` and ``dsvt_set_index``
+(csrc/grouping/), which are tested against them and fall back to them.
 
 The index tensors are those of the official code (DSVT ``DSVTInputLayer.get_set_single_shift``):
 
@@ -149,6 +150,37 @@ def rotated_set_keys(
     return keys, in_window
 
 
+def rotated_set_order_reference(
+    coords: torch.Tensor, batch_size: int, sparse_shape: Triple, window_shape: Triple, shift: Triple
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pure-PyTorch ``dsvt_window_order``: voxels window by window in both in-window orders.
+
+    Returns ``order`` ``(2, N)`` int64 (the stable sort of ``rotated_set_keys``: row 0 y-major, row 1
+    x-major), ``window_counts`` ``(W,)`` int64 voxels of each non-empty window in that order, and
+    ``in_window`` ``(N, 3)`` int64. ``batch_size`` is unused here (the native kernels check it).
+    """
+    del batch_size
+    volume = window_shape[0] * window_shape[1] * window_shape[2]
+    keys, in_window = rotated_set_keys(coords, sparse_shape, window_shape, shift)
+    sorted_keys, order = torch.sort(keys, dim=1, stable=True)
+    # Both orders put windows in the same places; count each window's voxels on row 0.
+    window_counts = torch.unique_consecutive(
+        torch.div(sorted_keys[0], volume, rounding_mode="floor"), return_counts=True
+    )[1]
+    return order, window_counts, in_window
+
+
+@_library.register_fake("dsvt_window_order")
+def _dsvt_window_order_fake(coords, batch_size, sparse_shape, window_shape, shift):
+    num_windows = torch.library.get_ctx().new_dynamic_size()
+    n = coords.shape[0]
+    return (
+        coords.new_empty(2, n, dtype=torch.int64),
+        coords.new_empty(num_windows, dtype=torch.int64),
+        coords.new_empty(n, 3, dtype=torch.int64),
+    )
+
+
 def partition_rotated_sets(
     coords: torch.Tensor,
     batch_size: int,
@@ -184,12 +216,12 @@ def partition_rotated_sets(
     if num_windows * volume >= 2**62:
         raise ValueError(f"batch_size {batch_size} x windows of {window} overflow int64 sort keys")
 
-    keys, in_window = rotated_set_keys(coords, shape, window, shift)
-    sorted_keys, order = torch.sort(keys, dim=1, stable=True)
-    # Both orders put windows in the same places; count each window's voxels on row 0.
-    window_counts = torch.unique_consecutive(
-        torch.div(sorted_keys[0], volume, rounding_mode="floor"), return_counts=True
-    )[1]
+    if _library.has_kernel("dsvt_window_order", coords.device):
+        order, window_counts, in_window = torch.ops.pointformer.dsvt_window_order(
+            coords.to(torch.int32), batch_size, list(shape), list(window), list(shift)
+        )
+    else:
+        order, window_counts, in_window = rotated_set_order_reference(coords, batch_size, shape, window, shift)
 
     if _library.has_kernel("dsvt_set_index", coords.device):
         views = torch.ops.pointformer.dsvt_set_index(order, window_counts, set_size)

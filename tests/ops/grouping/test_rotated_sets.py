@@ -15,7 +15,11 @@ from pointformer.ops.grouping import (
     partition_rotated_sets,
     windows_per_axis,
 )
-from pointformer.ops.grouping.rotated_sets import rotated_set_index_reference, rotated_set_keys
+from pointformer.ops.grouping.rotated_sets import (
+    rotated_set_index_reference,
+    rotated_set_keys,
+    rotated_set_order_reference,
+)
 from pointformer.structures.partition import Partition
 
 PILLARS = dict(sparse_shape=(1, 64, 64), window_shape=(1, 12, 12), set_size=36)
@@ -321,6 +325,34 @@ def test_native_matches_reference_on_every_window_size(device, tau):
 
 
 @needs_native
+@pytest.mark.parametrize("name", list(CONFIGS))
+@pytest.mark.parametrize("counts", [[4000, 2, 0, 1500], [0], [1], [0, 37]], ids=["batch", "empty", "one", "late"])
+def test_native_window_order_matches_reference(device, generator, name, counts):
+    config = CONFIGS[name]
+    shift = config.get("shift", (0, 0, 0))
+    if config["sparse_shape"][0] == config["window_shape"][0]:
+        shift = (0, *shift[1:])
+    coords = random_coords(counts, config["sparse_shape"], generator, clustered=len(counts) > 2)
+    args = (len(counts), config["sparse_shape"], config["window_shape"], shift)
+    expected = rotated_set_order_reference(coords, *args)
+    got = torch.ops.pointformer.dsvt_window_order(coords.to(device), args[0], *map(list, args[1:]))
+    for g, e in zip(got, expected, strict=True):
+        assert g.device == device and g.dtype == e.dtype
+        assert torch.equal(g.cpu(), e)
+
+
+@needs_native
+def test_native_window_order_rejects_bad_coords():
+    coords = torch.tensor([[0, 0, 0, 0], [0, 0, 8, 0]], dtype=torch.int32)
+    with pytest.raises(RuntimeError, match="outside"):
+        torch.ops.pointformer.dsvt_window_order(coords, 1, [1, 8, 8], [1, 4, 4], [0, 0, 0])
+    with pytest.raises(RuntimeError, match="outside"):
+        torch.ops.pointformer.dsvt_window_order(coords[:1], 0, [1, 8, 8], [1, 4, 4], [0, 0, 0])
+    with pytest.raises(RuntimeError, match="overflow"):
+        torch.ops.pointformer.dsvt_window_order(coords, 2**40, [1, 2**20, 2**20], [1, 1, 1], [0, 0, 0])
+
+
+@needs_native
 def test_native_rejects_inconsistent_counts(device):
     order = torch.arange(6, device=device).reshape(1, 6)
     with pytest.raises(RuntimeError, match="add up"):
@@ -335,6 +367,10 @@ def test_opcheck(device, generator):
         order, window_counts = set_index_inputs(random_coords(counts, config["sparse_shape"], generator), config)
         args = (order.to(device), window_counts.to(device), config["set_size"])
         torch.library.opcheck(torch.ops.pointformer.dsvt_set_index, args)
+        coords = random_coords(counts, config["sparse_shape"], generator).to(device)
+        shift = list(config.get("shift", (0, 0, 0)))
+        order_args = (coords, len(counts), list(config["sparse_shape"]), list(config["window_shape"]), shift)
+        torch.library.opcheck(torch.ops.pointformer.dsvt_window_order, order_args)
 
 
 # --- pooling map --------------------------------------------------------------------------------
