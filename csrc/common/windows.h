@@ -6,11 +6,14 @@
 namespace pointformer {
 
 // Splits cell coordinate `c` of one axis, shifted by `shift`, into its window `c' / w` and its
-// in-window coordinate `c' % w` (c' = c + shift >= 0, so / and % are the floor ones).
+// in-window coordinate `c' % w` (c' = c + shift >= 0, so / and % are the floor ones). Callers keep
+// c, shift and w in [0, 2^31): c' < 2^32 then, and 32-bit division (several times faster than
+// 64-bit on common CPUs) is exact.
 PF_HD void window_split(int64_t c, int64_t shift, int64_t w, int64_t& window, int64_t& in_window) {
-  const int64_t shifted = c + shift;
-  window = shifted / w;
-  in_window = shifted - window * w;
+  const uint32_t shifted = static_cast<uint32_t>(c + shift), size = static_cast<uint32_t>(w);
+  const uint32_t q = shifted / size;
+  window = q;
+  in_window = shifted - q * size;
 }
 
 }  // namespace pointformer
