@@ -38,8 +38,16 @@ TORCH_LIBRARY(pointformer, m) {
       "(Tensor, Tensor, Tensor, Tensor, Tensor)");
   // grouping/: DSVT set sampling. sorted_voxels (K, N) int64 (each row window by window, in an
   // in-window order), window_counts (W,) int64 -> (index (K, S, tau) int64, key_mask (K, S, tau)
-  // bool, set_window (S,) int64)
-  m.def("dsvt_set_index(Tensor sorted_voxels, Tensor window_counts, int set_size) -> (Tensor, Tensor, Tensor)");
+  // bool, set_window (S,) int64, set_offsets (S + 1,) int64, slot_of_voxel (K, N) int64)
+  // grouping/: DSVT windows. coords (N, 4) int32 (batch, z, y, x) -> (order (2, N) int64: voxels
+  // window by window, y-major then x-major in-window order (stable), window_counts (W,) int64,
+  // in_window (N, 3) int64 (z, y, x))
+  m.def(
+      "dsvt_window_order(Tensor coords, int batch_size, int[] sparse_shape, int[] window_shape, int[] shift) -> "
+      "(Tensor, Tensor, Tensor)");
+  m.def(
+      "dsvt_set_index(Tensor sorted_voxels, Tensor window_counts, int set_size) -> (Tensor, Tensor, Tensor, Tensor, "
+      "Tensor)");
   // grouping/ (serialization): coords (N, 4) int32 (batch, z, y, x) -> (N,) int64 space-filling-curve codes
   // (order: z, z-trans, hilbert, hilbert-trans), batch << 3 * depth on top
   m.def("serialization_codes(Tensor coords, int depth, str order) -> Tensor");

@@ -2,6 +2,10 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include <limits>
+
+#include "../common/dsvt_sets.h"
+
 namespace pointformer {
 
 inline void check_dsvt_set_index_args(const at::Tensor& sorted_voxels, const at::Tensor& window_counts,
@@ -14,6 +18,41 @@ inline void check_dsvt_set_index_args(const at::Tensor& sorted_voxels, const at:
               window_counts.sizes());
   TORCH_CHECK(sorted_voxels.device() == window_counts.device(), "sorted_voxels and window_counts must share a device");
   TORCH_CHECK(set_size >= 1, "set_size must be >= 1, got ", set_size);
+}
+
+// Checks the `dsvt_window_order` arguments and fills the spec; key_limit is the number of distinct
+// sort keys (batch_size * Wz * Wy * Wx windows of wz * wy * wx cells), checked below 2^62.
+inline DsvtWindowSpec make_dsvt_window_spec(const at::Tensor& coords, int64_t batch_size, at::IntArrayRef sparse_shape,
+                                            at::IntArrayRef window_shape, at::IntArrayRef shift, int64_t& key_limit) {
+  TORCH_CHECK(coords.dim() == 2 && coords.size(1) == 4 && coords.scalar_type() == at::kInt,
+              "coords must be an int32 tensor of shape (N, 4) as (batch, z, y, x), got ", coords.scalar_type(), " ",
+              coords.sizes());
+  TORCH_CHECK(sparse_shape.size() == 3 && window_shape.size() == 3 && shift.size() == 3,
+              "sparse_shape, window_shape and shift must have 3 entries (z, y, x)");
+  TORCH_CHECK(batch_size >= 0, "batch_size must be >= 0, got ", batch_size);
+  constexpr int64_t kInt32Max = std::numeric_limits<int32_t>::max();
+  DsvtWindowSpec spec;
+  spec.batch_size = batch_size;
+  key_limit = batch_size;
+  for (int d = 0; d < 3; ++d) {
+    TORCH_CHECK(sparse_shape[d] >= 1 && sparse_shape[d] <= kInt32Max && window_shape[d] >= 1 &&
+                    window_shape[d] <= kInt32Max && shift[d] >= 0 && shift[d] <= window_shape[d],
+                "sparse_shape and window_shape entries must be in [1, 2^31 - 1] and shifts in [0, window], got ",
+                sparse_shape, ", ", window_shape, ", ", shift);
+    spec.shape[d] = sparse_shape[d];
+    spec.window[d] = window_shape[d];
+    spec.shift[d] = shift[d];
+    spec.windows[d] = (sparse_shape[d] + window_shape[d] - 1) / window_shape[d] + 1;
+  }
+  const int64_t factors[6] = {spec.windows[0], spec.windows[1], spec.windows[2],
+                              spec.window[0],  spec.window[1],  spec.window[2]};
+  constexpr int64_t kLimit = int64_t(1) << 62;
+  for (const int64_t f : factors) {
+    TORCH_CHECK(key_limit <= kLimit / f, "batch_size ", batch_size, " x windows of ", window_shape,
+                " overflow int64 sort keys");
+    key_limit *= f;
+  }
+  return spec;
 }
 
 }  // namespace pointformer

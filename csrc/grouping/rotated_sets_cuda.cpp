@@ -1,5 +1,5 @@
 // Torch-facing CUDA `dsvt_set_index`: per-window prefix sums with torch, one synchronization for
-// the number of sets (and the argument checks), then the kernel of rotated_sets_cuda.cu.
+// the number of sets (and the argument checks), then the kernels of rotated_sets_cuda.cu.
 #include "rotated_sets_cuda.h"
 
 #include <ATen/ATen.h>
@@ -13,8 +13,9 @@
 namespace pointformer {
 namespace {
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> dsvt_set_index_cuda(const at::Tensor& sorted_in,
-                                                                   const at::Tensor& counts_in, int64_t set_size) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> dsvt_set_index_cuda(const at::Tensor& sorted_in,
+                                                                                           const at::Tensor& counts_in,
+                                                                                           int64_t set_size) {
   check_dsvt_set_index_args(sorted_in, counts_in, set_size);
   const c10::cuda::CUDAGuard guard(sorted_in.device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
@@ -39,17 +40,51 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> dsvt_set_index_cuda(const at::Ten
   const at::Tensor window_start = voxel_end - counts;
   const at::Tensor set_window =
       at::repeat_interleave(at::arange(num_windows, opts), sets_per_window, /*dim=*/0, /*output_size=*/num_sets);
+  const at::Tensor voxel_window =
+      at::repeat_interleave(at::arange(num_windows, opts), counts, /*dim=*/0, /*output_size=*/num_voxels);
   at::Tensor index = at::empty({num_orders, num_sets, tau}, opts);
   at::Tensor mask = at::empty({num_orders, num_sets, tau}, opts.dtype(at::kBool));
+  at::Tensor offsets = at::empty({num_sets + 1}, opts);
+  offsets.narrow(0, num_sets, 1).fill_(num_voxels);
+  at::Tensor slot_of_voxel = at::empty({num_orders, num_voxels}, opts);
   PF_CUDA_CHECK(launch_dsvt_set_index(sorted.data_ptr<int64_t>(), num_orders, num_voxels, counts.data_ptr<int64_t>(),
                                       window_start.data_ptr<int64_t>(), first_set.data_ptr<int64_t>(),
-                                      set_window.data_ptr<int64_t>(), num_sets, tau, index.data_ptr<int64_t>(),
-                                      mask.data_ptr<bool>(), stream));
-  return {index, mask, set_window};
+                                      set_window.data_ptr<int64_t>(), voxel_window.data_ptr<int64_t>(), num_sets, tau,
+                                      index.data_ptr<int64_t>(), mask.data_ptr<bool>(), offsets.data_ptr<int64_t>(),
+                                      slot_of_voxel.data_ptr<int64_t>(), stream));
+  return {index, mask, set_window, offsets, slot_of_voxel};
+}
+
+// Keys of both orders in one kernel, then a stable torch sort of the (2, N) keys and the window
+// counts from the sorted y-major keys. Voxels outside the grid are not checked here (their key -1
+// sorts first); the CPU kernel rejects them.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> dsvt_window_order_cuda(const at::Tensor& coords_in, int64_t batch_size,
+                                                                      at::IntArrayRef sparse_shape,
+                                                                      at::IntArrayRef window_shape,
+                                                                      at::IntArrayRef shift) {
+  int64_t key_limit = 0;
+  const DsvtWindowSpec spec =
+      make_dsvt_window_spec(coords_in, batch_size, sparse_shape, window_shape, shift, key_limit);
+  const c10::cuda::CUDAGuard guard(coords_in.device());
+  const at::Tensor coords = coords_in.contiguous();
+  const int64_t n = coords.size(0);
+  const auto opts = coords.options().dtype(at::kLong);
+  at::Tensor keys = at::empty({2, n}, opts);
+  at::Tensor in_window = at::empty({n, 3}, opts);
+  PF_CUDA_CHECK(launch_dsvt_window_keys(coords.data_ptr<int32_t>(), n, spec, keys.data_ptr<int64_t>(),
+                                        in_window.data_ptr<int64_t>(), c10::cuda::getCurrentCUDAStream()));
+  const auto [sorted_keys, order] = at::sort(keys, /*stable=*/std::optional<bool>(true), /*dim=*/1);
+  const int64_t volume = spec.window[0] * spec.window[1] * spec.window[2];
+  const at::Tensor window_counts =
+      std::get<2>(at::unique_consecutive(at::div(sorted_keys[0], volume, "floor"), false, true));
+  return {order, window_counts, in_window};
 }
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(pointformer, CUDA, m) { m.impl("dsvt_set_index", &dsvt_set_index_cuda); }
+TORCH_LIBRARY_IMPL(pointformer, CUDA, m) {
+  m.impl("dsvt_set_index", &dsvt_set_index_cuda);
+  m.impl("dsvt_window_order", &dsvt_window_order_cuda);
+}
 
 }  // namespace pointformer

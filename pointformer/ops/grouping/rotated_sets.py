@@ -2,8 +2,9 @@
 
 Public: ``partition_rotated_sets`` and its result ``RotatedSets``, ``dsvt_window_configs`` (the two
 window configurations of a stage), ``dsvt_pooling_map`` and its result ``PoolingMap``.
-``rotated_set_index_reference`` is the pure-PyTorch set sampling that the native kernels
-(csrc/grouping/, op ``dsvt_set_index``) are tested against and fall back to.
+``rotated_set_order_reference`` (window order) and ``rotated_set_index_reference`` (set sampling)
+are the pure-PyTorch versions of the native ops ``dsvt_window_order`` and ``dsvt_set_index``
+(csrc/grouping/), which are tested against them and fall back to them.
 
 The index tensors are those of the official code (DSVT ``DSVTInputLayer.get_set_single_shift``):
 
@@ -19,6 +20,16 @@ The index tensors are those of the official code (DSVT ``DSVTInputLayer.get_set_
    x-major (x, then y, then z) for partition 1 (the "rotation").
 5. ``key_mask`` is True where a slot holds the same voxel as the previous slot of its set
    (the first slot never is): the official key-padding mask.
+6. Each order's ``Partition`` (the views ``Partition.from_padded`` defines: a voxel takes its output
+   from its first slot, the variable-length view lists voxels by first slot) follows in closed
+   form. Over a window's flat slots ``t = i * tau + j`` the ranks ``floor(t * n_w / (S_w * tau))``
+   never decrease, step by at most 1 (``S_w * tau >= n_w``) and reach ``n_w - 1``, so every rank
+   ``r`` appears, first at slot ``ceil(r * S_w * tau / n_w)``. Hence ``permutation`` is the sorted
+   voxel list itself (window by window, in-window order), and the sets before set ``i`` hold the
+   ranks up to the last slot of set ``i - 1``: set ``i`` starts at the window's start +
+   ``floor((i * tau - 1) * n_w / (S_w * tau)) + 1`` (0 for ``i = 0``) in ``permutation``. The
+   native op returns these ``offsets`` and ``slot_of_voxel``; tests check them against
+   ``Partition.from_padded``.
 
 Float64 vs integers: the official code computes the rank as ``floor(double(a) / double(d))`` with
 the integers ``a = (i * tau + j) * n_w`` and ``d = S_w * tau``. The reference does exactly that;
@@ -82,7 +93,8 @@ class RotatedSets:
         set_sample: ``(S,)`` int64 sample of each set.
         coords_in_window: ``(N, 3)`` int64 in-window ``(z, y, x)`` of each voxel (for the
             positional embedding).
-        partitions: the y-major and x-major ``Partition``s (``Partition.from_padded``).
+        partitions: the y-major and x-major ``Partition``s (those ``Partition.from_padded`` gives,
+            built in closed form: module docstring, point 6).
         window_shape, shift: the ``(z, y, x)`` configuration used (shift after the z rule).
     """
 
@@ -138,6 +150,37 @@ def rotated_set_keys(
     return keys, in_window
 
 
+def rotated_set_order_reference(
+    coords: torch.Tensor, batch_size: int, sparse_shape: Triple, window_shape: Triple, shift: Triple
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pure-PyTorch ``dsvt_window_order``: voxels window by window in both in-window orders.
+
+    Returns ``order`` ``(2, N)`` int64 (the stable sort of ``rotated_set_keys``: row 0 y-major, row 1
+    x-major), ``window_counts`` ``(W,)`` int64 voxels of each non-empty window in that order, and
+    ``in_window`` ``(N, 3)`` int64. ``batch_size`` is unused here (the native kernels check it).
+    """
+    del batch_size
+    volume = window_shape[0] * window_shape[1] * window_shape[2]
+    keys, in_window = rotated_set_keys(coords, sparse_shape, window_shape, shift)
+    sorted_keys, order = torch.sort(keys, dim=1, stable=True)
+    # Both orders put windows in the same places; count each window's voxels on row 0.
+    window_counts = torch.unique_consecutive(
+        torch.div(sorted_keys[0], volume, rounding_mode="floor"), return_counts=True
+    )[1]
+    return order, window_counts, in_window
+
+
+@_library.register_fake("dsvt_window_order")
+def _dsvt_window_order_fake(coords, batch_size, sparse_shape, window_shape, shift):
+    num_windows = torch.library.get_ctx().new_dynamic_size()
+    n = coords.shape[0]
+    return (
+        coords.new_empty(2, n, dtype=torch.int64),
+        coords.new_empty(num_windows, dtype=torch.int64),
+        coords.new_empty(n, 3, dtype=torch.int64),
+    )
+
+
 def partition_rotated_sets(
     coords: torch.Tensor,
     batch_size: int,
@@ -173,25 +216,23 @@ def partition_rotated_sets(
     if num_windows * volume >= 2**62:
         raise ValueError(f"batch_size {batch_size} x windows of {window} overflow int64 sort keys")
 
-    keys, in_window = rotated_set_keys(coords, shape, window, shift)
-    sorted_keys, order = torch.sort(keys, dim=1, stable=True)
-    # Both orders put windows in the same places; count each window's voxels on row 0.
-    window_counts = torch.unique_consecutive(
-        torch.div(sorted_keys[0], volume, rounding_mode="floor"), return_counts=True
-    )[1]
+    if _library.has_kernel("dsvt_window_order", coords.device):
+        order, window_counts, in_window = torch.ops.pointformer.dsvt_window_order(
+            coords.to(torch.int32), batch_size, list(shape), list(window), list(shift)
+        )
+    else:
+        order, window_counts, in_window = rotated_set_order_reference(coords, batch_size, shape, window, shift)
 
     if _library.has_kernel("dsvt_set_index", coords.device):
-        index, mask, set_window = torch.ops.pointformer.dsvt_set_index(order, window_counts, set_size)
+        views = torch.ops.pointformer.dsvt_set_index(order, window_counts, set_size)
     else:
-        index, mask, set_window = rotated_set_index_reference(order, window_counts, set_size)
+        views = rotated_set_index_reference(order, window_counts, set_size)
+    index, mask, set_window, offsets, slot_of_voxel = views
 
-    n = coords.shape[0]
     set_sample = coords[index[0, :, 0], 0].long()
-    partitions = (
-        Partition.from_padded(index[0], mask[0], set_sample, n),
-        Partition.from_padded(index[1], mask[1], set_sample, n),
-    )
-    return RotatedSets(index, mask, set_window, set_sample, in_window, partitions, window, shift)
+    # The views Partition.from_padded would compute, in closed form (module docstring, point 6).
+    partitions = tuple(Partition(order[k], offsets, set_sample, index[k], mask[k], slot_of_voxel[k]) for k in range(2))
+    return RotatedSets(index, mask, set_window, set_sample, in_window, partitions, window, shift)  # type: ignore[arg-type]
 
 
 def rotated_set_index_reference(
@@ -206,7 +247,10 @@ def rotated_set_index_reference(
         set_size: ``tau``.
 
     Returns:
-        ``index`` ``(K, S, tau)`` int64, ``key_mask`` ``(K, S, tau)`` bool, ``set_window`` ``(S,)`` int64.
+        ``index`` ``(K, S, tau)`` int64, ``key_mask`` ``(K, S, tau)`` bool, ``set_window`` ``(S,)`` int64,
+        and the variable-length view shared by the ``K`` partitions (module docstring, point 6):
+        ``set_offsets`` ``(S + 1,)`` int64 and ``slot_of_voxel`` ``(K, N)`` int64 (each voxel's first
+        flat slot); the partitions' ``permutation`` is ``sorted_voxels[k]`` itself.
     """
     device = window_counts.device
     tau = set_size
@@ -223,7 +267,19 @@ def rotated_set_index_reference(
     index = sorted_voxels[:, window_start[set_window][:, None] + rank]
     previous = torch.roll(index, 1, dims=-1)
     previous[..., 0] = -1
-    return index, index == previous, set_window
+    # Closed-form Partition views, in integers (exact: the products stay below n_w * S_w * tau).
+    n = sorted_voxels.shape[1]
+    set_count, set_slots = counts[set_window], sets_per_window[set_window] * tau
+    before = torch.where(set_in_window > 0, (set_in_window * tau - 1) * set_count // set_slots + 1, 0)
+    offsets = torch.cat([window_start[set_window] + before, counts.new_full((1,), n)])
+    voxel_window = torch.repeat_interleave(torch.arange(counts.shape[0], device=device), counts, output_size=n)
+    voxel_rank = torch.arange(n, device=device) - window_start[voxel_window]
+    window_slots = sets_per_window[voxel_window] * tau
+    first_slot = (
+        first_set[voxel_window] * tau + (voxel_rank * window_slots + counts[voxel_window] - 1) // counts[voxel_window]
+    )
+    slot_of_voxel = torch.empty_like(sorted_voxels).scatter_(1, sorted_voxels, first_slot.expand_as(sorted_voxels))
+    return index, index == previous, set_window, offsets, slot_of_voxel
 
 
 @_library.register_fake("dsvt_set_index")
@@ -234,6 +290,8 @@ def _dsvt_set_index_fake(sorted_voxels, window_counts, set_size):
         sorted_voxels.new_empty(k, num_sets, set_size, dtype=torch.int64),
         sorted_voxels.new_empty(k, num_sets, set_size, dtype=torch.bool),
         sorted_voxels.new_empty(num_sets, dtype=torch.int64),
+        sorted_voxels.new_empty(num_sets + 1, dtype=torch.int64),
+        sorted_voxels.new_empty(k, sorted_voxels.shape[1], dtype=torch.int64),
     )
 
 

@@ -8,14 +8,19 @@ import math
 import pytest
 import torch
 
-from pointformer.ops import _library
+from pointformer.ops import _library, reference_only
 from pointformer.ops.grouping import (
     dsvt_pooling_map,
     dsvt_window_configs,
     partition_rotated_sets,
     windows_per_axis,
 )
-from pointformer.ops.grouping.rotated_sets import rotated_set_index_reference, rotated_set_keys
+from pointformer.ops.grouping.rotated_sets import (
+    rotated_set_index_reference,
+    rotated_set_keys,
+    rotated_set_order_reference,
+)
+from pointformer.structures.partition import Partition
 
 PILLARS = dict(sparse_shape=(1, 64, 64), window_shape=(1, 12, 12), set_size=36)
 PILLARS_SHIFTED = dict(sparse_shape=(1, 64, 64), window_shape=(1, 24, 24), set_size=36, shift=(0, 6, 6))
@@ -247,6 +252,35 @@ def test_properties(device, generator, name, counts):
     check_properties(sets, coords, config)
 
 
+# --- closed-form partitions ---------------------------------------------------------------------
+
+PARTITION_FIELDS = ("permutation", "offsets", "group_sample", "group_index", "key_mask", "slot_of_voxel")
+
+
+@pytest.mark.parametrize("tau", [1, 3, 36, 48])
+@pytest.mark.parametrize("name", ["pillars", "pillars_shifted", "voxels", "voxels_shifted"])
+@pytest.mark.parametrize("counts", [[2500, 1, 0, 900], [0], [1], [7]], ids=["batch", "empty", "one", "tiny"])
+@pytest.mark.parametrize("backend", ["native", "reference"])
+def test_partitions_equal_from_padded(device, generator, tau, name, counts, backend):
+    # The closed-form views (module docstring, point 6) against Partition.from_padded's scatter + argsort.
+    if backend == "native" and not _library.NATIVE:
+        pytest.skip("pointformer._C is not built")
+    config = {**CONFIGS[name], "set_size": tau}
+    coords = random_coords(counts, config["sparse_shape"], generator, clustered=len(counts) > 2).to(device)
+    if backend == "reference":
+        with reference_only():
+            sets = partition_rotated_sets(coords, len(counts), **config)
+    else:
+        sets = partition_rotated_sets(coords, len(counts), **config)
+    n = coords.shape[0]
+    for k, got in enumerate(sets.partitions):
+        expected = Partition.from_padded(sets.set_voxel_index[k], sets.key_mask[k], sets.set_sample, n)
+        for field in PARTITION_FIELDS:
+            g, e = getattr(got, field), getattr(expected, field)
+            assert g.device == e.device and g.dtype == e.dtype and torch.equal(g, e), field
+        assert int(got.offsets[-1]) == n and bool((got.group_lengths >= 1).all())
+
+
 # --- native kernels ----------------------------------------------------------------------------
 
 needs_native = pytest.mark.skipif(not _library.NATIVE, reason="pointformer._C is not built")
@@ -291,6 +325,34 @@ def test_native_matches_reference_on_every_window_size(device, tau):
 
 
 @needs_native
+@pytest.mark.parametrize("name", list(CONFIGS))
+@pytest.mark.parametrize("counts", [[4000, 2, 0, 1500], [0], [1], [0, 37]], ids=["batch", "empty", "one", "late"])
+def test_native_window_order_matches_reference(device, generator, name, counts):
+    config = CONFIGS[name]
+    shift = config.get("shift", (0, 0, 0))
+    if config["sparse_shape"][0] == config["window_shape"][0]:
+        shift = (0, *shift[1:])
+    coords = random_coords(counts, config["sparse_shape"], generator, clustered=len(counts) > 2)
+    args = (len(counts), config["sparse_shape"], config["window_shape"], shift)
+    expected = rotated_set_order_reference(coords, *args)
+    got = torch.ops.pointformer.dsvt_window_order(coords.to(device), args[0], *map(list, args[1:]))
+    for g, e in zip(got, expected, strict=True):
+        assert g.device == device and g.dtype == e.dtype
+        assert torch.equal(g.cpu(), e)
+
+
+@needs_native
+def test_native_window_order_rejects_bad_coords():
+    coords = torch.tensor([[0, 0, 0, 0], [0, 0, 8, 0]], dtype=torch.int32)
+    with pytest.raises(RuntimeError, match="outside"):
+        torch.ops.pointformer.dsvt_window_order(coords, 1, [1, 8, 8], [1, 4, 4], [0, 0, 0])
+    with pytest.raises(RuntimeError, match="outside"):
+        torch.ops.pointformer.dsvt_window_order(coords[:1], 0, [1, 8, 8], [1, 4, 4], [0, 0, 0])
+    with pytest.raises(RuntimeError, match="overflow"):
+        torch.ops.pointformer.dsvt_window_order(coords, 2**40, [1, 2**20, 2**20], [1, 1, 1], [0, 0, 0])
+
+
+@needs_native
 def test_native_rejects_inconsistent_counts(device):
     order = torch.arange(6, device=device).reshape(1, 6)
     with pytest.raises(RuntimeError, match="add up"):
@@ -305,6 +367,10 @@ def test_opcheck(device, generator):
         order, window_counts = set_index_inputs(random_coords(counts, config["sparse_shape"], generator), config)
         args = (order.to(device), window_counts.to(device), config["set_size"])
         torch.library.opcheck(torch.ops.pointformer.dsvt_set_index, args)
+        coords = random_coords(counts, config["sparse_shape"], generator).to(device)
+        shift = list(config.get("shift", (0, 0, 0)))
+        order_args = (coords, len(counts), list(config["sparse_shape"]), list(config["window_shape"]), shift)
+        torch.library.opcheck(torch.ops.pointformer.dsvt_window_order, order_args)
 
 
 # --- pooling map --------------------------------------------------------------------------------
@@ -337,7 +403,8 @@ def test_pooling_map_empty(device):
 
 
 def test_reference_on_empty_input():
-    index, mask, set_window = rotated_set_index_reference(
+    index, mask, set_window, offsets, slot_of_voxel = rotated_set_index_reference(
         torch.zeros(2, 0, dtype=torch.int64), torch.zeros(0, dtype=torch.int64), 4
     )
     assert index.shape == (2, 0, 4) and mask.shape == (2, 0, 4) and set_window.shape == (0,)
+    assert offsets.tolist() == [0] and slot_of_voxel.shape == (2, 0)
