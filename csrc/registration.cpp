@@ -56,4 +56,10 @@ TORCH_LIBRARY(pointformer, m) {
   m.def(
       "flattened_window_keys(Tensor coords, int[] sparse_shape, int[] window_shape, str axis, bool shift) -> "
       "Tensor");
+  // grouping/: coords (N, 4) int32 (batch, z, y, x) -> (N,) int64 ScatterFormer window keys
+  // (batch * WY + window y) * WX + window x (-1 for voxels outside the grid)
+  m.def("scattered_window_keys(Tensor coords, int[] sparse_shape, int[] window_shape, bool shift) -> Tensor");
+  // grouping/: stable sort of keys (N,) int64 in [0, num_keys) -> (permutation (N,), offsets (G+1,) of
+  // the runs of equal sorted keys, run_keys (G,)), all int64
+  m.def("sort_window_keys(Tensor keys, int num_keys) -> (Tensor, Tensor, Tensor)");
 }

@@ -4,6 +4,7 @@
 // docstring).
 #pragma once
 #include "macros.h"
+#include "windows.h"
 
 namespace pointformer {
 
@@ -27,8 +28,9 @@ PF_HD int64_t serpentine_sign(int64_t v) { return (v & 1) ? -1 : 1; }
 //   "y": (M1 x1 + s(x1) y1) M2 N2 + s(x1) (N2 y2 + s(y2) x2)
 PF_HD int64_t flattened_window_key_in_sample(int64_t y, int64_t x, const FlatWindowSpec& spec) {
   const int64_t wy = spec.window[0], wx = spec.window[1];
-  const int64_t ys = y + spec.shift[0], xs = x + spec.shift[1];  // non-negative: / and % are floor
-  const int64_t y1 = ys / wy, y2 = ys % wy, x1 = xs / wx, x2 = xs % wx;
+  int64_t y1, y2, x1, x2;  // called inside the grid only: window_split's 32-bit division is exact
+  window_split(y, spec.shift[0], wy, y1, y2);
+  window_split(x, spec.shift[1], wx, x1, x2);
   const int64_t n1 = 2 * spec.windows[1], m1 = 2 * spec.windows[0], n2 = 2 * wx, m2 = 2 * wy;
   if (spec.y_axis) {
     const int64_t s1 = serpentine_sign(x1), s2 = serpentine_sign(y2);

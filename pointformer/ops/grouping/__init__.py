@@ -15,7 +15,12 @@ from pointformer.ops.grouping.rotated_sets import (
     dsvt_window_configs,
     partition_rotated_sets,
 )
-from pointformer.ops.grouping.scattered import partition_scattered, scattered_window_key
+from pointformer.ops.grouping.scattered import (
+    partition_scattered,
+    scattered_window_key,
+    scattered_window_keys,
+    scattered_window_keys_reference,
+)
 from pointformer.ops.grouping.serialized import partition_serialized, serialization_codes
 from pointformer.ops.grouping.windows import window_coords, windows_per_axis
 
@@ -30,6 +35,8 @@ __all__ = [
     "partition_scattered",
     "partition_serialized",
     "scattered_window_key",
+    "scattered_window_keys",
+    "scattered_window_keys_reference",
     "serialization_codes",
     "window_coords",
     "windows_per_axis",

@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pointformer.ops.grouping import partition_scattered, scattered_window_key
+import pointformer.ops
+from pointformer.ops import _library
+from pointformer.ops.grouping import (
+    partition_scattered,
+    scattered_window_key,
+    scattered_window_keys,
+    scattered_window_keys_reference,
+)
+
+native = pytest.mark.skipif(not _library.NATIVE, reason="pointformer._C is not built")
 
 # (b, z, y, x) on a (Z, Y, X) = (2, 4, 4) grid, two samples, windows of 2 x 2 BEV cells.
 SMALL = torch.tensor(
@@ -109,3 +118,86 @@ def test_validation():
         partition_scattered(torch.tensor([[2, 0, 1, 1]], dtype=torch.int32), 2, (1, 8, 8), (1, 4, 4))
     with pytest.raises(ValueError, match="3 entries"):
         partition_scattered(coords, 1, (8, 8), (1, 4, 4))
+
+
+GRIDS = [((1, 60, 50), (1, 7, 6)), ((8, 60, 50), (8, 7, 6)), ((32, 41, 41), (32, 12, 12)), ((3, 5, 4), (3, 1, 1))]
+COUNTS = [[300, 0, 1, 5, 2000], [1], [0, 0, 7], []]
+
+
+@native
+@pytest.mark.parametrize("shift", [False, True])
+@pytest.mark.parametrize("grid", GRIDS)
+def test_native_keys_match_reference(device, generator, grid, shift):
+    shape, window = grid
+    for counts in COUNTS:
+        coords = random_voxels(counts, shape, generator).to(device)
+        want = scattered_window_keys_reference(coords, shape, window, shift)
+        got = scattered_window_keys(coords, shape, window, shift)
+        assert got.dtype == torch.int64 and torch.equal(got, want)
+        # Out of the grid (any axis, either side) or a negative batch: -1 on both paths.
+        bad = torch.tensor(
+            [[0, shape[0], 0, 0], [0, 0, -1, 0], [0, 0, 0, shape[2]], [-1, 0, 0, 0], [0, 0, shape[1] - 1, 0]],
+            dtype=torch.int32,
+            device=device,
+        )
+        want = scattered_window_keys_reference(bad, shape, window, shift)
+        assert want[:-1].tolist() == [-1] * 4 and want[-1] >= 0
+        assert torch.equal(scattered_window_keys(bad, shape, window, shift), want)
+
+
+@native
+@pytest.mark.parametrize("shift", [False, True])
+@pytest.mark.parametrize("grid", GRIDS)
+def test_native_partition_matches_reference(device, generator, grid, shift):
+    shape, window = grid
+    for counts in COUNTS:
+        coords = random_voxels(counts, shape, generator).to(device)
+        batch = max(len(counts), 1)
+        got = partition_scattered(coords, batch, shape, window, shift)
+        with pointformer.ops.reference_only():
+            want = partition_scattered(coords, batch, shape, window, shift)
+        for name in ("permutation", "offsets", "group_sample"):
+            a, b = getattr(got, name), getattr(want, name)
+            assert a.dtype == b.dtype == torch.int64 and a.device == b.device and torch.equal(a, b), name
+
+
+@native
+def test_native_sort_window_keys(device, generator):
+    # Duplicates keep their input order; keys up to 2^20 take two radix passes.
+    for limit in (1, 5, 1 << 20):
+        keys = torch.randint(0, limit, (3000,), generator=generator).to(device)
+        perm, offsets, runs = torch.ops.pointformer.sort_window_keys(keys, limit)
+        sorted_keys, want_perm = torch.sort(keys, stable=True)
+        want_runs, counts = torch.unique_consecutive(sorted_keys, return_counts=True)
+        assert torch.equal(perm, want_perm) and torch.equal(runs, want_runs)
+        assert torch.equal(offsets, torch.cat([counts.new_zeros(1), counts.cumsum(0)]))
+    if device.type == "cpu":
+        with pytest.raises(RuntimeError, match="outside"):
+            torch.ops.pointformer.sort_window_keys(torch.tensor([0, 4]), 4)
+
+
+@native
+def test_native_validation_messages(device):
+    # The native path names a bad voxel as the reference does.
+    cases = [
+        ([[0, 0, 8, 1]], "outside sparse_shape"),
+        ([[0, 0, -1, 1]], "non-negative"),
+        ([[2, 0, 1, 1]], "batch index"),
+        ([[-1, 0, 1, 1]], "non-negative"),
+    ]
+    for rows, match in cases:
+        coords = torch.tensor(rows, dtype=torch.int32, device=device)
+        with pytest.raises(ValueError, match=match):
+            partition_scattered(coords, 2, (1, 8, 8), (1, 4, 4))
+
+
+@native
+def test_opcheck(device, generator):
+    coords = random_voxels([200, 0, 3], (2, 40, 40), generator).to(device)
+    for shift in (False, True):
+        torch.library.opcheck(torch.ops.pointformer.scattered_window_keys, (coords, [2, 40, 40], [2, 12, 12], shift))
+    empty = torch.zeros(0, 4, dtype=torch.int32, device=device)
+    torch.library.opcheck(torch.ops.pointformer.scattered_window_keys, (empty, [1, 8, 8], [1, 4, 4], True))
+    keys = scattered_window_keys(coords, (2, 40, 40), (2, 12, 12))
+    torch.library.opcheck(torch.ops.pointformer.sort_window_keys, (keys, 3 * 5 * 5))
+    torch.library.opcheck(torch.ops.pointformer.sort_window_keys, (keys[:0], 1))
