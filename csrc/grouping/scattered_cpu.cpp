@@ -29,17 +29,46 @@ at::Tensor scattered_window_keys_cpu(const at::Tensor& coords_in, at::IntArrayRe
   return keys;
 }
 
+// Stable sort of keys in [0, num_keys): a counting sort when the key range is at most a few times
+// the number of keys (ScatterFormer's windows: a few thousand per sample), whose bins give the runs
+// directly; otherwise a radix sort, then a scan for the runs.
 std::tuple<at::Tensor, at::Tensor, at::Tensor> sort_window_keys_cpu(const at::Tensor& keys_in, int64_t num_keys) {
   check_sort_window_keys(keys_in, num_keys);
   const at::Tensor keys = keys_in.contiguous();
   const int64_t n = keys.size(0);
   const int64_t* k = keys.data_ptr<int64_t>();
-  std::vector<int64_t> sorted(k, k + n), order(n);
+  const auto options = keys.options();
   for (int64_t i = 0; i < n; ++i) {
     TORCH_CHECK(k[i] >= 0 && k[i] < num_keys, "sort_window_keys: key ", k[i], " of element ", i,
                 " is outside [0, num_keys = ", num_keys, ")");
-    order[i] = i;
   }
+  at::Tensor permutation = at::empty({n}, options);
+  int64_t* perm = permutation.data_ptr<int64_t>();
+  if (num_keys <= 4 * n + 65536) {
+    std::vector<int64_t> start(num_keys, 0);
+    for (int64_t i = 0; i < n; ++i) ++start[k[i]];
+    int64_t groups = 0;
+    for (int64_t key = 0; key < num_keys; ++key) groups += start[key] != 0;
+    at::Tensor offsets = at::empty({groups + 1}, options);
+    at::Tensor run_keys = at::empty({groups}, options);
+    int64_t* off = offsets.data_ptr<int64_t>();
+    int64_t* run = run_keys.data_ptr<int64_t>();
+    int64_t g = 0, pos = 0;
+    for (int64_t key = 0; key < num_keys; ++key) {
+      const int64_t count = start[key];
+      if (count != 0) {
+        off[g] = pos;
+        run[g++] = key;
+      }
+      start[key] = pos;
+      pos += count;
+    }
+    off[groups] = n;
+    for (int64_t i = 0; i < n; ++i) perm[start[k[i]]++] = i;
+    return {permutation, offsets, run_keys};
+  }
+  std::vector<int64_t> sorted(k, k + n), order(n);
+  for (int64_t i = 0; i < n; ++i) order[i] = i;
   radix_sort_pairs(sorted, order, num_keys);
   std::vector<int64_t> starts, runs;
   for (int64_t i = 0; i < n; ++i) {
@@ -49,11 +78,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sort_window_keys_cpu(const at::Te
     }
   }
   starts.push_back(n);
-  const auto options = keys.options();
-  at::Tensor permutation = at::empty({n}, options);
   at::Tensor offsets = at::empty({static_cast<int64_t>(starts.size())}, options);
   at::Tensor run_keys = at::empty({static_cast<int64_t>(runs.size())}, options);
-  std::copy(order.begin(), order.end(), permutation.data_ptr<int64_t>());
+  std::copy(order.begin(), order.end(), perm);
   std::copy(starts.begin(), starts.end(), offsets.data_ptr<int64_t>());
   std::copy(runs.begin(), runs.end(), run_keys.data_ptr<int64_t>());
   return {permutation, offsets, run_keys};
