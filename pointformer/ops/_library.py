@@ -8,7 +8,6 @@ reference is a lookup on import-time constants (cheap, and constant under torch.
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import warnings
 from collections.abc import Callable, Iterator
 
@@ -47,24 +46,27 @@ OPS = ("voxelize", "segment_reduce", "segment_reduce_backward", "boxes_iou", "nm
 KERNELS: dict[str, frozenset[str]] = {op: _kernel_devices(op) for op in OPS}
 
 
-_REFERENCE_ONLY = contextvars.ContextVar("pointformer_reference_only", default=False)
+# A plain module flag rather than a ContextVar: torch.compile traces (and guards on) a global,
+# not ContextVar.get. Not thread-safe; it is a switch for tests and benchmarks.
+_reference_only = False
 
 
 @contextlib.contextmanager
 def reference_only() -> Iterator[None]:
     """Runs the public ops on their pure-PyTorch references inside the block (for comparisons in
     tests and benchmarks; model code never needs it)."""
-    token = _REFERENCE_ONLY.set(True)
+    global _reference_only
+    previous, _reference_only = _reference_only, True
     try:
         yield
     finally:
-        _REFERENCE_ONLY.reset(token)
+        _reference_only = previous
 
 
 def has_kernel(op: str, device: torch.device) -> bool:
     """Whether the public op should call ``torch.ops.pointformer.<op>``: a native kernel exists for
     ``device``'s type and ``reference_only`` is not active."""
-    return device.type in KERNELS[op] and not _REFERENCE_ONLY.get()
+    return device.type in KERNELS[op] and not _reference_only
 
 
 def register_fake(op: str) -> Callable[[Callable], Callable]:
