@@ -104,9 +104,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> dsvt_window_order_cpu(const at::T
     }
   });
   const int64_t volume = spec.window[0] * spec.window[1] * spec.window[2];
+  // One (64-bit, slow) division per voxel: keys are sorted, so windows change monotonically.
   std::vector<int64_t> counts;
+  int64_t previous_window = -1;
   for (int64_t i = 0; i < n; ++i) {
-    if (i == 0 || keys[0][i] / volume != keys[0][i - 1] / volume) counts.push_back(0);
+    const int64_t window = keys[0][i] / volume;
+    if (window != previous_window) counts.push_back(0), previous_window = window;
     ++counts.back();
   }
   at::Tensor window_counts = at::empty({static_cast<int64_t>(counts.size())}, opts);
