@@ -6,23 +6,13 @@
 #include <string>
 
 #include "../common/flattened_keys.h"
+#include "window_args.h"
 
 namespace pointformer {
 
 inline FlatWindowSpec make_flat_window_spec(const at::Tensor& coords, at::IntArrayRef sparse_shape,
                                             at::IntArrayRef window_shape, c10::string_view axis, bool shift) {
-  TORCH_CHECK(coords.dim() == 2 && coords.size(1) == 4 && coords.scalar_type() == at::kInt,
-              "coords must be an int32 tensor of shape (N, 4) as (batch, z, y, x), got ", coords.scalar_type(), " ",
-              coords.sizes());
-  TORCH_CHECK(sparse_shape.size() == 3 && window_shape.size() == 3,
-              "sparse_shape and window_shape must have 3 entries (z, y, x)");
-  constexpr int64_t kInt32Max = std::numeric_limits<int32_t>::max();
-  for (int d = 0; d < 3; ++d) {
-    TORCH_CHECK(sparse_shape[d] >= 1 && sparse_shape[d] <= kInt32Max,
-                "sparse_shape entries must be in [1, 2^31 - 1], got ", sparse_shape);
-    TORCH_CHECK(window_shape[d] >= 1 && window_shape[d] <= kInt32Max,
-                "window_shape entries must be in [1, 2^31 - 1], got ", window_shape);
-  }
+  check_window_layout_args(coords, sparse_shape, window_shape);
   TORCH_CHECK(window_shape[0] == 1, "window_shape[0] (wz) must be 1, got ", window_shape);
   TORCH_CHECK(axis == "x" || axis == "y", "axis must be 'x' or 'y', got '", std::string(axis), "'");
   FlatWindowSpec spec;

@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "../common/dsvt_sets.h"
+#include "window_args.h"
 
 namespace pointformer {
 
@@ -24,21 +25,15 @@ inline void check_dsvt_set_index_args(const at::Tensor& sorted_voxels, const at:
 // sort keys (batch_size * Wz * Wy * Wx windows of wz * wy * wx cells), checked below 2^62.
 inline DsvtWindowSpec make_dsvt_window_spec(const at::Tensor& coords, int64_t batch_size, at::IntArrayRef sparse_shape,
                                             at::IntArrayRef window_shape, at::IntArrayRef shift, int64_t& key_limit) {
-  TORCH_CHECK(coords.dim() == 2 && coords.size(1) == 4 && coords.scalar_type() == at::kInt,
-              "coords must be an int32 tensor of shape (N, 4) as (batch, z, y, x), got ", coords.scalar_type(), " ",
-              coords.sizes());
-  TORCH_CHECK(sparse_shape.size() == 3 && window_shape.size() == 3 && shift.size() == 3,
-              "sparse_shape, window_shape and shift must have 3 entries (z, y, x)");
+  check_window_layout_args(coords, sparse_shape, window_shape);
+  TORCH_CHECK(shift.size() == 3, "shift must have 3 entries (z, y, x)");
   TORCH_CHECK(batch_size >= 0, "batch_size must be >= 0, got ", batch_size);
-  constexpr int64_t kInt32Max = std::numeric_limits<int32_t>::max();
   DsvtWindowSpec spec;
   spec.batch_size = batch_size;
   key_limit = batch_size;
   for (int d = 0; d < 3; ++d) {
-    TORCH_CHECK(sparse_shape[d] >= 1 && sparse_shape[d] <= kInt32Max && window_shape[d] >= 1 &&
-                    window_shape[d] <= kInt32Max && shift[d] >= 0 && shift[d] <= window_shape[d],
-                "sparse_shape and window_shape entries must be in [1, 2^31 - 1] and shifts in [0, window], got ",
-                sparse_shape, ", ", window_shape, ", ", shift);
+    TORCH_CHECK(shift[d] >= 0 && shift[d] <= window_shape[d], "shift entries must be in [0, window], got ", shift,
+                " for window ", window_shape);
     spec.shape[d] = sparse_shape[d];
     spec.window[d] = window_shape[d];
     spec.shift[d] = shift[d];
