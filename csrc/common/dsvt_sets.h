@@ -41,21 +41,31 @@ PF_HD bool dsvt_window_keys(int64_t b, int64_t z, int64_t y, int64_t x, const Ds
   return true;
 }
 
+// Floor division of non-negative a by positive b, in 32 bits when both fit: the same integer, and
+// 32-bit division is several times faster than 64-bit on common CPUs. Within a window every
+// operand below stays under (n + tau) * n, so the 32-bit path is the one taken in practice.
+PF_HD int64_t dsvt_div(int64_t a, int64_t b) {
+  if ((static_cast<uint64_t>(a) | static_cast<uint64_t>(b)) <= 0xFFFFFFFFull) {
+    return static_cast<int64_t>(static_cast<uint32_t>(a) / static_cast<uint32_t>(b));
+  }
+  return a / b;
+}
+
 // S_w = ceil(n / tau) sets for a window of n voxels.
-PF_HD int64_t dsvt_num_sets(int64_t n, int64_t tau) { return (n + tau - 1) / tau; }
+PF_HD int64_t dsvt_num_sets(int64_t n, int64_t tau) { return dsvt_div(n + tau - 1, tau); }
 
 // In-window rank of the voxel in slot `slot` of set `set_in_window`: floor((i * tau + j) * n /
 // (S_w * tau)). The official code divides in float64; integer division gives the same floor while
 // n * S_w * tau < 2^53 (the Python wrapper checks that bound; the proof is in rotated_sets.py).
 PF_HD int64_t dsvt_slot_rank(int64_t set_in_window, int64_t slot, int64_t n, int64_t num_sets, int64_t tau) {
-  return ((set_in_window * tau + slot) * n) / (num_sets * tau);
+  return dsvt_div((set_in_window * tau + slot) * n, num_sets * tau);
 }
 
 // First flat slot t = i * tau + j of a window (of n voxels, S_w sets) that samples in-window rank
 // `rank`: the ranks floor(t * n / (S_w * tau)) are non-decreasing in t, step by at most 1 (S_w * tau
 // >= n) and cover 0..n-1, so rank r first appears at the smallest t with t * n >= r * S_w * tau.
 PF_HD int64_t dsvt_first_slot(int64_t rank, int64_t n, int64_t num_sets, int64_t tau) {
-  return (rank * (num_sets * tau) + n - 1) / n;
+  return dsvt_div(rank * (num_sets * tau) + n - 1, n);
 }
 
 // Distinct voxels in the sets before set `set_in_window` of its window = ranks whose first slot is
