@@ -39,4 +39,16 @@ inline void radix_sort_pairs(std::vector<int64_t>& keys, std::vector<int64_t>& v
   }
 }
 
+// Start of every run of equal keys in `sorted`, plus a final end marker (sorted.size()).
+inline std::vector<int64_t> run_starts(const std::vector<int64_t>& sorted) {
+  const int64_t n = static_cast<int64_t>(sorted.size());
+  std::vector<int64_t> starts;
+  starts.reserve(n / 2 + 2);
+  for (int64_t i = 0; i < n; ++i) {
+    if (i == 0 || sorted[i] != sorted[i - 1]) starts.push_back(i);
+  }
+  starts.push_back(n);
+  return starts;
+}
+
 }  // namespace pointformer

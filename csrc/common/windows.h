@@ -16,4 +16,8 @@ PF_HD void window_split(int64_t c, int64_t shift, int64_t w, int64_t& window, in
   in_window = shifted - q * size;
 }
 
+// Windows along an axis of `size` cells: ceil(size / window) + 1, the "+1" leaving room for a shift
+// (FlatFormer's and DSVT's window counts; windows_per_axis in pointformer/ops/grouping/windows.py).
+PF_HD int64_t windows_along_axis(int64_t size, int64_t window) { return (size + window - 1) / window + 1; }
+
 }  // namespace pointformer

@@ -20,7 +20,7 @@ inline FlatWindowSpec make_flat_window_spec(const at::Tensor& coords, at::IntArr
   for (int d = 0; d < 2; ++d) {
     spec.window[d] = window_shape[d + 1];
     spec.shift[d] = shift ? window_shape[d + 1] / 2 : 0;
-    spec.windows[d] = (sparse_shape[d + 1] + window_shape[d + 1] - 1) / window_shape[d + 1] + 1;
+    spec.windows[d] = windows_along_axis(sparse_shape[d + 1], window_shape[d + 1]);
   }
   spec.y_axis = axis == "y";
   // span = 8 * n1 * m1 * wx * wy * Z, checked factor by factor against int64 overflow.

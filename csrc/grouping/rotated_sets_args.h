@@ -37,7 +37,7 @@ inline DsvtWindowSpec make_dsvt_window_spec(const at::Tensor& coords, int64_t ba
     spec.shape[d] = sparse_shape[d];
     spec.window[d] = window_shape[d];
     spec.shift[d] = shift[d];
-    spec.windows[d] = (sparse_shape[d] + window_shape[d] - 1) / window_shape[d] + 1;
+    spec.windows[d] = windows_along_axis(sparse_shape[d], window_shape[d]);
   }
   const int64_t factors[6] = {spec.windows[0], spec.windows[1], spec.windows[2],
                               spec.window[0],  spec.window[1],  spec.window[2]};

@@ -18,7 +18,7 @@ inline ScatteredWindowSpec make_scattered_window_spec(const at::Tensor& coords, 
   for (int d = 0; d < 2; ++d) {
     spec.window[d] = window_shape[d + 1];
     spec.shift[d] = shift ? window_shape[d + 1] / 2 : 0;
-    spec.windows[d] = (sparse_shape[d + 1] + window_shape[d + 1] - 1) / window_shape[d + 1] + 1;
+    spec.windows[d] = windows_along_axis(sparse_shape[d + 1], window_shape[d + 1]);
   }
   // WY, WX <= 2^31, so WY * WX fits int64.
   spec.max_batch = std::numeric_limits<int64_t>::max() / (spec.windows[0] * spec.windows[1]);

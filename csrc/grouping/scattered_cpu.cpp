@@ -70,19 +70,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sort_window_keys_cpu(const at::Te
   std::vector<int64_t> sorted(k, k + n), order(n);
   for (int64_t i = 0; i < n; ++i) order[i] = i;
   radix_sort_pairs(sorted, order, num_keys);
-  std::vector<int64_t> starts, runs;
-  for (int64_t i = 0; i < n; ++i) {
-    if (i == 0 || sorted[i] != sorted[i - 1]) {
-      starts.push_back(i);
-      runs.push_back(sorted[i]);
-    }
-  }
-  starts.push_back(n);
-  at::Tensor offsets = at::empty({static_cast<int64_t>(starts.size())}, options);
-  at::Tensor run_keys = at::empty({static_cast<int64_t>(runs.size())}, options);
+  const std::vector<int64_t> starts = run_starts(sorted);
+  const int64_t groups = static_cast<int64_t>(starts.size()) - 1;
+  at::Tensor offsets = at::empty({groups + 1}, options);
+  at::Tensor run_keys = at::empty({groups}, options);
   std::copy(order.begin(), order.end(), perm);
   std::copy(starts.begin(), starts.end(), offsets.data_ptr<int64_t>());
-  std::copy(runs.begin(), runs.end(), run_keys.data_ptr<int64_t>());
+  int64_t* run = run_keys.data_ptr<int64_t>();
+  for (int64_t g = 0; g < groups; ++g) run[g] = sorted[starts[g]];
   return {permutation, offsets, run_keys};
 }
 

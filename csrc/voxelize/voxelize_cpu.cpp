@@ -58,15 +58,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> voxelize_cpu(const at::Tensor& po
     }
   }
   radix_sort_pairs(sorted_keys, sorted_points, batch_size * sample_cells);
-  const int64_t valid = static_cast<int64_t>(sorted_keys.size());
 
-  std::vector<int64_t> run_start;  // start of each voxel's run, plus a final end marker
-  run_start.reserve(valid / 2 + 2);
-  for (int64_t i = 0; i < valid; ++i) {
-    if (i == 0 || sorted_keys[i] != sorted_keys[i - 1]) run_start.push_back(i);
-  }
-  const int64_t num_voxels = static_cast<int64_t>(run_start.size());
-  run_start.push_back(valid);
+  const std::vector<int64_t> run_start = run_starts(sorted_keys);  // each voxel's run, then the end
+  const int64_t num_voxels = static_cast<int64_t>(run_start.size()) - 1;
 
   // max_voxels caps each sample: its voxels whose first point comes earliest in the input are
   // kept (the first-come rule of hard voxelization). A sample's voxels are contiguous here.
