@@ -62,4 +62,27 @@ TORCH_LIBRARY(pointformer, m) {
   // grouping/: stable sort of keys (N,) int64 in [0, num_keys) -> (permutation (N,), offsets (G+1,) of
   // the runs of equal sorted keys, run_keys (G,)), all int64
   m.def("sort_window_keys(Tensor keys, int num_keys) -> (Tensor, Tensor, Tensor)");
+  // attention/: softmax attention inside groups given by index lists. q (Nq, C), k and v (Nk, C)
+  // with C = num_heads * head_dim; group g's queries are rows query_index[query_offsets[g] :
+  // query_offsets[g + 1]] of q (each query row at most once over all groups), its keys and values
+  // rows key_index[key_offsets[g] : key_offsets[g + 1]] of k and v (rows may repeat). -> (out (Nq, C)
+  // of q's dtype, zero for rows in no group; lse (Nq, num_heads) float32 log-sum-exp of the scaled
+  // scores, for the backward)
+  m.def(
+      "grouped_attention(Tensor q, Tensor k, Tensor v, Tensor query_index, Tensor query_offsets, "
+      "Tensor key_index, Tensor key_offsets, int num_heads, float scale) -> (Tensor, Tensor)");
+  // -> (grad_q (Nq, C), grad_k (Nk, C), grad_v (Nk, C)); a key row's gradient sums over its uses
+  m.def(
+      "grouped_attention_backward(Tensor grad_out, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, "
+      "Tensor query_index, Tensor query_offsets, Tensor key_index, Tensor key_offsets, int num_heads, "
+      "float scale) -> (Tensor, Tensor, Tensor)");
+  // attention/: ScatterFormer's scattered linear attention over windows that are contiguous row ranges
+  // [offsets[w], offsets[w + 1]) of q, k, v (N, C), C = num_heads * head_dim:
+  // y = relu(q) KV / (relu(q) . s + eps), KV = sum relu(k)^T v and s = sum relu(k) per window and head.
+  // -> out (N, C) of q's dtype
+  m.def("scattered_linear_attention(Tensor q, Tensor k, Tensor v, Tensor offsets, int num_heads, float eps) -> Tensor");
+  // -> (grad_q, grad_k, grad_v), each (N, C)
+  m.def(
+      "scattered_linear_attention_backward(Tensor grad_out, Tensor q, Tensor k, Tensor v, Tensor offsets, "
+      "int num_heads, float eps) -> (Tensor, Tensor, Tensor)");
 }

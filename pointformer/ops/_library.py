@@ -42,7 +42,8 @@ def _kernel_devices(op: str) -> frozenset[str]:
 OPS = ("voxelize", "segment_reduce", "segment_reduce_backward", "boxes_iou", "nms_bev_sorted",
        "circle_nms_sorted", "points_in_boxes", "dsvt_window_order", "dsvt_set_index",
        "serialization_codes", "flattened_window_keys", "partition_from_sorted", "scattered_window_keys",
-       "sort_window_keys")  # fmt: skip
+       "sort_window_keys", "grouped_attention", "grouped_attention_backward", "scattered_linear_attention",
+       "scattered_linear_attention_backward")  # fmt: skip
 KERNELS: dict[str, frozenset[str]] = {op: _kernel_devices(op) for op in OPS}
 
 
