@@ -1,0 +1,10 @@
+"""The one error type raised for malformed or inconsistent input files."""
+
+
+class DataFormatError(ValueError):
+    """Input data does not follow its format: truncation, a checksum mismatch, malformed
+    protobuf, an undecompressible payload, or arrays whose sizes disagree.
+
+    Messages name what is known of the location: file, record index and byte offset, the message
+    type and the field path.
+    """
