@@ -410,10 +410,9 @@ def _join_numeric(specs: dict[int, FieldSpec], name: str, parts: list) -> np.nda
     dtype = np.dtype(_KINDS[spec.kind][1]).newbyteorder("=")
     if len(parts) == 1 and isinstance(parts[0], np.ndarray):
         return parts[0]
-    arrays = [p if isinstance(p, np.ndarray) else None for p in parts]
-    if all(a is None for a in arrays):
+    if not any(isinstance(p, np.ndarray) for p in parts):
         return np.array(parts, dtype=dtype)
-    return np.concatenate([a if a is not None else np.array([p], dtype=dtype) for a, p in zip(arrays, parts)])
+    return np.concatenate([p if isinstance(p, np.ndarray) else np.array([p], dtype=dtype) for p in parts])
 
 
 def _merge(a: Message, b: Message) -> Message:

@@ -142,9 +142,7 @@ def iter_records(path: str | os.PathLike, verify: bool = True) -> Iterator[bytes
 def frame_record(data: bytes | bytearray | memoryview) -> bytes:
     """One record's bytes in TFRecord framing."""
     length = struct.pack("<Q", len(data))
-    return b"".join(
-        (length, _FOOTER.pack(masked_crc32c(length)), bytes(data), _FOOTER.pack(masked_crc32c(data)))
-    )
+    return b"".join((length, _FOOTER.pack(masked_crc32c(length)), bytes(data), _FOOTER.pack(masked_crc32c(data))))
 
 
 @contextlib.contextmanager

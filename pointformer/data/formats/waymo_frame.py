@@ -26,7 +26,7 @@ def _array(value, dtype, shape: tuple, what: str) -> np.ndarray:
     """``value`` as a read-only array of ``dtype``, checked against ``shape`` (-1: any)."""
     # A read-only view: the caller's own array keeps its flags.
     arr = np.ascontiguousarray(value, dtype=dtype).view()
-    if arr.ndim != len(shape) or any(s != -1 and s != a for s, a in zip(shape, arr.shape)):
+    if arr.ndim != len(shape) or any(s != -1 and s != a for s, a in zip(shape, arr.shape, strict=True)):
         raise ValueError(f"{what} must have shape {shape} (-1: any), got {arr.shape}")
     arr.setflags(write=False)
     return arr

@@ -101,12 +101,17 @@ def _decode_laser(laser: pb.Laser, index: int, camera_projections: bool) -> Waym
             projections.append(None)
             continue
         returns.append(
-            _decompress_matrix(image.range_image_compressed, pb.MatrixFloat, 4, f"{where}.ri_return{r}.range_image_compressed")
+            _decompress_matrix(
+                image.range_image_compressed, pb.MatrixFloat, 4, f"{where}.ri_return{r}.range_image_compressed"
+            )
         )
         projection = None
         if camera_projections and image.camera_projection_compressed:
             projection = _decompress_matrix(
-                image.camera_projection_compressed, pb.MatrixInt32, 6, f"{where}.ri_return{r}.camera_projection_compressed"
+                image.camera_projection_compressed,
+                pb.MatrixInt32,
+                6,
+                f"{where}.ri_return{r}.camera_projection_compressed",
             )
         projections.append(projection)
     if returns[0] is None:
@@ -116,7 +121,10 @@ def _decode_laser(laser: pb.Laser, index: int, camera_projections: bool) -> Waym
     pixel_pose = None
     if laser.ri_return1.range_image_pose_compressed:
         pixel_pose = _decompress_matrix(
-            laser.ri_return1.range_image_pose_compressed, pb.MatrixFloat, 6, f"{where}.ri_return1.range_image_pose_compressed"
+            laser.ri_return1.range_image_pose_compressed,
+            pb.MatrixFloat,
+            6,
+            f"{where}.ri_return1.range_image_pose_compressed",
         )
     try:
         return WaymoLaserRangeImages(laser.name, returns[0], returns[1], pixel_pose, projections[0], projections[1])
@@ -318,8 +326,12 @@ def labels_to_protos(labels: WaymoLabels) -> list[pb.Label]:
             pb.Label(
                 box=pb.LabelBox(center_x=x, center_y=y, center_z=z, length=dx, width=dy, height=dz, heading=heading),
                 metadata=pb.LabelMetadata(
-                    speed_x=speed[i, 0], speed_y=speed[i, 1], speed_z=speed[i, 2],
-                    accel_x=accel[i, 0], accel_y=accel[i, 1], accel_z=accel[i, 2],
+                    speed_x=speed[i, 0],
+                    speed_y=speed[i, 1],
+                    speed_z=speed[i, 2],
+                    accel_x=accel[i, 0],
+                    accel_y=accel[i, 1],
+                    accel_z=accel[i, 2],
                 ),  # fmt: skip
                 type=int(labels.types[i]),
                 id=str(labels.ids[i]),
@@ -351,7 +363,9 @@ def _laser_proto(laser: WaymoLaserRangeImages, frame_pose: np.ndarray, level: in
         # Readers of raw data expect TOP pixel poses; a static frame's are the frame pose.
         pixel_pose = np.broadcast_to(matrix_to_pose6(frame_pose).astype(np.float32), (*hw, 6))
     if pixel_pose is not None:
-        images[0].range_image_pose_compressed = _compress_matrix(np.ascontiguousarray(pixel_pose), pb.MatrixFloat, level)
+        images[0].range_image_pose_compressed = _compress_matrix(
+            np.ascontiguousarray(pixel_pose), pb.MatrixFloat, level
+        )
     return pb.Laser(name=laser.name, ri_return1=images[0], ri_return2=images[1])
 
 
@@ -397,8 +411,6 @@ def encode_frame(frame: WaymoRangeImageFrame, compression_level: int = 6) -> byt
     return proto.encode()
 
 
-def write_frames(
-    path: str | os.PathLike, frames: Iterable[WaymoRangeImageFrame], compression_level: int = 6
-) -> int:
+def write_frames(path: str | os.PathLike, frames: Iterable[WaymoRangeImageFrame], compression_level: int = 6) -> int:
     """Writes frames as a v1 TFRecord file (atomically) and returns their number."""
     return write_records(path, (encode_frame(f, compression_level) for f in frames))

@@ -215,18 +215,31 @@ def test_waymo_messages_round_trip():
     context = pb.Context(
         name="seg",
         camera_calibrations=[
-            pb.CameraCalibration(name=1, intrinsic=np.arange(9.0), extrinsic=transform, width=1920, height=1280,
-                                 rolling_shutter_direction=4)
+            pb.CameraCalibration(
+                name=1,
+                intrinsic=np.arange(9.0),
+                extrinsic=transform,
+                width=1920,
+                height=1280,
+                rolling_shutter_direction=4,
+            )
         ],  # fmt: skip
         laser_calibrations=[
-            pb.LaserCalibration(name=1, beam_inclinations=np.linspace(-0.3, 0.05, 64), beam_inclination_min=-0.3,
-                                beam_inclination_max=0.05, extrinsic=transform),
+            pb.LaserCalibration(
+                name=1,
+                beam_inclinations=np.linspace(-0.3, 0.05, 64),
+                beam_inclination_min=-0.3,
+                beam_inclination_max=0.05,
+                extrinsic=transform,
+            ),
             pb.LaserCalibration(name=2, beam_inclination_min=-1.0, beam_inclination_max=0.5, extrinsic=transform),
         ],  # fmt: skip
         stats=pb.Stats(
             laser_object_counts=[pb.ObjectCount(type=1, count=3)],
             camera_object_counts=[pb.ObjectCount(type=2, count=1)],
-            time_of_day="Day", location="location_sf", weather="sunny",
+            time_of_day="Day",
+            location="location_sf",
+            weather="sunny",
         ),  # fmt: skip
     )
     label = pb.Label(
@@ -240,8 +253,13 @@ def test_waymo_messages_round_trip():
         context=context,
         timestamp_micros=1_550_000_000_000_000,
         pose=transform,
-        lasers=[pb.Laser(name=1, ri_return1=pb.RangeImage(range_image_compressed=b"abc", range_image_pose_compressed=b"p"),
-                         ri_return2=pb.RangeImage(camera_projection_compressed=b"q"))],
+        lasers=[
+            pb.Laser(
+                name=1,
+                ri_return1=pb.RangeImage(range_image_compressed=b"abc", range_image_pose_compressed=b"p"),
+                ri_return2=pb.RangeImage(camera_projection_compressed=b"q"),
+            )
+        ],
         laser_labels=[label, pb.Label()],
         no_label_zones=[pb.Polygon2dProto(x=np.array([0.0, 1, 1]), y=np.array([0.0, 0, 1]), id="z")],
         camera_labels=[pb.CameraLabels(name=1, labels=[label])],

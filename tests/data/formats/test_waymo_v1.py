@@ -99,7 +99,7 @@ def test_frame_round_trip(tmp_path):
     assert write_frames(path, frames) == 2
     read = list(read_frames(path))
     assert len(read) == 2
-    for src, got in zip(frames, read):
+    for src, got in zip(frames, read, strict=True):
         assert got.context_name == src.context_name and got.timestamp_micros == src.timestamp_micros
         assert (got.time_of_day, got.location, got.weather) == ("Day", "location_sf", "sunny")
         np.testing.assert_array_equal(got.pose, src.pose)
@@ -109,12 +109,14 @@ def test_frame_round_trip(tmp_path):
         _assert_labels_equal(got.labels, src.labels)
         # Expected points: lasers by name, return 1 then 2, each row-major.
         expected, counts = [], []
-        for calib, laser in zip(src.laser_calibrations, src.lasers):
+        for calib, laser in zip(src.laser_calibrations, src.lasers, strict=True):
             assert calib.name == laser.name
             incl = calib.row_inclinations(laser.return1.shape[0])
             pixel_pose = laser.pixel_pose
             if laser.name == 1 and pixel_pose is None:  # the writer stores the frame pose per pixel
-                pixel_pose = np.broadcast_to(matrix_to_pose6(src.pose).astype(np.float32), (*laser.return1.shape[:2], 6))
+                pixel_pose = np.broadcast_to(
+                    matrix_to_pose6(src.pose).astype(np.float32), (*laser.return1.shape[:2], 6)
+                )
             row = []
             for image in (laser.return1, laser.return2):
                 pts = range_image_to_points(image, calib.extrinsic, incl, pixel_pose, src.pose)
@@ -138,7 +140,7 @@ def test_frame_round_trip(tmp_path):
 def test_range_images_round_trip_exactly(tmp_path):
     src = _frame(3)
     raw = decode_frame(encode_frame(src), camera_projections=True)
-    for a, b in zip(src.lasers, raw.lasers):
+    for a, b in zip(src.lasers, raw.lasers, strict=True):
         np.testing.assert_array_equal(a.return1, b.return1)
         np.testing.assert_array_equal(a.return2, b.return2)
         assert b.camera_projection1.shape == a.return1.shape[:2] + (6,) and not b.camera_projection1.any()
@@ -147,7 +149,7 @@ def test_range_images_round_trip_exactly(tmp_path):
             np.testing.assert_array_equal(a.pixel_pose, b.pixel_pose)
         else:
             assert b.pixel_pose is None
-    for a, b in zip(src.laser_calibrations, raw.laser_calibrations):
+    for a, b in zip(src.laser_calibrations, raw.laser_calibrations, strict=True):
         np.testing.assert_array_equal(a.extrinsic, b.extrinsic)
         assert (a.beam_inclinations is None) == (b.beam_inclinations is None)
     # What OpenPCDet's converter reads is present on the wire.
@@ -174,7 +176,9 @@ def test_label_heading_is_wrapped():
 def test_label_only_frame_warns(tmp_path):
     path = tmp_path / "labels_only.tfrecord"
     write_frames(path, [_frame(5, lasers=False)])
-    with pytest.warns(UserWarning, match=r"labels_only\.tfrecord: record 0 at byte 0 .*no range images; yielding its 6"):
+    with pytest.warns(
+        UserWarning, match=r"labels_only\.tfrecord: record 0 at byte 0 .*no range images; yielding its 6"
+    ):
         (frame,) = list(read_frames(path))
     assert frame.points.shape == (0, 6) and len(frame.labels) == 6
     assert frame.point_counts.shape == (5, 2) and frame.point_counts.sum() == 0
@@ -202,13 +206,25 @@ def test_bad_payloads_name_file_record_and_field(tmp_path):
     cases = [
         (_corrupt_top(good, range_image_compressed=b"not zlib"), r"ri_return1\.range_image_compressed: zlib"),
         (
-            _corrupt_top(good, range_image_compressed=zlib.compress(
-                pb.MatrixFloat(data=np.zeros(10, np.float32), shape=pb.MatrixShape(dims=np.array([8, 40, 4]))).encode())),
+            _corrupt_top(
+                good,
+                range_image_compressed=zlib.compress(
+                    pb.MatrixFloat(
+                        data=np.zeros(10, np.float32), shape=pb.MatrixShape(dims=np.array([8, 40, 4]))
+                    ).encode()
+                ),
+            ),
             r"range_image_compressed: shape \[8, 40, 4\] needs 1280 values, data has 10",
         ),  # fmt: skip
         (
-            _corrupt_top(good, range_image_pose_compressed=zlib.compress(
-                pb.MatrixFloat(data=np.zeros(60, np.float32), shape=pb.MatrixShape(dims=np.array([2, 5, 6]))).encode())),
+            _corrupt_top(
+                good,
+                range_image_pose_compressed=zlib.compress(
+                    pb.MatrixFloat(
+                        data=np.zeros(60, np.float32), shape=pb.MatrixShape(dims=np.array([2, 5, 6]))
+                    ).encode()
+                ),
+            ),
             r"Frame\.lasers\[\d\] \(TOP\): pixel_pose must have shape \(8, 40, 6\)",
         ),  # fmt: skip
         (_corrupt_top(good, range_image_compressed=zlib.compress(b"\x0a\x05ab")), r"MatrixFloat\.data \(field 1\)"),
