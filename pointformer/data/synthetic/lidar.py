@@ -200,7 +200,7 @@ def waymo_lidars() -> tuple[LidarSpec, ...]:
         min_range=0.7,
         max_range=75.0,
         range_noise=0.01,
-        dropout=0.02,
+        dropout=0.045,
     )
     short = dict(
         inclinations=uniform_inclinations(-90.0 * deg, 30.0 * deg, 200),
@@ -208,7 +208,7 @@ def waymo_lidars() -> tuple[LidarSpec, ...]:
         min_range=0.3,
         max_range=20.0,
         range_noise=0.01,
-        horizontal_fov=30.0 * deg,
+        horizontal_fov=20.0 * deg,
         uniform_inclinations=True,
         dropout=0.05,
     )

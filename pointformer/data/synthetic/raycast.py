@@ -28,6 +28,8 @@ from pointformer.data.synthetic.lidar import NO_RETURN, LidarSpec
 from pointformer.data.synthetic.scene import HeightField, Primitives, Road
 
 SECOND_RETURN_GAP = 0.5
+# Dropout of weak returns: probability ~ DARK_FAR_DROPOUT / (reflectivity * cos) * (range / max range)^2.
+DARK_FAR_DROPOUT = 0.006
 NUM_SECTORS = 720
 # Surface codes of hit pixels.
 SURFACE_NONE, SURFACE_GROUND, SURFACE_STATIC, SURFACE_OBJECT = -1, 0, 1, 2
@@ -160,7 +162,9 @@ def _ground_hit(ox, oy, oz, dx, dy, dz, t0, t1, gx0, gy0, cell, heights, hmin, h
                     fa = oz + sa * dz - (base + gx * (ox + sa * dx) + gy * (oy + sa * dy))
                     fb = oz + sb * dz - (base + gx * (ox + sb * dx) + gy * (oy + sb * dy))
                     if fa <= 0.0:
-                        return sa, gx, gy
+                        # A ray starting under the ground (the rest of a beam that grazed an
+                        # object's bottom edge) has no ground return of its own.
+                        return (-1.0 if sa == ta else sa), gx, gy
                     if fb <= 0.0:
                         return sa + (sb - sa) * fa / (fa - fb), gx, gy
                 sa = sb
@@ -398,7 +402,7 @@ def _cast_scan(origin, dirs, fov, noise, min_range, max_range, range_noise, drop
             cos_eff = max(cosi, 0.05)
             power = rho * (0.6 + 0.4 * cos_eff if mat == 2 else cos_eff)
             frac = t / max_range
-            p_drop = dropout + (1.0 - dropout) * min(0.0015 / power * frac * frac, 1.0)
+            p_drop = dropout + (1.0 - dropout) * min(DARK_FAR_DROPOUT / power * frac * frac, 1.0)
             if u_drop < p_drop:
                 break
             rng_val = t + range_noise * noise[i, 3 * ret]
@@ -420,7 +424,7 @@ def _cast_scan(origin, dirs, fov, noise, min_range, max_range, range_noise, drop
                 edge_width = 0.02 + 0.003 * t
                 if not ((mat == 1 and u_second < 0.45) or (what >= 0 and edge < edge_width and u_second < 0.8)):
                     break
-                t_start, exclude = t + 0.5, what
+                t_start, exclude = t + SECOND_RETURN_GAP, what
     return out
 
 

@@ -269,9 +269,6 @@ class Scene:
         pose[:3, 3] = (float(x), float(y), float(self.ground.height(x, y)))
         return pose
 
-    def ego_velocity(self) -> float:
-        return self.ego.speed
-
     def object_states(self, t: float, index: np.ndarray | None = None) -> ObjectStates:
         """World-frame boxes, velocities and accelerations of the objects (or ``index``) at ``t``."""
         obj = self.objects if index is None else self.objects.subset(index)
@@ -371,6 +368,147 @@ def _fill_band(b: _Builder, s_range, sample, gap, reserve=None) -> None:
         s += length + gap()
 
 
+def _populate_side(
+    b: _Builder, rng, side: float, ego: EgoMotion, ego_reserve, duration: float, reach: float, dens: float
+) -> None:
+    """Lays out one side of the street (``side`` -1: right, forward traffic; +1: left, oncoming)."""
+    direction = -side  # +1 on the right side
+    yaw_dir = 0.0 if direction > 0 else math.pi
+
+    # Driving lanes.
+    for lane in (0, 1):
+        band = (lane * LANE_WIDTH, (lane + 1) * LANE_WIDTH)
+        is_ego_lane = side < 0 and lane == 0
+        speed = ego.speed if is_ego_lane else direction * rng.uniform(5.0, 14.0)
+
+        def place_vehicle(s, reserve, band=band, speed=speed):
+            cls = _vehicle_class(rng)
+            size = CLASSES[CLASS_INDEX[cls]].sample_size(rng)
+            yaw, dd, _ = _fit_lateral(rng, band, size, 0.015, 0.04)
+            half = _along_half(size, yaw)
+            if reserve is not None and s + 2 * half > reserve[0] and s < reserve[1]:
+                return reserve[1] - s
+            b.add_object(cls, size, s + half, side * dd, speed, yaw_dir + yaw)
+            return 2 * half
+
+        _fill_band(b, _flow_range(ego, speed, duration, reach), place_vehicle,
+                   lambda: 4.0 + rng.exponential(18.0 / dens), ego_reserve if is_ego_lane else None)  # fmt: skip
+
+    # Bike lane.
+    speed = direction * rng.uniform(3.0, 6.0)
+
+    def place_cyclist(s, reserve, speed=speed):
+        size = CLASSES[CLASS_INDEX["cyclist"]].sample_size(rng)
+        yaw, dd, _ = _fit_lateral(rng, BIKE, size, 0.03, 0.1)
+        half = _along_half(size, yaw)
+        b.add_object("cyclist", size, s + half, side * dd, speed, yaw_dir + yaw)
+        return 2 * half
+
+    _fill_band(b, _flow_range(ego, speed, duration, reach), place_cyclist,
+               lambda: 3.0 + rng.exponential(30.0 / dens))  # fmt: skip
+
+    # Parking, with construction zones of barriers and cones.
+    static_range = _flow_range(ego, 0.0, duration, reach)
+
+    def place_parked(s, reserve):
+        u = rng.uniform()
+        if u < 0.06:  # a construction zone
+            start, end = s, s + rng.uniform(10.0, 25.0)
+            while s < end:
+                cls = "barrier" if rng.uniform() < 0.55 else "traffic_cone"
+                size = CLASSES[CLASS_INDEX[cls]].sample_size(rng)
+                yaw, dd, _ = _fit_lateral(rng, PARKING, size, 0.05 if cls == "barrier" else 0.0, 0.15)
+                if cls == "traffic_cone":
+                    yaw = rng.uniform(-math.pi, math.pi)
+                half = _along_half(size, yaw)
+                b.add_object(cls, size, s + half, side * dd, 0.0, yaw_dir + yaw,
+                             refl=rng.uniform(0.8, 1.5), mat=RETROREFLECTIVE)  # fmt: skip
+                s += 2 * half + rng.uniform(0.3, 2.0)
+            return s - start
+        if u < 0.35:  # an empty slot
+            return rng.uniform(3.0, 8.0) / dens
+        size = CLASSES[CLASS_INDEX["car"]].sample_size(rng)
+        yaw, dd, _ = _fit_lateral(rng, PARKING, size, 0.03, 0.08)
+        half = _along_half(size, yaw)
+        b.add_object("car", size, s + half, side * dd, 0.0, yaw_dir + yaw)
+        return 2 * half
+
+    _fill_band(b, static_range, place_parked, lambda: rng.uniform(0.6, 2.0))
+
+    # Street furniture: signs (labelled, on poles), lamp posts, trees, bins, bushes.
+    def place_furniture(s, reserve):
+        u = rng.uniform()
+        dd = (FURNITURE[0] + FURNITURE[1]) / 2 + rng.uniform(-0.3, 0.3)
+        if u < 0.22:  # a sign facing the oncoming traffic of this side, on a pole
+            size = CLASSES[CLASS_INDEX["sign"]].sample_size(rng)
+            elev = rng.uniform(1.9, 2.3)
+            b.add_object("sign", size, s + size[1] / 2, side * dd, 0.0, yaw_dir + math.pi,
+                         elev=elev, refl=rng.uniform(1.5, 3.0), mat=RETROREFLECTIVE)  # fmt: skip
+            # The pole stands just behind the plate (whose face normal points against the traffic).
+            pole_s = s + size[1] / 2 + direction * (size[0] / 2 + 0.06)
+            b.add_prim(CYLINDER, pole_s, side * dd, elev / 2, (0.04, 0.04, elev / 2), 0.0, 0.35)
+            return size[1]
+        if u < 0.4:  # lamp post
+            h = rng.uniform(6.0, 9.0)
+            b.add_prim(CYLINDER, s + 0.15, side * dd, h / 2, (0.12, 0.12, h / 2), 0.0, 0.35)
+            return 0.3
+        if u < 0.65:  # tree: trunk and canopy (vegetation)
+            trunk, radius = rng.uniform(2.6, 3.4), rng.uniform(1.2, 2.0)
+            top = rng.uniform(2.0, 4.0)
+            r_trunk = rng.uniform(0.12, 0.25)
+            b.add_prim(CYLINDER, s + radius, side * dd, trunk / 2, (r_trunk, r_trunk, trunk / 2), 0.0, 0.25)
+            b.add_prim(CYLINDER, s + radius, side * dd, trunk - 0.2 + top / 2, (radius, radius, top / 2), 0.0,
+                       0.3, VEGETATION)  # fmt: skip
+            return 2 * radius
+        if u < 0.82:  # bush
+            size = (rng.uniform(1.0, 2.5), rng.uniform(0.8, 1.4), rng.uniform(0.6, 1.2))
+            b.add_prim(BOX, s + size[0] / 2, side * dd, size[2] / 2, np.array(size) / 2, 0.0, 0.3, VEGETATION)
+            return size[0]
+        size = (0.6, 0.6, rng.uniform(0.9, 1.1))  # bin
+        b.add_prim(BOX, s + 0.3, side * dd, size[2] / 2, np.array(size) / 2, rng.uniform(-0.3, 0.3),
+                   rng.uniform(0.1, 0.4))  # fmt: skip
+        return 0.6
+
+    _fill_band(b, static_range, place_furniture, lambda: rng.uniform(2.0, 9.0) / dens)
+
+    # Sidewalk: two walking bands (opposite directions) and standing pedestrians.
+    for band, sign in zip(WALK, (direction, -direction), strict=True):
+        speed = sign * rng.uniform(1.0, 1.6)
+        walk_yaw = 0.0 if sign > 0 else math.pi
+
+        def place_walker(s, reserve, band=band, speed=speed, walk_yaw=walk_yaw):
+            size = CLASSES[CLASS_INDEX["pedestrian"]].sample_size(rng)
+            yaw, dd, _ = _fit_lateral(rng, band, size, 0.2, 0.5)
+            half = _along_half(size, yaw)
+            b.add_object("pedestrian", size, s + half, side * dd, speed, walk_yaw + yaw)
+            return 2 * half
+
+        _fill_band(b, _flow_range(ego, speed, duration, reach), place_walker,
+                   lambda: 0.5 + rng.exponential(14.0 / dens))  # fmt: skip
+
+    def place_standing(s, reserve):
+        size = CLASSES[CLASS_INDEX["pedestrian"]].sample_size(rng)
+        yaw, dd, _ = _fit_lateral(rng, STANDING, size, 1.5, math.pi)
+        half = _along_half(size, yaw)
+        b.add_object("pedestrian", size, s + half, side * dd, 0.0, yaw)
+        return 2 * half
+
+    _fill_band(b, static_range, place_standing, lambda: 1.0 + rng.exponential(25.0 / dens))
+
+    # Buildings (static, contiguous facades with alleys between blocks).
+    def place_building(s, reserve):
+        length, depth = rng.uniform(8.0, 40.0), rng.uniform(8.0, 20.0)
+        height = rng.uniform(3.5, 20.0)
+        dd = BUILDINGS_FROM + rng.uniform(0.0, 4.0) + depth / 2
+        # Buried 1.5 m so that the sloped ground never shows a gap under the walls.
+        b.add_prim(BOX, s + length / 2, side * dd, height / 2 - 1.5, (length / 2, depth / 2, height / 2 + 1.5),
+                   0.0, rng.uniform(0.15, 0.5))  # fmt: skip
+        return length
+
+    _fill_band(b, static_range, place_building,
+               lambda: 0.0 if rng.uniform() < 0.35 else rng.uniform(4.0, 20.0))  # fmt: skip
+
+
 def build_scene(
     rng: np.random.Generator,
     duration: float,
@@ -397,141 +535,7 @@ def build_scene(
     dens = max(density, 1e-3)
 
     for side in (-1.0, 1.0):  # right (forward traffic), left (oncoming)
-        direction = -side  # +1 on the right side
-        yaw_dir = 0.0 if direction > 0 else math.pi
-
-        # Driving lanes.
-        for lane in (0, 1):
-            band = (lane * LANE_WIDTH, (lane + 1) * LANE_WIDTH)
-            is_ego_lane = side < 0 and lane == 0
-            speed = ego.speed if is_ego_lane else direction * rng.uniform(5.0, 14.0)
-
-            def place_vehicle(s, reserve, band=band, speed=speed):
-                cls = _vehicle_class(rng)
-                size = CLASSES[CLASS_INDEX[cls]].sample_size(rng)
-                yaw, dd, _ = _fit_lateral(rng, band, size, 0.015, 0.04)
-                half = _along_half(size, yaw)
-                if reserve is not None and s + 2 * half > reserve[0] and s < reserve[1]:
-                    return reserve[1] - s
-                b.add_object(cls, size, s + half, side * dd, speed, yaw_dir + yaw)
-                return 2 * half
-
-            _fill_band(b, _flow_range(ego, speed, duration, reach), place_vehicle,
-                       lambda: 4.0 + rng.exponential(18.0 / dens), ego_reserve if is_ego_lane else None)  # fmt: skip
-
-        # Bike lane.
-        speed = direction * rng.uniform(3.0, 6.0)
-
-        def place_cyclist(s, reserve, speed=speed):
-            size = CLASSES[CLASS_INDEX["cyclist"]].sample_size(rng)
-            yaw, dd, _ = _fit_lateral(rng, BIKE, size, 0.03, 0.1)
-            half = _along_half(size, yaw)
-            b.add_object("cyclist", size, s + half, side * dd, speed, yaw_dir + yaw)
-            return 2 * half
-
-        _fill_band(b, _flow_range(ego, speed, duration, reach), place_cyclist,
-                   lambda: 3.0 + rng.exponential(30.0 / dens))  # fmt: skip
-
-        # Parking, with construction zones of barriers and cones.
-        static_range = _flow_range(ego, 0.0, duration, reach)
-
-        def place_parked(s, reserve):
-            u = rng.uniform()
-            if u < 0.06:  # a construction zone
-                start, end = s, s + rng.uniform(10.0, 25.0)
-                while s < end:
-                    cls = "barrier" if rng.uniform() < 0.55 else "traffic_cone"
-                    size = CLASSES[CLASS_INDEX[cls]].sample_size(rng)
-                    yaw, dd, _ = _fit_lateral(rng, PARKING, size, 0.05 if cls == "barrier" else 0.0, 0.15)
-                    if cls == "traffic_cone":
-                        yaw = rng.uniform(-math.pi, math.pi)
-                    half = _along_half(size, yaw)
-                    b.add_object(cls, size, s + half, side * dd, 0.0, yaw_dir + yaw,
-                                 refl=rng.uniform(0.8, 1.5), mat=RETROREFLECTIVE)  # fmt: skip
-                    s += 2 * half + rng.uniform(0.3, 2.0)
-                return s - start
-            if u < 0.35:  # an empty slot
-                return rng.uniform(3.0, 8.0) / dens
-            size = CLASSES[CLASS_INDEX["car"]].sample_size(rng)
-            yaw, dd, _ = _fit_lateral(rng, PARKING, size, 0.03, 0.08)
-            half = _along_half(size, yaw)
-            b.add_object("car", size, s + half, side * dd, 0.0, yaw_dir + yaw)
-            return 2 * half
-
-        _fill_band(b, static_range, place_parked, lambda: rng.uniform(0.6, 2.0))
-
-        # Street furniture: signs (labelled, on poles), lamp posts, trees, bins, bushes.
-        def place_furniture(s, reserve):
-            u = rng.uniform()
-            dd = (FURNITURE[0] + FURNITURE[1]) / 2 + rng.uniform(-0.3, 0.3)
-            if u < 0.22:  # a sign facing the oncoming traffic of this side, on a pole
-                size = CLASSES[CLASS_INDEX["sign"]].sample_size(rng)
-                elev = rng.uniform(1.9, 2.3)
-                b.add_object("sign", size, s + size[1] / 2, side * dd, 0.0, yaw_dir + math.pi,
-                             elev=elev, refl=rng.uniform(1.5, 3.0), mat=RETROREFLECTIVE)  # fmt: skip
-                # The pole stands just behind the plate (whose face normal points against the traffic).
-                pole_s = s + size[1] / 2 + direction * (size[0] / 2 + 0.06)
-                b.add_prim(CYLINDER, pole_s, side * dd, elev / 2, (0.04, 0.04, elev / 2), 0.0, 0.35)
-                return size[1]
-            if u < 0.4:  # lamp post
-                h = rng.uniform(6.0, 9.0)
-                b.add_prim(CYLINDER, s + 0.15, side * dd, h / 2, (0.12, 0.12, h / 2), 0.0, 0.35)
-                return 0.3
-            if u < 0.65:  # tree: trunk and canopy (vegetation)
-                trunk, radius = rng.uniform(2.6, 3.4), rng.uniform(1.2, 2.0)
-                top = rng.uniform(2.0, 4.0)
-                r_trunk = rng.uniform(0.12, 0.25)
-                b.add_prim(CYLINDER, s + radius, side * dd, trunk / 2, (r_trunk, r_trunk, trunk / 2), 0.0, 0.25)
-                b.add_prim(CYLINDER, s + radius, side * dd, trunk - 0.2 + top / 2, (radius, radius, top / 2), 0.0,
-                           0.3, VEGETATION)  # fmt: skip
-                return 2 * radius
-            if u < 0.82:  # bush
-                size = (rng.uniform(1.0, 2.5), rng.uniform(0.8, 1.4), rng.uniform(0.6, 1.2))
-                b.add_prim(BOX, s + size[0] / 2, side * dd, size[2] / 2, np.array(size) / 2, 0.0, 0.3, VEGETATION)
-                return size[0]
-            size = (0.6, 0.6, rng.uniform(0.9, 1.1))  # bin
-            b.add_prim(BOX, s + 0.3, side * dd, size[2] / 2, np.array(size) / 2, rng.uniform(-0.3, 0.3),
-                       rng.uniform(0.1, 0.4))  # fmt: skip
-            return 0.6
-
-        _fill_band(b, static_range, place_furniture, lambda: rng.uniform(2.0, 9.0) / dens)
-
-        # Sidewalk: two walking bands (opposite directions) and standing pedestrians.
-        for band, sign in zip(WALK, (direction, -direction), strict=True):
-            speed = sign * rng.uniform(1.0, 1.6)
-            walk_yaw = 0.0 if sign > 0 else math.pi
-
-            def place_walker(s, reserve, band=band, speed=speed, walk_yaw=walk_yaw):
-                size = CLASSES[CLASS_INDEX["pedestrian"]].sample_size(rng)
-                yaw, dd, _ = _fit_lateral(rng, band, size, 0.2, 0.5)
-                half = _along_half(size, yaw)
-                b.add_object("pedestrian", size, s + half, side * dd, speed, walk_yaw + yaw)
-                return 2 * half
-
-            _fill_band(b, _flow_range(ego, speed, duration, reach), place_walker,
-                       lambda: 0.5 + rng.exponential(14.0 / dens))  # fmt: skip
-
-        def place_standing(s, reserve):
-            size = CLASSES[CLASS_INDEX["pedestrian"]].sample_size(rng)
-            yaw, dd, _ = _fit_lateral(rng, STANDING, size, 1.5, math.pi)
-            half = _along_half(size, yaw)
-            b.add_object("pedestrian", size, s + half, side * dd, 0.0, yaw)
-            return 2 * half
-
-        _fill_band(b, static_range, place_standing, lambda: 1.0 + rng.exponential(25.0 / dens))
-
-        # Buildings (static, contiguous facades with alleys between blocks).
-        def place_building(s, reserve):
-            length, depth = rng.uniform(8.0, 40.0), rng.uniform(8.0, 20.0)
-            height = rng.uniform(4.0, 25.0)
-            dd = BUILDINGS_FROM + rng.uniform(0.0, 4.0) + depth / 2
-            # Buried 1.5 m so that the sloped ground never shows a gap under the walls.
-            b.add_prim(BOX, s + length / 2, side * dd, height / 2 - 1.5, (length / 2, depth / 2, height / 2 + 1.5),
-                       0.0, rng.uniform(0.15, 0.5))  # fmt: skip
-            return length
-
-        _fill_band(b, static_range, place_building,
-                   lambda: 0.0 if rng.uniform() < 0.5 else rng.uniform(3.0, 15.0))  # fmt: skip
+        _populate_side(b, rng, side, ego, ego_reserve, duration, reach, dens)
 
     # Ground: gentle grade and cross slope plus long undulations, over the region the sensors see.
     grade, cross = rng.uniform(-0.03, 0.03), rng.uniform(-0.01, 0.01)
@@ -626,8 +630,17 @@ def _resolve_objects(b: _Builder, rng, road: Road, ground: HeightField, ego: Ego
     scene = Scene(road, ground, Primitives.empty(), tracks, ego)
     boxes = scene.object_states(0.0).boxes
     pose = scene.ego_pose(0.0)
-    ego_box = np.array([[*(pose[:3, :3] @ [(EGO_EXTENT[0] + EGO_EXTENT[1]) / 2, 0, 0] + pose[:3, 3]),
-                         EGO_EXTENT[1] - EGO_EXTENT[0], 2 * EGO_EXTENT[2], 1.6, math.atan2(pose[1, 0], pose[0, 0])]])
+    ego_box = np.array(
+        [
+            [
+                *(pose[:3, :3] @ [(EGO_EXTENT[0] + EGO_EXTENT[1]) / 2, 0, 0] + pose[:3, 3]),
+                EGO_EXTENT[1] - EGO_EXTENT[0],
+                2 * EGO_EXTENT[2],
+                1.6,
+                math.atan2(pose[1, 0], pose[0, 0]),
+            ]
+        ]
+    )
     pairs = bev_overlaps(np.concatenate([boxes, ego_box]), margin=0.05)
     drop = np.zeros(m + 1, dtype=bool)
     for i, j in pairs:
