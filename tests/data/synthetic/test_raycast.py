@@ -54,6 +54,9 @@ def _brute_force_first_hit(origin, d, centers, halves, yaws, t_max, step=1e-3):
     p = origin[None] + ts[:, None] * d[None]
     best = np.inf
     for c, h, yaw in zip(centers, halves, yaws, strict=True):
+        along = max(float((c - origin) @ d), 0.0)
+        if np.linalg.norm(origin + along * d - c) > np.linalg.norm(h):
+            continue  # the ray misses the bounding sphere
         q = p - c
         lx = q[:, 0] * math.cos(yaw) + q[:, 1] * math.sin(yaw)
         ly = -q[:, 0] * math.sin(yaw) + q[:, 1] * math.cos(yaw)
