@@ -205,7 +205,9 @@ def _open(path: Path, columns: Iterable[str]) -> pq.ParquetFile:
     names = set(pf.schema_arrow.names)
     missing = [c for c in columns if c not in names]
     if missing:
-        raise DataFormatError(f"{path}: missing column {missing[0]!r}" + (f" (and {missing[1:]})" if missing[1:] else ""))
+        raise DataFormatError(
+            f"{path}: missing column {missing[0]!r}" + (f" (and {missing[1:]})" if missing[1:] else "")
+        )
     return pf
 
 
@@ -294,7 +296,9 @@ class _Images:
         s = self.shape_offsets[row]
         shape = tuple(int(d) for d in self.shape_values[s : s + 3])
         if shape[2] != self.channels or min(shape) < 0:
-            raise DataFormatError(f"{self.path}: {where}: {self.prefix}.shape is {list(shape)}, expected [H, W, {self.channels}]")
+            raise DataFormatError(
+                f"{self.path}: {where}: {self.prefix}.shape is {list(shape)}, expected [H, W, {self.channels}]"
+            )
         values = self.values[self.offsets[row] : self.offsets[row + 1]]
         if values.size != shape[0] * shape[1] * shape[2]:
             raise DataFormatError(
@@ -354,7 +358,9 @@ class _RowGroups:
 
 def _calibrations(path: Path, context_name: str) -> tuple[WaymoLaserCalibration, ...]:
     incl = f"{_CALIB}.beam_inclination"
-    table = _read(path, [SEGMENT, LASER, f"{_CALIB}.extrinsic.transform", f"{incl}.min", f"{incl}.max", f"{incl}.values"])
+    table = _read(
+        path, [SEGMENT, LASER, f"{_CALIB}.extrinsic.transform", f"{incl}.min", f"{incl}.max", f"{incl}.values"]
+    )
     _check_segment(table, path, context_name)
     names = _numpy(table, LASER, path, np.int64)
     if len(set(names.tolist())) != len(names):
@@ -389,7 +395,9 @@ def _camera_calibrations(path: Path, context_name: str) -> tuple[WaymoCameraCali
         if extrinsics[i] is None:
             raise DataFormatError(f"{path}: camera {names[i]}: null extrinsic")
         cams.append(
-            WaymoCameraCalibration(int(names[i]), intrinsic[i], extrinsics[i], int(width[i]), int(height[i]), int(shutter[i]))
+            WaymoCameraCalibration(
+                int(names[i]), intrinsic[i], extrinsics[i], int(width[i]), int(height[i]), int(shutter[i])
+            )
         )
     return tuple(sorted(cams, key=lambda c: c.name))
 
@@ -411,14 +419,23 @@ def _labels_by_frame(path: Path, context_name: str) -> dict[int, WaymoLabels]:
     boxes = np.stack([_numpy(table, c, path, np.float64) for c in floats], axis=1).astype(np.float32)
     boxes[:, 6] = wrap_heading(boxes[:, 6])
     motion = np.stack(
-        [_numpy(table, f"{_BOX}.{k}.{a}", path, np.float64, nullable=True) for k in ("speed", "acceleration") for a in _XYZ],
+        [
+            _numpy(table, f"{_BOX}.{k}.{a}", path, np.float64, nullable=True)
+            for k in ("speed", "acceleration")
+            for a in _XYZ
+        ],
         axis=1,
     )
     ints = {
         k: _numpy(table, f"{_BOX}.{k}", path, np.int64)
-        for k in ("type", "difficulty_level.detection", "difficulty_level.tracking", "num_lidar_points_in_box",
-                  "num_top_lidar_points_in_box")
-    }  # fmt: skip
+        for k in (
+            "type",
+            "difficulty_level.detection",
+            "difficulty_level.tracking",
+            "num_lidar_points_in_box",
+            "num_top_lidar_points_in_box",
+        )
+    }
     ids = np.asarray(_strings(table, OBJECT_ID, path), dtype=np.str_).reshape(-1)
     order = np.argsort(ts, kind="stable")  # frames by timestamp, labels in file order
     bounds = np.flatnonzero(np.diff(ts[order])) + 1
@@ -444,7 +461,9 @@ def _stats_by_frame(path: Path, context_name: str) -> dict[int, tuple[str, str, 
     table = _read(path, SCHEMAS["stats"].names)
     _check_segment(table, path, context_name)
     ts = _numpy(table, TIMESTAMP, path, np.int64).tolist()
-    cols = [[s or "" for s in table.column(f"{_STATS}.{k}").to_pylist()] for k in ("time_of_day", "location", "weather")]
+    cols = [
+        [s or "" for s in table.column(f"{_STATS}.{k}").to_pylist()] for k in ("time_of_day", "location", "weather")
+    ]
     return {t: (cols[0][i], cols[1][i], cols[2][i]) for i, t in enumerate(ts)}
 
 
@@ -612,7 +631,9 @@ def _image_columns(images: list[np.ndarray | None]) -> tuple[pa.Array, pa.Array]
     data = [im.reshape(-1) for im in images if im is not None]
     flat = np.concatenate(data).astype(np.float32, copy=False) if data else np.zeros(0, np.float32)
     null = pa.array(mask) if mask.any() else None
-    values = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(flat, pa.float32()), _IMAGE_VALUES, mask=null)
+    values = pa.ListArray.from_arrays(
+        pa.array(offsets, pa.int32()), pa.array(flat, pa.float32()), _IMAGE_VALUES, mask=null
+    )
     shapes = np.array([(0, 0, 0) if im is None else im.shape for im in images], dtype=np.int32).reshape(-1)
     shape = pa.FixedSizeListArray.from_arrays(pa.array(shapes, pa.int32()), 3, mask=null)
     return values, shape
@@ -626,11 +647,20 @@ def _nullable(values: np.ndarray) -> pa.Array:
 
 def _same_calibrations(a: WaymoRangeImageFrame, b: WaymoRangeImageFrame) -> bool:
     def key(frame):
-        lasers = [(c.name, c.extrinsic.tobytes(), c.beam_inclination_min, c.beam_inclination_max,
-                   None if c.beam_inclinations is None else c.beam_inclinations.tobytes())
-                  for c in frame.laser_calibrations]  # fmt: skip
-        cams = [(c.name, c.intrinsic.tobytes(), c.extrinsic.tobytes(), c.width, c.height, c.rolling_shutter_direction)
-                for c in frame.camera_calibrations]  # fmt: skip
+        lasers = [
+            (
+                c.name,
+                c.extrinsic.tobytes(),
+                c.beam_inclination_min,
+                c.beam_inclination_max,
+                None if c.beam_inclinations is None else c.beam_inclinations.tobytes(),
+            )
+            for c in frame.laser_calibrations
+        ]
+        cams = [
+            (c.name, c.intrinsic.tobytes(), c.extrinsic.tobytes(), c.width, c.height, c.rolling_shutter_direction)
+            for c in frame.camera_calibrations
+        ]
         return lasers, cams
 
     return key(a) == key(b)
@@ -641,14 +671,21 @@ def _frame_tables(frame: WaymoRangeImageFrame) -> dict[str, pa.Table]:
     lasers = frame.lasers
     n = len(lasers)
     tables = {}
-    cols = {SEGMENT: pa.array([ctx] * n, pa.string()), TIMESTAMP: pa.array([t] * n, pa.int64()),
-            LASER: pa.array([laser.name for laser in lasers], pa.int8())}  # fmt: skip
+    cols = {
+        SEGMENT: pa.array([ctx] * n, pa.string()),
+        TIMESTAMP: pa.array([t] * n, pa.int64()),
+        LASER: pa.array([laser.name for laser in lasers], pa.int8()),
+    }
     for r, images in enumerate(
-        ([laser.return1 for laser in lasers], [laser.return2 if laser.return2 is not None else
-                                                np.zeros_like(laser.return1) for laser in lasers]),  # fmt: skip
+        (
+            [laser.return1 for laser in lasers],
+            [laser.return2 if laser.return2 is not None else np.zeros_like(laser.return1) for laser in lasers],
+        ),
         start=1,
     ):
-        cols[f"{_LIDAR}.range_image_return{r}.values"], cols[f"{_LIDAR}.range_image_return{r}.shape"] = _image_columns(images)
+        cols[f"{_LIDAR}.range_image_return{r}.values"], cols[f"{_LIDAR}.range_image_return{r}.shape"] = _image_columns(
+            images
+        )
     tables["lidar"] = pa.table(cols, schema=SCHEMAS["lidar"])
 
     poses = []
@@ -661,8 +698,13 @@ def _frame_tables(frame: WaymoRangeImageFrame) -> dict[str, pa.Table]:
             poses.append((laser.name, pixel_pose))
     values, shape = _image_columns([p for _, p in poses])
     tables["lidar_pose"] = pa.table(
-        [pa.array([ctx] * len(poses), pa.string()), pa.array([t] * len(poses), pa.int64()),
-         pa.array([name for name, _ in poses], pa.int8()), values, shape],  # fmt: skip
+        [
+            pa.array([ctx] * len(poses), pa.string()),
+            pa.array([t] * len(poses), pa.int64()),
+            pa.array([name for name, _ in poses], pa.int8()),
+            values,
+            shape,
+        ],
         schema=SCHEMAS["lidar_pose"],
     )
 
@@ -674,19 +716,31 @@ def _frame_tables(frame: WaymoRangeImageFrame) -> dict[str, pa.Table]:
     labels = frame.labels
     m = len(labels)
     boxes = labels.boxes.astype(np.float64)
-    box_cols = [pa.array([ctx] * m, pa.string()), pa.array([t] * m, pa.int64()),
-                pa.array([str(i) for i in labels.ids], pa.string())]  # fmt: skip
+    box_cols = [
+        pa.array([ctx] * m, pa.string()),
+        pa.array([t] * m, pa.int64()),
+        pa.array([str(i) for i in labels.ids], pa.string()),
+    ]
     box_cols += [pa.array(boxes[:, j], pa.float64()) for j in range(7)]
     box_cols.append(pa.array(labels.types, pa.int8()))
     box_cols += [_nullable(labels.speed[:, j]) for j in range(3)]
     box_cols += [_nullable(labels.acceleration[:, j]) for j in range(3)]
-    box_cols += [pa.array(labels.num_lidar_points_in_box, pa.int64()), pa.array(labels.num_top_lidar_points_in_box, pa.int64()),
-                 pa.array(labels.detection_difficulty, pa.int8()), pa.array(labels.tracking_difficulty, pa.int8())]  # fmt: skip
+    box_cols += [
+        pa.array(labels.num_lidar_points_in_box, pa.int64()),
+        pa.array(labels.num_top_lidar_points_in_box, pa.int64()),
+        pa.array(labels.detection_difficulty, pa.int8()),
+        pa.array(labels.tracking_difficulty, pa.int8()),
+    ]
     tables["lidar_box"] = pa.table(box_cols, schema=SCHEMAS["lidar_box"])
 
     tables["stats"] = pa.table(
-        [pa.array([ctx]), pa.array([t], pa.int64()), pa.array([frame.time_of_day]), pa.array([frame.location]),
-         pa.array([frame.weather])],  # fmt: skip
+        [
+            pa.array([ctx]),
+            pa.array([t], pa.int64()),
+            pa.array([frame.time_of_day]),
+            pa.array([frame.location]),
+            pa.array([frame.weather]),
+        ],
         schema=SCHEMAS["stats"],
     )
     return tables
@@ -699,20 +753,28 @@ def _segment_tables(frame: WaymoRangeImageFrame) -> dict[str, pa.Table]:
     beams = [c.beam_inclinations for c in calibs]
     beam_values = pa.array([None if b is None else b.tolist() for b in beams], pa.list_(pa.float64()))
     lidar_calibration = pa.table(
-        [pa.array([ctx] * k, pa.string()), pa.array([c.name for c in calibs], pa.int8()),
-         _transform_column([c.extrinsic for c in calibs]),
-         pa.array([c.beam_inclination_min for c in calibs], pa.float64()),
-         pa.array([c.beam_inclination_max for c in calibs], pa.float64()), beam_values],  # fmt: skip
+        [
+            pa.array([ctx] * k, pa.string()),
+            pa.array([c.name for c in calibs], pa.int8()),
+            _transform_column([c.extrinsic for c in calibs]),
+            pa.array([c.beam_inclination_min for c in calibs], pa.float64()),
+            pa.array([c.beam_inclination_max for c in calibs], pa.float64()),
+            beam_values,
+        ],
         schema=SCHEMAS["lidar_calibration"],
     )
     cams = frame.camera_calibrations or default_camera_calibrations()
     intrinsic = np.array([c.intrinsic for c in cams], dtype=np.float64).reshape(len(cams), 9)
     camera_calibration = pa.table(
-        [pa.array([ctx] * len(cams), pa.string()), pa.array([c.name for c in cams], pa.int8()),
-         *(pa.array(intrinsic[:, j], pa.float64()) for j in range(9)),
-         _transform_column([c.extrinsic for c in cams]), pa.array([c.width for c in cams], pa.int32()),
-         pa.array([c.height for c in cams], pa.int32()),
-         pa.array([c.rolling_shutter_direction for c in cams], pa.int8())],  # fmt: skip
+        [
+            pa.array([ctx] * len(cams), pa.string()),
+            pa.array([c.name for c in cams], pa.int8()),
+            *(pa.array(intrinsic[:, j], pa.float64()) for j in range(9)),
+            _transform_column([c.extrinsic for c in cams]),
+            pa.array([c.width for c in cams], pa.int32()),
+            pa.array([c.height for c in cams], pa.int32()),
+            pa.array([c.rolling_shutter_direction for c in cams], pa.int8()),
+        ],
         schema=SCHEMAS["camera_calibration"],
     )
     return {"lidar_calibration": lidar_calibration, "camera_calibration": camera_calibration}
