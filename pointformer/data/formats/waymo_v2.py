@@ -535,9 +535,10 @@ def read_range_image_frames(
     order = sorted(frames)
     for k, t in enumerate(order):
         rows = lidar_rows.get(t, [])
-        # Row groups the next frame needs stay cached (frames may straddle row groups).
-        keep_lidar = {lidar.group_of(r) for r in lidar_rows.get(order[k + 1], [])} if k + 1 < len(order) else set()
-        keep_pose = {pixel.group_of(r) for r in pose_rows.get(order[k + 1], [])} if k + 1 < len(order) else set()
+        # Row groups this frame and the next need stay cached (frames may straddle row groups).
+        near = order[k : k + 2]
+        keep_lidar = {lidar.group_of(r) for ts in near for r in lidar_rows.get(ts, [])}
+        keep_pose = {pixel.group_of(r) for ts in near for r in pose_rows.get(ts, [])}
         pose_by_laser = {int(pixel.lasers[r]): r for r in pose_rows.get(t, [])}
         lasers = []
         for row in rows:
@@ -781,7 +782,7 @@ def _segment_tables(frame: WaymoRangeImageFrame) -> dict[str, pa.Table]:
 
 
 def write_segment(
-    root: str | os.PathLike, split: str, frames: Iterable[WaymoRangeImageFrame], compression: str = "zstd"
+    root: str | os.PathLike, split: str, frames: Iterable[WaymoRangeImageFrame], compression: str = "snappy"
 ) -> dict[str, Path]:
     """Writes the frames of one segment as v2 components and returns ``{tag: path}``.
 

@@ -300,3 +300,18 @@ def test_static_top_without_pixel_poses_uses_frame_pose(tmp_path):
     (raw,) = read_range_image_frames(tmp_path, "training", CTX)
     top = raw.lasers[0]
     np.testing.assert_array_equal(top.pixel_pose[3, 5], matrix_to_pose6(frame.pose).astype(np.float32))
+
+
+@pytest.mark.parametrize("row_group_size", [3, 1000])
+def test_any_row_group_layout_reads_the_same(tmp_path, row_group_size):
+    frames = _segment(3)
+    write_segment(tmp_path, "training", frames)
+    expected = list(read_frames(tmp_path, "training", CTX))
+    for tag in ("lidar", "lidar_pose"):
+        path = component_path(tmp_path, "training", tag, CTX)
+        table = pq.read_table(path)
+        # frames straddling row groups (3 rows each), or all frames in one, rows shuffled
+        order = np.random.default_rng(0).permutation(table.num_rows)
+        pq.write_table(table.take(order), path, row_group_size=row_group_size)
+    for a, b in zip(expected, read_frames(tmp_path, "training", CTX), strict=True):
+        _assert_frames_equal(a, b)
