@@ -146,8 +146,10 @@ def frame_record(data: bytes | bytearray | memoryview) -> bytes:
 
 
 @contextlib.contextmanager
-def _atomic_file(path: Path):
-    """A binary file object that becomes ``path`` only when the block completes without error."""
+def atomic_file(path: str | os.PathLike):
+    """A binary file object that becomes ``path`` only when the block completes without error
+    (temporary file in the same directory, fsync, then ``os.replace``; removed on any error)."""
+    path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         # mkstemp creates 0600 files; give the result ordinary permissions (those of the file it
@@ -174,7 +176,7 @@ def write_records(path: str | os.PathLike, records: Iterable[bytes | bytearray |
     leaves any previous file untouched.
     """
     count = 0
-    with _atomic_file(Path(path)) as f:
+    with atomic_file(Path(path)) as f:
         for data in records:
             f.write(frame_record(data))
             count += 1
@@ -184,5 +186,5 @@ def write_records(path: str | os.PathLike, records: Iterable[bytes | bytearray |
 def write_atomic(path: str | os.PathLike, data: bytes | bytearray | memoryview) -> None:
     """Writes ``data`` to ``path`` atomically (temporary file in the same directory, then
     ``os.replace``)."""
-    with _atomic_file(Path(path)) as f:
+    with atomic_file(Path(path)) as f:
         f.write(data)
