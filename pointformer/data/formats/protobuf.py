@@ -272,6 +272,8 @@ def encode_packed_varints(values: np.ndarray) -> bytes:
         u = values.astype(np.int64).view(np.uint64)
     else:
         u = values.astype(np.uint64)
+    if not (u >> np.uint64(7)).any():  # every value fits one byte (e.g. all-zero camera projections)
+        return u.astype(np.uint8).tobytes()
     nbytes = np.ones(u.shape, dtype=np.int64)
     for k in range(1, 10):
         nbytes += u >= np.uint64(1 << (7 * k))
