@@ -293,9 +293,10 @@ class NuScenesReader:
             return np.full(3, np.nan)
         first = t.get("sample_annotation", cur["prev"]) if has_prev else cur
         last = t.get("sample_annotation", cur["next"]) if has_next else cur
-        dt = 1e-6 * t.get("sample", last["sample_token"])["timestamp"] - 1e-6 * t.get(
-            "sample", first["sample_token"]
-        )["timestamp"]
+        dt = (
+            1e-6 * t.get("sample", last["sample_token"])["timestamp"]
+            - 1e-6 * t.get("sample", first["sample_token"])["timestamp"]
+        )
         if has_prev and has_next:
             max_time_diff *= 2  # the centre difference spans two intervals
         if dt > max_time_diff:

@@ -81,8 +81,8 @@ def tiny_png() -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00\x00")) + chunk(
-        b"IEND", b""
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00\x00")) + chunk(b"IEND", b"")
     )
 
 
@@ -170,12 +170,14 @@ def write_nuscenes(
         ],
         "attribute": [{"token": attribute_token[n], "name": n, "description": n} for n in ATTRIBUTE_NAMES],
         "visibility": [
-            {"token": t, "level": lvl, "description": VISIBILITY_DESCRIPTIONS[t]} for t, lvl in VISIBILITY_LEVELS.items()
+            {"token": t, "level": lvl, "description": VISIBILITY_DESCRIPTIONS[t]}
+            for t, lvl in VISIBILITY_LEVELS.items()
         ],
         "sensor": [{"token": LIDAR_TOP_SENSOR_TOKEN, "channel": "LIDAR_TOP", "modality": "lidar"}],
-        **{name: [] for name in ("instance", "calibrated_sensor", "ego_pose", "log", "scene", "sample",
-                                 "sample_data", "sample_annotation")},  # fmt: skip
     }
+    for name in ("instance", "calibrated_sensor", "ego_pose", "log", "scene", "sample", "sample_data",
+                 "sample_annotation"):  # fmt: skip
+        tables[name] = []
     scene_tokens, all_samples, all_frames = [], [], []
     for si, (seq, scene_name) in enumerate(zip(seqs, scene_names, strict=True)):
         key = (si, seq.seed)
