@@ -68,7 +68,7 @@ def test_waymo_v1_script_matches_in_process(tmp_path: Path, capsys) -> None:
 @pytest.mark.parametrize(
     "bad, message",
     [
-        (["--format", "nuscenes"], "invalid choice"),
+        (["--format", "kitti"], "invalid choice"),
         (["--format", "waymo-v1", "--frames", "0"], "must be >= 1"),
         (["--format", "waymo-v1", "--seed", "-1"], "seeds must lie"),
     ],
@@ -79,3 +79,22 @@ def test_bad_arguments(tmp_path: Path, capsys, bad, message) -> None:
         main(argv)
     assert e.value.code == 2 and message in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_nuscenes_keyframes_and_split(tmp_path: Path, capsys) -> None:
+    from pointformer.data.formats.nuscenes import NuScenesReader
+
+    args = ["--format", "nuscenes", "--frames", "2", "--sequences", "2", "--seed", "3", "--split", "validation"]
+    assert main([*args, "--out", str(tmp_path), "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    reader = NuScenesReader(tmp_path, "v1.0-mini")
+    assert list(reader.split_scene_names("validation")) == ["scene-0103", "scene-0916"]
+    tokens = reader.sample_tokens("validation")
+    samples = [reader.sample(t, nsweeps=1) for t in tokens]
+    frames, points, boxes, files = _summary_numbers(text)
+    assert frames == len(tokens) == 4  # 2 keyframes per scene
+    assert points == sum(s.points.shape[0] for s in samples)
+    assert boxes == sum(len(s.names) for s in samples) > 0
+    assert files == 14  # 13 tables + splits.json
+    # 9 sweeps between the two keyframes of each scene.
+    assert len(list((tmp_path / "sweeps" / "LIDAR_TOP").glob("*.pcd.bin"))) == 2 * 9

@@ -37,7 +37,7 @@ import json
 import os
 import struct
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,6 +116,11 @@ def _write_json(path: Path, obj) -> None:
     write_atomic(path, json.dumps(obj, indent=1).encode("utf-8"))
 
 
+def default_scene_names(count: int) -> list[str]:
+    """Names of ``count`` written scenes: ``DEFAULT_SCENE_NAMES`` first, then ``scene-2000``, ..."""
+    return [DEFAULT_SCENE_NAMES[i] if i < len(DEFAULT_SCENE_NAMES) else f"scene-{2000 + i:04d}" for i in range(count)]
+
+
 def write_nuscenes(
     dataroot: str | os.PathLike,
     sequences: Sequence,
@@ -124,6 +129,7 @@ def write_nuscenes(
     scene_names: Sequence[str] | None = None,
     splits: dict[str, list[str]] | None = None,
     min_points: int = 1,
+    on_frame: Callable[[int, int], None] | None = None,
 ) -> NuScenesWriteSummary:
     """Writes ``sequences`` (``SyntheticSequence`` with the ``"nuscenes"`` preset; one scene each)
     as a nuScenes dataset under ``dataroot``.
@@ -137,14 +143,15 @@ def write_nuscenes(
             ``{"synthetic": all}``; names the devkit predefines are refused since it would never
             read them from the file).
         min_points: annotate objects with at least this many keyframe LIDAR_TOP points.
+        on_frame: called with (scene index, frame index) after each frame's points are written
+            (for progress bars).
     """
     root = Path(dataroot)
     seqs = list(sequences)
     if not seqs:
         raise ValueError("no sequences to write")
     if scene_names is None:
-        scene_names = [DEFAULT_SCENE_NAMES[i] if i < len(DEFAULT_SCENE_NAMES) else f"scene-{2000 + i:04d}"
-                       for i in range(len(seqs))]  # fmt: skip
+        scene_names = default_scene_names(len(seqs))
     scene_names = list(scene_names)
     if len(scene_names) != len(seqs) or len(set(scene_names)) != len(scene_names):
         raise ValueError(f"need {len(seqs)} distinct scene names, got {scene_names}")
@@ -211,6 +218,8 @@ def write_nuscenes(
             folder = "samples" if is_key else "sweeps"
             filename = f"{folder}/LIDAR_TOP/{logfile}__LIDAR_TOP__{frame.timestamp_micros}.pcd.bin"
             write_atomic(root / filename, sensor_frame_points(frame.scan("LIDAR_TOP")).tobytes())
+            if on_frame is not None:
+                on_frame(si, i)
             # Ego origin on the ground: z = 0 (see the module docstring).
             tables["ego_pose"].append({
                 "token": sd_tok[i], "timestamp": frame.timestamp_micros,

@@ -8,9 +8,15 @@ Sequence ``k`` of a run is ``generate_sequence(seed + k, frames, "waymo")``: det
 ``(seed, k)``, named (context name) after its seed, so sequences of one run have distinct names.
 Runs whose seed ranges overlap share sequences: give the splits disjoint seed ranges.
 
-Layout under ``--out`` (as Waymo's downloads):
+    python tools/make_synthetic.py --format nuscenes --frames 5 --sequences 2 --seed 0 --out data/synthetic_nusc
+
+Layout under ``--out`` (as the official downloads):
   * waymo-v1: ``<split>/segment-<context>_with_camera_labels.tfrecord``;
-  * waymo-v2: ``<split>/<component>/<context>.parquet``.
+  * waymo-v2: ``<split>/<component>/<context>.parquet``;
+  * nuscenes: a v1.0-mini-shaped dataroot (``v1.0-mini/`` tables with ``splits.json``, ``samples/``,
+    ``sweeps/``, ``maps/``), one scene per sequence. ``--frames`` counts keyframes (samples, 2 Hz);
+    the nine 20 Hz sweeps between two keyframes are written too. ``--split`` names the custom split
+    of ``splits.json`` (scenes are named as the devkit's mini_val, then mini_train scenes).
 
 A progress bar (tqdm) goes to stderr; a summary (frames, points, boxes per Waymo type, files,
 seconds) to stdout.
@@ -19,6 +25,7 @@ seconds) to stdout.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections import Counter
@@ -32,8 +39,9 @@ from pointformer.data.synthetic.classes import WAYMO_TYPE_NAMES
 from pointformer.data.synthetic.sequence import SyntheticFrame, generate_sequence
 from pointformer.data.synthetic.waymo_export import write_waymo_v1, write_waymo_v2
 
-# nuscenes is added with the nuScenes writer (pointformer.data.formats.nuscenes_writer).
-FORMATS = ("waymo-v1", "waymo-v2")
+FORMATS = ("waymo-v1", "waymo-v2", "nuscenes")
+# nuScenes LIDAR_TOP runs at 20 Hz with a keyframe (sample) every 10th sweep.
+NUSCENES_FRAMES_PER_SAMPLE = 10
 SPLITS = ("training", "validation", "testing")
 # Frame time stamps start ``seed`` hours after 2018-01-01 and must fit in int64 microseconds.
 MAX_SEED = 10**9
@@ -72,7 +80,7 @@ class Summary:
         lines = [
             f"{self.format} ({self.split}): {len(self.contexts)} sequences, {self.frames} frames "
             f"in {self.seconds:.1f} s ({per_frame:.2f} s/frame)",
-            f"points: {self.points} (all lasers, both returns)",
+            f"points: {self.points} ({'keyframes' if self.format == 'nuscenes' else 'all lasers, both returns'})",
             f"boxes: {sum(self.boxes.values())} ({boxes})",
             f"files: {len(self.files)} under {self.out}",
         ]
@@ -129,13 +137,16 @@ def make_synthetic(
     start = time.perf_counter()
     out = Path(out)
     summary = Summary(format, split, out)
-    bar = _Progress(frames * sequences, progress)
+    total = sequences * (NUSCENES_FRAMES_PER_SAMPLE * (frames - 1) + 1 if format == "nuscenes" else frames)
+    bar = _Progress(total, progress)
     current = [0]  # sequence index, for the progress label
 
     def on_frame(frame: SyntheticFrame, waymo: WaymoRangeImageFrame) -> None:
         summary.add(waymo)
         bar.update(f"sequence {current[0] + 1}/{sequences} frame {frame.index + 1}/{frames}")
 
+    if format == "nuscenes":
+        return _make_nuscenes(summary, frames, seed, sequences, bar, start)
     try:
         for k in range(sequences):
             current[0] = k
@@ -147,6 +158,41 @@ def make_synthetic(
                 summary.files.extend(write_waymo_v2(sequence, out, split, on_frame=on_frame).values())
     finally:
         bar.close()
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _make_nuscenes(summary: Summary, samples: int, seed: int, sequences: int, bar: _Progress, start: float) -> Summary:
+    """``--format nuscenes``: ``sequences`` scenes of ``samples`` keyframes each."""
+    from pointformer.data.formats.nuscenes_writer import default_scene_names, write_nuscenes
+
+    num_frames = NUSCENES_FRAMES_PER_SAMPLE * (samples - 1) + 1  # the last frame is a keyframe
+    names = default_scene_names(sequences)
+    scenes = [generate_sequence(seed + k, num_frames, "nuscenes") for k in range(sequences)]  # lazy frames
+
+    def on_frame(scene: int, frame: int) -> None:
+        bar.update(f"{names[scene]} frame {frame + 1}/{num_frames}")
+
+    try:
+        written = write_nuscenes(
+            summary.out, scenes, scene_names=names, splits={summary.split: names}, on_frame=on_frame
+        )
+    finally:
+        bar.close()
+    summary.contexts = list(written.scene_names)
+    summary.frames = sum(len(tokens) for tokens in written.sample_tokens)
+    table_dir = written.dataroot / written.version
+    summary.files = sorted(table_dir.glob("*.json"))
+    # Points and boxes of the keyframes, as written (5 float32 per point).
+    tables = {name: json.loads((table_dir / f"{name}.json").read_text()) for name in ("sample_data", "category")}
+    keyframes = [r["filename"] for r in tables["sample_data"] if r["is_key_frame"]]
+    summary.points = sum((written.dataroot / name).stat().st_size // 20 for name in keyframes)
+    category = {r["token"]: r["name"] for r in tables["category"]}
+    instances = {
+        r["token"]: category[r["category_token"]] for r in json.loads((table_dir / "instance.json").read_text())
+    }
+    annotations = json.loads((table_dir / "sample_annotation.json").read_text())
+    summary.boxes = Counter(instances[r["instance_token"]] for r in annotations)
     summary.seconds = time.perf_counter() - start
     return summary
 
