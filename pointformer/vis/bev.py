@@ -1,4 +1,5 @@
-"""Bird's-eye-view rendering of voxel groupings, written as PNG without plotting libraries."""
+"""Bird's-eye-view pictures written as PNG without plotting libraries: voxel groupings
+(``render_partition_bev``) and frames with their boxes (``render_frame_bev``)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ import os
 import struct
 import tempfile
 import zlib
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from pointformer.structures.partition import Partition
+from pointformer.vis.scene import BACKGROUND_DARK, GT_COLOR, PRED_COLOR, box_corners, point_colors
 
 _BACKGROUND = (255, 255, 255)
 
@@ -77,3 +80,113 @@ def write_png(path: str, image: np.ndarray) -> None:
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+# ---------------------------------------------------------------------------------------------
+# Frames: points, ground-truth and predicted boxes seen from above
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BevGrid:
+    """Maps vehicle-frame metres to pixels of a bird's-eye-view picture.
+
+    Columns are x (forward to the right), rows are y flipped (+y, the vehicle's left, is up), as
+    in ``render_partition_bev``. ``x_range`` / ``y_range`` are ``(min, max)`` metres;
+    ``pixels_per_metre`` the scale.
+    """
+
+    x_range: tuple[float, float] = (-75.0, 75.0)
+    y_range: tuple[float, float] = (-75.0, 75.0)
+    pixels_per_metre: float = 6.0
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(H, W)`` pixels."""
+        s = self.pixels_per_metre
+        return (
+            max(1, int(round((self.y_range[1] - self.y_range[0]) * s))),
+            max(1, int(round((self.x_range[1] - self.x_range[0]) * s))),
+        )
+
+    def to_pixels(self, xy: np.ndarray) -> np.ndarray:
+        """``(..., 2)`` float64 ``(row, col)`` pixel coordinates (not rounded) of ``(..., 2)`` metres."""
+        xy = np.asarray(xy, dtype=np.float64)
+        col = (xy[..., 0] - self.x_range[0]) * self.pixels_per_metre
+        row = (self.y_range[1] - xy[..., 1]) * self.pixels_per_metre
+        return np.stack([row, col], axis=-1)
+
+
+def _to_uint8(color) -> np.ndarray:
+    return np.clip(np.round(np.asarray(color, dtype=np.float64) * 255), 0, 255).astype(np.uint8)
+
+
+def draw_segments(image: np.ndarray, start: np.ndarray, end: np.ndarray, color, thickness: int = 1) -> None:
+    """Draws ``(L, 2)`` -> ``(L, 2)`` ``(row, col)`` pixel segments into ``image`` in place.
+
+    Each segment is sampled every half pixel; ``thickness`` > 1 widens it to a square brush.
+    Parts outside the image are clipped.
+    """
+    start, end = np.asarray(start, np.float64).reshape(-1, 2), np.asarray(end, np.float64).reshape(-1, 2)
+    if len(start) == 0:
+        return
+    steps = int(np.ceil(np.abs(end - start).max() * 2)) + 1
+    t = np.linspace(0.0, 1.0, steps)[None, :, None]
+    pts = np.round(start[:, None] + (end - start)[:, None] * t).reshape(-1, 2).astype(np.int64)
+    if thickness > 1:
+        lo = -(thickness // 2)
+        offsets = np.stack(np.meshgrid(np.arange(lo, lo + thickness), np.arange(lo, lo + thickness)), -1).reshape(-1, 2)
+        pts = (pts[:, None] + offsets[None]).reshape(-1, 2)
+    h, w = image.shape[:2]
+    inside = (pts[:, 0] >= 0) & (pts[:, 0] < h) & (pts[:, 1] >= 0) & (pts[:, 1] < w)
+    image[pts[inside, 0], pts[inside, 1]] = _to_uint8(color)
+
+
+def draw_bev_boxes(image: np.ndarray, grid: BevGrid, boxes: np.ndarray, color, thickness: int = 2) -> None:
+    """Draws ``(M, 7)`` boxes as rotated rectangles with a heading tick (centre -> front edge's
+    midpoint), in place."""
+    if len(boxes) == 0:
+        return
+    corners = grid.to_pixels(box_corners(boxes)[:, :4, :2])  # (M, 4, 2) counter-clockwise
+    start = corners.reshape(-1, 2)
+    end = np.roll(corners, -1, axis=1).reshape(-1, 2)
+    centre = corners.mean(axis=1)
+    front = corners[:, 1:3].mean(axis=1)  # corners 1, 2: front-right, front-left
+    draw_segments(image, np.concatenate([start, centre]), np.concatenate([end, front]), color, thickness)
+
+
+def render_frame_bev(
+    scene,
+    grid: BevGrid | None = None,
+    color: str = "height",
+    value_range: tuple[float, float] | None = None,
+    background=BACKGROUND_DARK,
+    point_size: int = 1,
+    box_thickness: int = 2,
+) -> np.ndarray:
+    """``(H, W, 3)`` uint8 bird's-eye view of a ``FrameScene``.
+
+    Points are coloured by ``scene.point_colors`` (height or intensity) and drawn highest
+    last (so roofs cover the ground below them); then ground-truth boxes (``GT_COLOR``), then
+    predictions (``PRED_COLOR``) as rotated rectangles with a tick from the centre to the front
+    edge. Orientation and scale: see ``BevGrid``.
+    """
+    grid = grid or BevGrid()
+    h, w = grid.shape
+    image = np.empty((h, w, 3), dtype=np.uint8)
+    image[:] = _to_uint8(background)
+    xyz = scene.xyz
+    if len(xyz):
+        colors = (np.clip(point_colors(scene, color, value_range), 0, 1) * 255).round().astype(np.uint8)
+        order = np.argsort(xyz[:, 2], kind="stable")
+        rc = np.floor(grid.to_pixels(xyz[order, :2])).astype(np.int64)
+        colors = colors[order]
+        lo = -(point_size // 2)
+        for dr in range(lo, lo + point_size):
+            for dc in range(lo, lo + point_size):
+                r, c = rc[:, 0] + dr, rc[:, 1] + dc
+                inside = (r >= 0) & (r < h) & (c >= 0) & (c < w)
+                image[r[inside], c[inside]] = colors[inside]
+    draw_bev_boxes(image, grid, scene.gt_boxes, GT_COLOR, box_thickness)
+    draw_bev_boxes(image, grid, scene.pred_boxes, PRED_COLOR, box_thickness)
+    return image
