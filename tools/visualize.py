@@ -1,8 +1,16 @@
 #!/usr/bin/env python
-"""Visualizations. Today: a frame's pillars coloured by group, for each grouping layout.
+"""Visualizations: a dataset frame with its boxes (3D with Open3D, or bird's-eye view), and a
+frame's pillars coloured by group for each grouping layout.
 
+python tools/visualize.py frame --data segment-X_with_camera_labels.tfrecord --frame 0            # window
+python tools/visualize.py frame --data segment-X_with_camera_labels.tfrecord --frame 0 --save f.png
+python tools/visualize.py frame --data datasets/waymo_v2 --split training --frame 3 --bev --save f.png
+python tools/visualize.py frame --data datasets/nuscenes --version v1.0-mini --frame 0 --pred pred.json
 python tools/visualize.py partition --layout flattened-x --out outputs/flattened-x.png
 python tools/visualize.py partition --layout all --out outputs/partitions/
+
+--pred takes a JSON file {"boxes": [[x, y, z, dx, dy, dz, heading], ...], "scores": [...], "names": [...]}
+in the frame of the points. Without a display (or with --save) the 3D view is rendered off-screen.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from pointformer.utils.benchmark import make_lidar_frame  # noqa: E402
+from pointformer.vis.cli import FRAME_ERRORS, add_frame_arguments, run_frame  # noqa: E402
 from pointformer.vis.partitions import LAYOUTS, render_layout  # noqa: E402
 
 
@@ -26,8 +35,16 @@ def main(argv: list[str] | None = None) -> int:
     part.add_argument("--points", type=int, default=180_000, help="points in the synthetic frame")
     part.add_argument("--seed", type=int, default=0)
     part.add_argument("--scale", type=int, default=2, help="pixels per pillar")
+    frame = sub.add_parser("frame", help="a dataset frame with its ground truth and predictions (3D or BEV)")
+    add_frame_arguments(frame)
     args = parser.parse_args(argv)
 
+    if args.command == "frame":
+        try:
+            return run_frame(args)
+        except FRAME_ERRORS as e:
+            print(f"visualize frame: error: {e}", file=sys.stderr)
+            return 1
     points = make_lidar_frame(args.points, seed=args.seed)
     layouts = list(LAYOUTS) if args.layout == "all" else [args.layout]
     for layout in layouts:

@@ -1,5 +1,18 @@
-"""Visualization: bird's-eye-view pictures (PNG); the Open3D viewer arrives with the data issue."""
+"""Visualization: what to draw (``scene.FrameScene``), bird's-eye-view pictures (PNG, numpy only)
+and the Open3D viewer (``open3d_viewer``: imported on demand, Open3D is optional)."""
 
-from pointformer.vis.bev import partition_colors, render_partition_bev, write_png
+from pointformer.vis.bev import BevGrid, partition_colors, render_frame_bev, render_partition_bev, write_png
+from pointformer.vis.scene import FrameScene, box_corners, box_wireframes, colormap, point_colors
 
-__all__ = ["partition_colors", "render_partition_bev", "write_png"]
+__all__ = [
+    "BevGrid",
+    "FrameScene",
+    "box_corners",
+    "box_wireframes",
+    "colormap",
+    "partition_colors",
+    "point_colors",
+    "render_frame_bev",
+    "render_partition_bev",
+    "write_png",
+]
