@@ -16,6 +16,7 @@ venv: $(VPY)
 # torch goes first and alone, pinned: any later requirement that names torch is then satisfied
 # by the local CPU wheel instead of pulling the CUDA builds from the registry.
 $(VENV)/.deps: requirements.txt requirements-nodeps.txt | $(VPY)
+	ldconfig -p | grep -q libusb-1.0 || (apt-get update -qq && apt-get install -y -qq libusb-1.0-0)
 	$(VPY) -c "import torch" 2>/dev/null || $(VPY) -m pip install -q $(TORCH_PIN)
 	$(VPY) -m pip install -q -r requirements.txt
 	$(VPY) -m pip install -q --no-deps -r requirements-nodeps.txt
