@@ -82,6 +82,31 @@ def write_png(path: str, image: np.ndarray) -> None:
         raise
 
 
+
+def read_png(path: str | os.PathLike) -> np.ndarray:
+    """Reads an ``(H, W, 3)`` uint8 image written by ``write_png`` (8-bit RGB, no interlace, filter 0
+    on every row; CRCs checked). Not a general PNG decoder: other PNGs raise ValueError."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError(f"{path}: not a PNG file")
+    pos, chunks = 8, {}
+    while pos + 12 <= len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
+        (crc,) = struct.unpack(">I", data[pos + 8 + length : pos + 12 + length])
+        if crc != zlib.crc32(kind + body) & 0xFFFFFFFF:
+            raise ValueError(f"{path}: bad CRC in chunk {kind!r}")
+        chunks[kind] = chunks.get(kind, b"") + body
+        pos += 12 + length
+    width, height, depth, color_type, _, _, interlace = struct.unpack(">IIBBBBB", chunks[b"IHDR"])
+    if (depth, color_type, interlace) != (8, 2, 0):
+        raise ValueError(f"{path}: only 8-bit RGB non-interlaced PNGs are read, got {depth=} {color_type=}")
+    raw = np.frombuffer(zlib.decompress(chunks[b"IDAT"]), dtype=np.uint8).reshape(height, 1 + 3 * width)
+    if np.any(raw[:, 0] != 0):
+        raise ValueError(f"{path}: only PNG filter 0 (none) is supported")
+    return raw[:, 1:].reshape(height, width, 3).copy()
+
 # ---------------------------------------------------------------------------------------------
 # Frames: points, ground-truth and predicted boxes seen from above
 # ---------------------------------------------------------------------------------------------
