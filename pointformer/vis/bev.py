@@ -82,7 +82,6 @@ def write_png(path: str, image: np.ndarray) -> None:
         raise
 
 
-
 def read_png(path: str | os.PathLike) -> np.ndarray:
     """Reads an ``(H, W, 3)`` uint8 image written by ``write_png`` (8-bit RGB, no interlace, filter 0
     on every row; CRCs checked). Not a general PNG decoder: other PNGs raise ValueError."""
@@ -106,6 +105,7 @@ def read_png(path: str | os.PathLike) -> np.ndarray:
     if np.any(raw[:, 0] != 0):
         raise ValueError(f"{path}: only PNG filter 0 (none) is supported")
     return raw[:, 1:].reshape(height, width, 3).copy()
+
 
 # ---------------------------------------------------------------------------------------------
 # Frames: points, ground-truth and predicted boxes seen from above

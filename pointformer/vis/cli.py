@@ -3,8 +3,9 @@
 Sources (``load_frame_scene`` dispatches on what ``data`` is; adding a source is one branch):
 
 * a Waymo v1 ``.tfrecord`` file: ``frame`` is the frame's index in the file;
-* a Waymo v2 root (``<root>/<split>/<component>/<context>.parquet``): ``split`` is required,
-  ``context`` too when the split holds several segments; ``frame`` is the index in the segment;
+* a Waymo v2 root (``<root>/<split>/<component>/<context>.parquet``): ``split`` and ``context``
+  are required where the root holds several splits / the split several segments; ``frame`` is the
+  frame's index in the segment (time order);
 * a nuScenes dataroot (``<root>/<version>/sample.json``): ``frame`` is a sample token or an index
   into the samples (scene by scene, in time order); ``nsweeps`` sweeps are accumulated.
 
@@ -30,7 +31,15 @@ import numpy as np
 from pointformer.data.formats.errors import DataFormatError
 from pointformer.vis.scene import FrameScene
 
-__all__ = ["FRAME_ERRORS", "FrameNotFoundError", "add_frame_arguments", "has_display", "load_frame_scene", "load_predictions", "run_frame"]
+__all__ = [
+    "FRAME_ERRORS",
+    "FrameNotFoundError",
+    "add_frame_arguments",
+    "has_display",
+    "load_frame_scene",
+    "load_predictions",
+    "run_frame",
+]
 
 # Waymo Label.Type -> name.
 WAYMO_CLASS_NAMES = {0: "unknown", 1: "vehicle", 2: "pedestrian", 3: "sign", 4: "cyclist"}
@@ -85,7 +94,9 @@ def _load_waymo_v2(root: Path, frame: int | str, split: str | None, context: str
 
     if split is None:
         splits = sorted(p.name for p in root.iterdir() if (p / "vehicle_pose").is_dir())
-        raise ValueError(f"{root} is a Waymo v2 root: pass --split (one of {splits})")
+        if len(splits) != 1:
+            raise ValueError(f"{root} is a Waymo v2 root with several splits: pass --split (one of {splits})")
+        split = splits[0]
     contexts = waymo_v2.context_names(root, split)
     if context is None:
         if len(contexts) != 1:
@@ -113,7 +124,8 @@ def _load_nuscenes(root: Path, frame: int | str, version: str, nsweeps: int) -> 
         try:
             index = _index(frame)
         except FrameNotFoundError:
-            raise FrameNotFoundError(f"{frame!r} is neither a sample token nor an index of {root} ({version})") from None
+            message = f"{frame!r} is neither a sample token nor an index of {root} ({version})"
+            raise FrameNotFoundError(message) from None
         if index >= len(tokens):
             raise FrameNotFoundError(f"frame {index} out of range: {root} ({version}) holds {len(tokens)} samples")
         token = tokens[index]
@@ -201,7 +213,7 @@ def add_frame_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bev", action="store_true", help="bird's-eye-view picture (no Open3D needed)")
     parser.add_argument("--color", choices=("height", "intensity"), default="height", help="point colours")
     parser.add_argument("--view", choices=("chase", "top", "front"), default="chase",
-                        help="3D camera: behind and above the ego (chase, default), from above, from ahead")  # fmt: skip
+                        help="3D camera: behind and above the ego (chase, default), above, ahead")  # fmt: skip
     parser.add_argument("--width", type=int, default=1280, help="3D picture width (pixels)")
     parser.add_argument("--height", type=int, default=720, help="3D picture height (pixels)")
     parser.add_argument("--range", type=float, default=75.0, help="BEV: half-extent in metres (default 75)")
@@ -216,7 +228,8 @@ def run_frame(args: argparse.Namespace) -> int:
     )
     if args.pred:
         scene = scene.with_predictions(*load_predictions(args.pred)).filter_predictions(args.min_score)
-    summary = f"{scene.title}: {len(scene.points)} points, {len(scene.gt_boxes)} GT boxes, {len(scene.pred_boxes)} predictions"
+    counts = f"{len(scene.points)} points, {len(scene.gt_boxes)} GT boxes, {len(scene.pred_boxes)} predictions"
+    summary = f"{scene.title}: {counts}"
     save = args.save
     if save is None and (args.bev or not has_display()):
         stem = f"frame-{args.frame}" if len(str(args.frame)) <= 12 else f"frame-{str(args.frame)[:12]}"

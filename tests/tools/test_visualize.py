@@ -103,7 +103,8 @@ def test_frame_save_renders_offscreen(waymo_v1_file: Path, predictions: Path, tm
     pytest.importorskip("open3d", reason="Open3D (open3d-cpu) is not installed")
     out = tmp_path / "frame.png"
     command = [sys.executable, str(ROOT / "tools" / "visualize.py"), "frame", "--data", str(waymo_v1_file),
-               "--frame", "0", "--pred", str(predictions), "--save", str(out), "--width", "640", "--height", "360"]  # fmt: skip
+               "--frame", "0", "--pred", str(predictions), "--save", str(out),
+               "--width", "640", "--height", "360"]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr
@@ -117,7 +118,8 @@ def test_frame_save_renders_offscreen(waymo_v1_file: Path, predictions: Path, tm
 def test_frame_bev(waymo_v1_file: Path, predictions: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "bev.png"
     argv = ["frame", "--data", str(waymo_v1_file), "--frame", "1", "--bev", "--pred", str(predictions),
-            "--min-score", "0.5", "--save", str(out), "--range", "40", "--scale", "4", "--color", "intensity"]  # fmt: skip
+            "--min-score", "0.5", "--save", str(out), "--range", "40", "--scale", "4",
+            "--color", "intensity"]  # fmt: skip
     assert _tool().main(argv) == 0
     assert "1 predictions" in capsys.readouterr().out
     image = read_png(out)

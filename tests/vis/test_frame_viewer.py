@@ -93,7 +93,9 @@ def test_wireframe_heading_mark_points_forward() -> None:
     for i, box in enumerate(boxes):
         centre, front = vertices[10 * i + 8], vertices[10 * i + 9]
         np.testing.assert_allclose(centre, box[:3], atol=1e-9)
-        np.testing.assert_allclose(front - centre, [box[3] / 2 * math.cos(box[6]), box[3] / 2 * math.sin(box[6]), 0], atol=1e-9)
+        np.testing.assert_allclose(
+            front - centre, [box[3] / 2 * math.cos(box[6]), box[3] / 2 * math.sin(box[6]), 0], atol=1e-9
+        )
     assert box_wireframes(boxes, heading_mark=False)[1].shape == (24, 2)
 
 
