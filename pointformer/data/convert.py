@@ -206,9 +206,7 @@ def discover_waymo(root: str | os.PathLike, splits: Sequence[str], format: str =
                 if found is None:
                     raise FileNotFoundError(f"{listing}: line {line_no}: {name!r} not found in {root / 'raw_data'}")
                 files.append(found)
-        sources += [
-            SequenceSource(split, _waymo_sequence_name(p), f"{__name__}:read_waymo_v1", str(p)) for p in files
-        ]
+        sources += [SequenceSource(split, _waymo_sequence_name(p), f"{__name__}:read_waymo_v1", str(p)) for p in files]
     seen: dict[str, str] = {}
     for s in sources:
         if s.sequence in seen:
@@ -696,9 +694,9 @@ def convert_waymo(
     sources = discover_waymo(root, splits, format)
     total = None
     if format == "v2":
-        # Cheap: row counts from the parquet footers.
-        total = sum(pq.ParquetFile(Path(s.args[0]) / s.split / "vehicle_pose" / f"{s.sequence}.parquet").metadata.num_rows
-                    for s in sources if (Path(s.args[0]) / s.split / "vehicle_pose" / f"{s.sequence}.parquet").is_file())
+        # Cheap: row counts from the parquet footers of the vehicle poses (one row per frame).
+        poses = [Path(root) / s.split / "vehicle_pose" / f"{s.sequence}.parquet" for s in sources]
+        total = sum(pq.ParquetFile(p).metadata.num_rows for p in poses if p.is_file())
     return convert_sequences(
         sources,
         out,

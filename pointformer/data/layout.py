@@ -442,7 +442,9 @@ def load_array(root: str | os.PathLike, relpath: str, where: str, num_features: 
     return arr
 
 
-def load_points(root: str | os.PathLike, record: FrameRecord | SweepRecord, num_features: int | None = None) -> np.ndarray:
+def load_points(
+    root: str | os.PathLike, record: FrameRecord | SweepRecord, num_features: int | None = None
+) -> np.ndarray:
     """The ``(N, F)`` float32 points of a frame or sweep record (vehicle frame of that frame).
 
     The record's relative path must stay inside ``root``: a table naming ``../x.npy`` or an

@@ -54,8 +54,15 @@ def tiny_sequence(context: str, num_frames: int, seed: int) -> list[WaymoRangeIm
         lasers = tuple(
             WaymoLaserRangeImages(n, _image(rng, *SIZES[n]), _image(rng, *SIZES[n])) for n in (1, 2, 3, 4, 5)
         )
-        frame = WaymoRangeImageFrame(context, 1_600_000_000_000_000 + seed * 10**9 + i * 100_000, pose,
-                                     tuple(calibs), (), lasers, WaymoLabels.empty())
+        frame = WaymoRangeImageFrame(
+            context,
+            1_600_000_000_000_000 + seed * 10**9 + i * 100_000,
+            pose,
+            tuple(calibs),
+            (),
+            lasers,
+            WaymoLabels.empty(),
+        )
         pts = frame.to_frame().points
         centres = pts[rng.choice(len(pts), 5, replace=False), :3]
         centres = np.concatenate([centres, [[500.0, 500.0, 0.0]]])
