@@ -335,9 +335,10 @@ def _gt_objects(
     from pointformer.ops import points_in_boxes
 
     mask = points_in_boxes(torch.from_numpy(frame.points[:, :3]), torch.from_numpy(frame.boxes[:, :7])).numpy()
-    counts = mask.sum(axis=0)
+    by_box = np.ascontiguousarray(mask.T)  # (M, N): each box's row is contiguous
+    counts = by_box.sum(axis=1)
     for k in np.flatnonzero(counts >= max(min_points, 1)):
-        obj = frame.points[mask[:, k]].copy()
+        obj = frame.points[by_box[k]]
         obj[:, :3] -= frame.boxes[k, :3]
         yield L.gt_relpath(split, sequence, index, str(frame.names[k]), int(k)), obj, int(k)
 
