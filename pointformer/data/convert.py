@@ -23,7 +23,8 @@ How it runs:
 * Every file is written atomically (temporary file, fsync, rename): an interrupted run leaves no
   half-written file. A tool killed outright can leave ``.<name>.*.tmp`` files, removed when their
   sequence is converted again.
-* Resumable: a sequence whose parts exist, were made from a source file of the same size with the
+* Resumable: a sequence whose parts exist, were made from a source file (v1: the TFRecord; v2: the
+  ``lidar`` component) of the same name and size with the
   same gt-database settings, and whose listed points and gt files all exist is skipped. Merged
   tables and ``meta.json`` are rewritten only when their bytes change, so a second run over a
   finished conversion touches no file.

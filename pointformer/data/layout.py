@@ -5,7 +5,9 @@
     <out>/
       meta.json                         {"layout_version", "dataset", "source_format",
                                          "point_features", "class_names", "box_fields",
-                                         "splits", "sweeps", "created_by"}
+                                         "created_by", "splits": {split: {"sequences",
+                                         "frames", "sweeps", "gt_database", "boxes",
+                                         "gt_objects"}}}
       points/<sequence>/<frame:04d>.npy (N, F) float32 points in the vehicle (ego) frame of that
                                         frame; features as meta["point_features"]. Waymo:
                                         [x, y, z, intensity, elongation], metres, raw intensity
