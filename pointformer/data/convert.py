@@ -1,0 +1,766 @@
+"""Dataset conversion into the layout of ``pointformer.data.layout`` (``tools/create_data.py``).
+
+Waymo (``convert_waymo``) accepts these input layouts under ``root``:
+
+* v1, by split folder: ``<root>/<split>/*.tfrecord`` (e.g. ``training/``, ``validation/``).
+* v1, as OpenPCDet: ``<root>/raw_data/*.tfrecord`` plus ``<root>/ImageSets/<list>.txt`` naming the
+  files of each split, one per line; ``<list>`` is the split name or its OpenPCDet alias
+  (training -> train, validation -> val, testing -> test). A listed name may omit or carry the
+  ``_with_camera_labels`` suffix, as OpenPCDet allows.
+* v2: ``<root>/<split>/<component>/<context_name>.parquet``; the sequences of a split are the
+  files of ``<root>/<split>/lidar/``.
+
+The sequence name is the segment's context name (v1: the file name without ``segment-``,
+``_with_camera_labels`` and ``.tfrecord``).
+
+How it runs:
+
+* Sequences are converted in ``workers`` processes (``forkserver``/``spawn``; ``workers=0`` runs
+  in-process). Each writes its frames' points, its gt-database objects, then its part tables
+  (``parts/<split>/<sequence>.gt.parquet`` and, last, ``.frames.parquet``); the parts of a split
+  are then merged into ``frames_<split>.parquet`` (with the ``sweeps`` column) and
+  ``gt_database_<split>.parquet``, and ``meta.json`` is written last.
+* Every file is written atomically (temporary file, fsync, rename): an interrupted run leaves no
+  half-written file. A tool killed outright can leave ``.<name>.*.tmp`` files, removed when their
+  sequence is converted again.
+* Resumable: a sequence whose parts exist, were made from a source file (v1: the TFRecord; v2: the
+  ``lidar`` component) of the same name and size with the
+  same gt-database settings, and whose listed points and gt files all exist is skipped. Merged
+  tables and ``meta.json`` are rewritten only when their bytes change, so a second run over a
+  finished conversion touches no file.
+* Bad input: the readers raise ``DataFormatError`` naming the file (record, frame, column). The
+  failing sequence's files are removed (it leaves no partial output). With ``on_error="raise"``
+  (default) the conversion then stops with that error, after the sequences already running finish
+  (their parts are kept, so a rerun resumes); with ``on_error="skip"`` the sequence is left out
+  with a warning and listed in the summary. Any other exception always stops the run, after the
+  same cleanup.
+
+Adding a dataset (nuScenes): write an adapter that yields ``LabelledFrame``s per sequence, reuse
+``convert_sequences`` (workers, resume, gt database, merge, meta, summary) with a ``SequenceSource``
+whose ``reader`` names a module-level function ``(source) -> Iterator[LabelledFrame]``, and register
+a command-line entry in ``DATASETS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import dataclasses
+import importlib
+import io
+import json
+import multiprocessing
+import os
+import sys
+import time
+import warnings
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pointformer.data import layout as L
+from pointformer.data.formats.errors import DataFormatError
+from pointformer.data.formats.tfrecord import atomic_file, write_atomic
+
+WAYMO_POINT_FEATURES = ("x", "y", "z", "intensity", "elongation")
+# Label.Type -> class name (OpenPCDet's names); TYPE_UNKNOWN (0) boxes are dropped.
+WAYMO_CLASS_NAMES = {1: "Vehicle", 2: "Pedestrian", 3: "Sign", 4: "Cyclist"}
+WAYMO_SPLIT_ALIASES = {"training": "train", "validation": "val", "testing": "test"}
+_META_SOURCE = b"pointformer.source"
+_META_GT = b"pointformer.gt_database"
+
+
+# ---------------------------------------------------------------------------------------------
+# Format-neutral frames and sources
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class LabelledFrame:
+    """One frame in the layout's terms, what a dataset adapter yields to the writer.
+
+    ``points``: ``(N, F)`` float32 in the vehicle frame. ``boxes``: ``(M, 9)`` float32 ``[x, y, z,
+    dx, dy, dz, heading, vx, vy]`` in the vehicle frame. ``pose``: ``(4, 4)`` float64 vehicle ->
+    global. Per-box arrays have ``M`` rows.
+    """
+
+    timestamp_micros: int
+    pose: np.ndarray
+    points: np.ndarray
+    boxes: np.ndarray
+    names: np.ndarray
+    difficulty: np.ndarray
+    tracking_difficulty: np.ndarray
+    num_points_in_box: np.ndarray
+    object_ids: np.ndarray
+    speed_global: np.ndarray
+    accel_global: np.ndarray
+    time_of_day: str = ""
+    location: str = ""
+    weather: str = ""
+
+
+@dataclass(frozen=True)
+class SequenceSource:
+    """One input sequence. ``reader`` is ``"module:function"`` of a function ``(source) ->
+    Iterator[LabelledFrame]`` (named, so worker processes can import it); ``path`` is the file whose
+    size fingerprints the input for resuming; ``args`` is what the reader needs."""
+
+    split: str
+    sequence: str
+    reader: str
+    path: str
+    args: tuple = ()
+
+
+def waymo_labelled_frame(frame) -> LabelledFrame:
+    """A ``WaymoFrame`` in layout terms: NLZ points (flag != -1) and TYPE_UNKNOWN boxes dropped,
+    points ``[x, y, z, intensity, elongation]``, velocity rotated from global into vehicle axes."""
+    pts = frame.points
+    points = np.ascontiguousarray(pts[pts[:, 5] == -1, :5], dtype=np.float32)
+    lab = frame.labels
+    keep = np.isin(lab.types, list(WAYMO_CLASS_NAMES))
+    speed = lab.speed[keep]
+    # v_vehicle = R^T v_global with R the vehicle -> global rotation.
+    v = speed.astype(np.float64) @ frame.pose[:3, :3]
+    boxes = np.concatenate([lab.boxes[keep], v[:, :2].astype(np.float32)], axis=1).astype(np.float32)
+    return LabelledFrame(
+        timestamp_micros=int(frame.timestamp_micros),
+        pose=frame.pose,
+        points=points,
+        boxes=boxes,
+        names=np.asarray([WAYMO_CLASS_NAMES[int(t)] for t in lab.types[keep]], dtype=np.str_),
+        difficulty=lab.detection_difficulty[keep],
+        tracking_difficulty=lab.tracking_difficulty[keep],
+        num_points_in_box=lab.num_lidar_points_in_box[keep],
+        object_ids=lab.ids[keep],
+        speed_global=speed,
+        accel_global=lab.acceleration[keep],
+        time_of_day=frame.time_of_day,
+        location=frame.location,
+        weather=frame.weather,
+    )
+
+
+def read_waymo_v1(source: SequenceSource) -> Iterator[LabelledFrame]:
+    from pointformer.data.formats import waymo_v1
+
+    for frame in waymo_v1.read_frames(source.path):
+        yield waymo_labelled_frame(frame)
+
+
+def read_waymo_v2(source: SequenceSource) -> Iterator[LabelledFrame]:
+    from pointformer.data.formats import waymo_v2
+
+    root, split = source.args
+    labels = waymo_v2.component_path(root, split, "lidar_box", source.sequence).is_file()
+    for frame in waymo_v2.read_frames(root, split, source.sequence, labels=labels):
+        yield waymo_labelled_frame(frame)
+
+
+def _waymo_sequence_name(path: Path) -> str:
+    name = path.name.removesuffix(".tfrecord").removeprefix("segment-")
+    return name.removesuffix("_with_camera_labels")
+
+
+def discover_waymo(root: str | os.PathLike, splits: Sequence[str], format: str = "v1") -> list[SequenceSource]:
+    """The sequences of each split, in split then name order (see the module docstring for the
+    accepted layouts). Raises ``FileNotFoundError`` for a split without input."""
+    root = Path(root)
+    sources: list[SequenceSource] = []
+    for split in splits:
+        if format == "v2":
+            files = sorted((root / split / "lidar").glob("*.parquet"))
+            if not files:
+                raise FileNotFoundError(f"no Waymo v2 segments for split {split!r}: {root / split / 'lidar'}/*.parquet")
+            sources += [
+                SequenceSource(split, p.stem, f"{__name__}:read_waymo_v2", str(p), (str(root), split)) for p in files
+            ]
+            continue
+        if format != "v1":
+            raise ValueError(f"format must be 'v1' or 'v2', got {format!r}")
+        if (root / split).is_dir():
+            files = sorted((root / split).glob("*.tfrecord"))
+            if not files:
+                raise FileNotFoundError(f"no Waymo v1 files for split {split!r}: {root / split}/*.tfrecord")
+        else:
+            lists = [root / "ImageSets" / f"{n}.txt" for n in (split, WAYMO_SPLIT_ALIASES.get(split, split))]
+            listing = next((p for p in lists if p.is_file()), None)
+            if listing is None:
+                raise FileNotFoundError(
+                    f"no Waymo v1 input for split {split!r}: neither {root / split}/*.tfrecord nor "
+                    f"{' / '.join(str(p) for p in dict.fromkeys(lists))} with {root / 'raw_data'}/"
+                )
+            files = []
+            for line_no, line in enumerate(listing.read_text().splitlines(), 1):
+                name = line.strip()
+                if not name:
+                    continue
+                stem = name.removesuffix(".tfrecord").removesuffix("_with_camera_labels")
+                candidates = [name, f"{stem}_with_camera_labels.tfrecord", f"{stem}.tfrecord"]
+                found = next((root / "raw_data" / c for c in candidates if (root / "raw_data" / c).is_file()), None)
+                if found is None:
+                    raise FileNotFoundError(f"{listing}: line {line_no}: {name!r} not found in {root / 'raw_data'}")
+                files.append(found)
+        sources += [SequenceSource(split, _waymo_sequence_name(p), f"{__name__}:read_waymo_v1", str(p)) for p in files]
+    seen: dict[str, str] = {}
+    for s in sources:
+        if s.sequence in seen:
+            raise ValueError(f"sequence {s.sequence!r} appears twice: {seen[s.sequence]} and {s.path}")
+        seen[s.sequence] = s.path
+    return sources
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing one sequence
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Task:
+    source: SequenceSource
+    out: str
+    gt_database: bool
+    gt_min_points: int
+
+
+@dataclass
+class _Result:
+    split: str
+    sequence: str
+    frames: int = 0
+    points: int = 0
+    error: str | None = None
+
+
+def _part_paths(out: Path, split: str, sequence: str) -> tuple[Path, Path]:
+    d = out / "parts" / split
+    return d / f"{sequence}.frames.parquet", d / f"{sequence}.gt.parquet"
+
+
+def _source_tag(source: SequenceSource) -> bytes:
+    return json.dumps({"path": Path(source.path).name, "size": os.path.getsize(source.path)}).encode()
+
+
+def _gt_tag(task: _Task) -> bytes:
+    return json.dumps({"enabled": task.gt_database, "min_points": task.gt_min_points}).encode()
+
+
+def _is_complete(task: _Task) -> bool:
+    """Whether the sequence's parts exist, match the source and settings, and list existing files."""
+    out = Path(task.out)
+    frames_part, gt_part = _part_paths(out, task.source.split, task.source.sequence)
+    if not (frames_part.is_file() and gt_part.is_file()):
+        return False
+    try:
+        meta = pq.read_schema(frames_part).metadata or {}
+        if meta.get(_META_SOURCE) != _source_tag(task.source) or meta.get(_META_GT) != _gt_tag(task):
+            return False
+        paths = pq.read_table(frames_part, columns=["points_path"]).column(0).to_pylist()
+        paths += pq.read_table(gt_part, columns=["path"]).column(0).to_pylist()
+    except (pa.ArrowException, OSError):
+        return False
+    return all((out / p).is_file() for p in paths)
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with atomic_file(path) as f:
+        np.save(f, array, allow_pickle=False)
+
+
+def _table_bytes(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue()
+
+
+def _list_column(values: list[np.ndarray], type_: pa.DataType, width: int | None = None) -> pa.Array:
+    offsets = np.concatenate([[0], np.cumsum([len(v) for v in values])]).astype(np.int32)
+    value_type = type_.value_type
+    if width is None:
+        flat = np.concatenate(values) if values else np.zeros(0)
+        if pa.types.is_string(value_type):
+            child = pa.array([str(x) for x in flat], pa.string())
+        else:
+            child = pa.array(np.asarray(flat).astype(value_type.to_pandas_dtype()), value_type)
+    else:
+        inner = value_type.value_type
+        flat = np.concatenate([np.asarray(v).reshape(-1) for v in values]) if values else np.zeros(0)
+        child = pa.FixedSizeListArray.from_arrays(pa.array(flat.astype(inner.to_pandas_dtype()), inner), width)
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), child)
+
+
+def _frames_part(sequence: str, frames: list[LabelledFrame], paths: list[str], num_points: list[int]) -> pa.Table:
+    schema = L.FRAME_PART_SCHEMA
+    n = len(frames)
+    poses = np.stack([f.pose.reshape(16) for f in frames]) if n else np.zeros((0, 16))
+    columns = {
+        "frame_id": pa.array([L.frame_id(sequence, i) for i in range(n)], pa.string()),
+        "sequence": pa.array([sequence] * n, pa.string()),
+        "frame_index": pa.array(np.arange(n, dtype=np.int32)),
+        "timestamp_micros": pa.array(np.asarray([f.timestamp_micros for f in frames], np.int64)),
+        "pose": pa.FixedSizeListArray.from_arrays(pa.array(poses.reshape(-1).astype(np.float64)), 16),
+        "points_path": pa.array(paths, pa.string()),
+        "num_points": pa.array(np.asarray(num_points, np.int64)),
+    }
+    for name, width in (
+        ("boxes", L.BOX_DIM),
+        ("names", None),
+        ("difficulty", None),
+        ("tracking_difficulty", None),
+        ("num_points_in_box", None),
+        ("object_ids", None),
+        ("speed_global", 3),
+        ("accel_global", 3),
+    ):
+        columns[name] = _list_column([getattr(f, name) for f in frames], schema.field(name).type, width)
+    for name in ("time_of_day", "location", "weather"):
+        columns[name] = pa.array([getattr(f, name) for f in frames], pa.string())
+    return pa.Table.from_arrays([columns[n] for n in schema.names], schema=schema)
+
+
+def _gt_objects(
+    split: str, sequence: str, index: int, frame: LabelledFrame, min_points: int
+) -> Iterator[tuple[str, np.ndarray, int]]:
+    """``(relative path, points relative to the box centre, box index)`` of each box with at least
+    ``min_points`` points."""
+    if len(frame.boxes) == 0 or len(frame.points) == 0:
+        return
+    import torch
+
+    from pointformer.ops import points_in_boxes
+
+    mask = points_in_boxes(torch.from_numpy(frame.points[:, :3]), torch.from_numpy(frame.boxes[:, :7])).numpy()
+    by_box = np.ascontiguousarray(mask.T)  # (M, N): each box's row is contiguous
+    counts = by_box.sum(axis=1)
+    for k in np.flatnonzero(counts >= max(min_points, 1)):
+        obj = frame.points[by_box[k]]
+        obj[:, :3] -= frame.boxes[k, :3]
+        yield L.gt_relpath(split, sequence, index, str(frame.names[k]), int(k)), obj, int(k)
+
+
+def _convert_one(task: _Task, progress=None) -> _Result:
+    """Converts one sequence; on any error removes every file it wrote (and its parts)."""
+    src = task.source
+    out = Path(task.out)
+    result = _Result(src.split, src.sequence)
+    frames_part, gt_part = _part_paths(out, src.split, src.sequence)
+    points_dir = out / "points" / src.sequence
+    gt_dir = out / "gt_database" / src.split
+    written: list[Path] = []
+    try:
+        # Old parts first: from here on the sequence counts as incomplete.
+        for p in (frames_part, gt_part):
+            p.unlink(missing_ok=True)
+        for d in (points_dir, gt_dir, frames_part.parent):
+            d.mkdir(parents=True, exist_ok=True)
+        for stale in points_dir.glob(".*.tmp"):
+            stale.unlink(missing_ok=True)
+        module, func = src.reader.split(":")
+        reader: Callable[[SequenceSource], Iterable[LabelledFrame]] = getattr(importlib.import_module(module), func)
+        frames: list[LabelledFrame] = []
+        paths: list[str] = []
+        num_points: list[int] = []
+        gt_rows: dict[str, list] = {name: [] for name in L.GT_SCHEMA.names}
+        for index, frame in enumerate(reader(src)):
+            rel = L.points_relpath(src.sequence, index)
+            path = out / rel
+            written.append(path)
+            _save_npy(path, frame.points)
+            if task.gt_database:
+                for gt_rel, obj, k in _gt_objects(src.split, src.sequence, index, frame, task.gt_min_points):
+                    written.append(out / gt_rel)
+                    _save_npy(out / gt_rel, obj)
+                    for name, value in (
+                        ("path", gt_rel),
+                        ("name", str(frame.names[k])),
+                        ("box", frame.boxes[k].tolist()),
+                        ("difficulty", int(frame.difficulty[k])),
+                        ("num_points", len(obj)),
+                        ("frame_id", L.frame_id(src.sequence, index)),
+                        ("sequence", src.sequence),
+                        ("frame_index", index),
+                        ("box_index", k),
+                        ("object_id", str(frame.object_ids[k])),
+                    ):
+                        gt_rows[name].append(value)
+            # Keep only what the table needs: drop the points.
+            frames.append(dataclasses.replace(frame, points=np.zeros((0, frame.points.shape[1]), np.float32)))
+            paths.append(rel)
+            num_points.append(len(frame.points))
+            result.frames += 1
+            result.points += len(frame.points)
+            if progress is not None:
+                progress.put(1)
+        if not frames:
+            raise DataFormatError(f"{src.path}: sequence {src.sequence!r} has no frames")
+        meta = {_META_SOURCE: _source_tag(src), _META_GT: _gt_tag(task)}
+        gt_table = pa.Table.from_pydict(gt_rows, schema=L.GT_SCHEMA).replace_schema_metadata(meta)
+        frames_table = _frames_part(src.sequence, frames, paths, num_points).replace_schema_metadata(meta)
+        written += [gt_part, frames_part]
+        write_atomic(gt_part, _table_bytes(gt_table))
+        write_atomic(frames_part, _table_bytes(frames_table))  # last: marks the sequence complete
+    except BaseException as e:
+        for p in written:
+            p.unlink(missing_ok=True)
+        try:
+            points_dir.rmdir()
+        except OSError:
+            pass
+        if isinstance(e, DataFormatError):
+            result.error = str(e)
+            return result
+        raise
+    return result
+
+
+def _init_worker() -> None:
+    # One thread per worker process: the pool already uses the cores.
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:  # pragma: no cover
+        pass
+
+
+# ---------------------------------------------------------------------------------------------
+# Merging and the summary
+# ---------------------------------------------------------------------------------------------
+
+
+def _with_sweeps(table: pa.Table, num_sweeps: int) -> pa.Table:
+    """Adds ``sweeps``: for each row, the previous ``num_sweeps`` rows of the same sequence (rows
+    of a sequence are contiguous and in frame order), most recent first."""
+    n = table.num_rows
+    seq = np.asarray(table.column("sequence").to_pylist(), dtype=object)
+    starts = np.flatnonzero(np.concatenate([[True], seq[1:] != seq[:-1]])) if n else np.zeros(0, np.int64)
+    first = np.repeat(starts, np.diff(np.concatenate([starts, [n]])))
+    count = np.minimum(np.arange(n) - first, num_sweeps)
+    offsets = np.concatenate([[0], np.cumsum(count)]).astype(np.int32)
+    # Row i's j-th sweep (j = 0 .. count_i - 1) is row i - 1 - j.
+    j = np.arange(offsets[-1]) - np.repeat(offsets[:-1], count)
+    take = pa.array(np.repeat(np.arange(n), count) - 1 - j, pa.int64())
+    struct = pa.StructArray.from_arrays(
+        [table.column(name).take(take).combine_chunks() for name in L.SWEEP_TYPE.names],
+        fields=list(L.SWEEP_TYPE),
+    )
+    return table.append_column(L.FRAME_SCHEMA.field("sweeps"), pa.ListArray.from_arrays(pa.array(offsets), struct))
+
+
+def _write_if_changed(path: Path, data: bytes) -> bool:
+    """Writes atomically unless the file already holds ``data`` (keeps its mtime)."""
+    if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
+        return False
+    write_atomic(path, data)
+    return True
+
+
+def _merge_split(
+    out: Path, split: str, sequences: list[str], num_sweeps: int, gt_database: bool
+) -> tuple[pa.Table, pa.Table]:
+    frames, gts = [], []
+    for s in sequences:
+        frames_part, gt_part = _part_paths(out, split, s)
+        frames.append(pq.read_table(frames_part).replace_schema_metadata(None))
+        gts.append(pq.read_table(gt_part).replace_schema_metadata(None))
+    frame_table = _with_sweeps(pa.concat_tables(frames).combine_chunks(), num_sweeps)
+    gt_table = pa.concat_tables(gts).combine_chunks()
+    _write_if_changed(L.frame_table_path(out, split), _table_bytes(frame_table))
+    if gt_database:
+        _write_if_changed(L.gt_table_path(out, split), _table_bytes(gt_table))
+    else:  # an earlier conversion's table would contradict meta.json
+        L.gt_table_path(out, split).unlink(missing_ok=True)
+    return frame_table, gt_table
+
+
+@dataclass
+class ConvertSummary:
+    """What a conversion did. Totals (frames, points, boxes, gt objects) cover every sequence in
+    the output tables, resumed ones included; ``frames_converted`` only this run's."""
+
+    dataset: str
+    source_format: str
+    out: str
+    sequences: int = 0
+    converted: int = 0
+    resumed: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    frames: int = 0
+    frames_converted: int = 0
+    points: int = 0
+    boxes_per_class: dict[str, int] = field(default_factory=dict)
+    gt_objects_per_class: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def __str__(self) -> str:
+        rate = self.frames_converted / self.seconds if self.seconds > 0 else 0.0
+        lines = [
+            f"{self.dataset} ({self.source_format}) -> {self.out}",
+            f"  sequences: {self.sequences} ({self.converted} converted, {self.resumed} resumed, "
+            f"{len(self.failed)} failed)",
+            f"  frames: {self.frames} ({self.frames_converted} converted, {rate:.2f} frames/s), points: {self.points}",
+            "  boxes: " + (", ".join(f"{k} {v}" for k, v in sorted(self.boxes_per_class.items())) or "none"),
+            "  gt database objects: "
+            + (", ".join(f"{k} {v}" for k, v in sorted(self.gt_objects_per_class.items())) or "none"),
+            f"  time: {self.seconds:.1f} s",
+        ]
+        lines += [f"  FAILED {seq}: {err}" for seq, err in self.failed]
+        return "\n".join(lines)
+
+
+class _Progress:
+    """Frame progress bar (tqdm when installed), fed by ``put(n)``."""
+
+    def __init__(self, enabled: bool, total: int | None):
+        self.bar = None
+        if enabled:
+            try:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=total, unit="frame", desc="converting", dynamic_ncols=True)
+            except ImportError:
+                pass
+
+    def put(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _run_tasks(tasks: list[_Task], workers: int, progress: _Progress) -> Iterator[_Result]:
+    if workers <= 0 or len(tasks) <= 1:
+        for task in tasks:
+            yield _convert_one(task, progress)
+        return
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    with ctx.Manager() as manager:
+        queue = manager.Queue()
+        pool = cf.ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx, initializer=_init_worker)
+        try:
+            pending = {pool.submit(_convert_one, task, queue) for task in tasks}
+            while pending:
+                done, pending = cf.wait(pending, timeout=0.2, return_when=cf.FIRST_COMPLETED)
+                while not queue.empty():
+                    progress.put(queue.get())
+                for fut in done:
+                    yield fut.result()
+            while not queue.empty():
+                progress.put(queue.get())
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _write_meta(out: Path, meta: dict) -> None:
+    _write_if_changed(out / "meta.json", (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
+
+
+def _existing_meta(out: Path, meta: dict) -> dict:
+    path = out / "meta.json"
+    if not path.is_file():
+        return {}
+    old = json.loads(path.read_text())
+    for key in ("layout_version", "dataset", "source_format", "point_features"):
+        if old.get(key) != meta[key]:
+            raise ValueError(
+                f"{path}: {out} holds a conversion with {key}={old.get(key)!r}, this one has {meta[key]!r}; "
+                "use another output folder"
+            )
+    return old
+
+
+def convert_sequences(
+    sources: list[SequenceSource],
+    out: str | os.PathLike,
+    *,
+    dataset: str,
+    source_format: str,
+    point_features: Sequence[str],
+    class_names: Sequence[str],
+    workers: int = 0,
+    sweeps: int = 4,
+    gt_database_splits: Sequence[str] | None = None,
+    gt_min_points: int = 1,
+    on_error: str = "raise",
+    progress: bool = True,
+    total_frames: int | None = None,
+) -> ConvertSummary:
+    """Converts ``sources`` into the layout under ``out`` (the dataset-independent driver; see the
+    module docstring). ``gt_database_splits=None`` builds the gt database for splits named
+    ``training`` or ``train``."""
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    start = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    import pointformer
+
+    meta = {
+        "layout_version": L.LAYOUT_VERSION,
+        "dataset": dataset,
+        "source_format": source_format,
+        "point_features": list(point_features),
+        "class_names": list(class_names),
+        "box_fields": list(L.BOX_FIELDS),
+        "created_by": f"pointformer {pointformer.__version__} (pointformer.data.convert)",
+    }
+    old_meta = _existing_meta(out, meta)
+    gt_splits = set(gt_database_splits) if gt_database_splits is not None else {"training", "train"}
+    tasks = [_Task(s, str(out), s.split in gt_splits, gt_min_points) for s in sources]
+    summary = ConvertSummary(dataset, source_format, str(out), sequences=len(tasks))
+    todo = []
+    for task in tasks:
+        if _is_complete(task):
+            summary.resumed += 1
+        else:
+            todo.append(task)
+    bar = _Progress(progress, total_frames)
+    failed: set[tuple[str, str]] = set()
+    try:
+        for result in _run_tasks(todo, workers, bar):
+            if result.error is not None:
+                if on_error == "raise":
+                    raise DataFormatError(result.error)
+                warnings.warn(f"skipping sequence {result.sequence!r}: {result.error}", stacklevel=2)
+                summary.failed.append((result.sequence, result.error))
+                failed.add((result.split, result.sequence))
+                continue
+            summary.converted += 1
+            summary.frames_converted += result.frames
+    finally:
+        bar.close()
+
+    splits_meta = dict(old_meta.get("splits", {}))
+    boxes, objects = Counter(), Counter()
+    for split in dict.fromkeys(s.split for s in sources):
+        seqs = [s.sequence for s in sources if s.split == split and (split, s.sequence) not in failed]
+        if not seqs:
+            raise DataFormatError(f"split {split!r}: every sequence failed")
+        frame_table, gt_table = _merge_split(out, split, seqs, sweeps, split in gt_splits)
+        summary.frames += frame_table.num_rows
+        summary.points += int(np.sum(frame_table.column("num_points").to_numpy()))
+        split_boxes = Counter(L._flat(frame_table.column("names"), object).tolist())
+        split_objects = Counter(gt_table.column("name").to_pylist())
+        boxes += split_boxes
+        objects += split_objects
+        splits_meta[split] = {
+            "sequences": len(seqs),
+            "frames": frame_table.num_rows,
+            "sweeps": sweeps,
+            "gt_database": split in gt_splits,
+            "boxes": dict(sorted(split_boxes.items())),
+            "gt_objects": dict(sorted(split_objects.items())),
+        }
+    meta["splits"] = dict(sorted(splits_meta.items()))
+    _write_meta(out, meta)
+    summary.boxes_per_class = dict(boxes)
+    summary.gt_objects_per_class = dict(objects)
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def convert_waymo(
+    root: str | os.PathLike,
+    out: str | os.PathLike,
+    splits: Sequence[str] = ("training", "validation"),
+    format: str = "v1",
+    workers: int = 0,
+    sweeps: int = 4,
+    gt_database_splits: Sequence[str] | None = None,
+    gt_min_points: int = 1,
+    on_error: str = "raise",
+    progress: bool = True,
+) -> ConvertSummary:
+    """Converts Waymo Open Dataset v1 TFRecords or v2 parquet under ``root`` into the layout under
+    ``out`` (see the module docstring for inputs, resuming and errors).
+
+    Args:
+        splits: split names (folders, or ImageSets lists for the OpenPCDet v1 layout).
+        format: ``"v1"`` or ``"v2"``.
+        workers: worker processes (0: in-process).
+        sweeps: previous frames listed in each row's ``sweeps``.
+        gt_database_splits: splits with a gt database (None: ``training``/``train``).
+        gt_min_points: objects with fewer points in their box are left out of the gt database.
+        on_error: ``"raise"`` or ``"skip"`` for a sequence with malformed input.
+        progress: show a progress bar over frames.
+    """
+    sources = discover_waymo(root, splits, format)
+    total = None
+    if format == "v2":
+        # Cheap: row counts from the parquet footers of the vehicle poses (one row per frame).
+        poses = [Path(root) / s.split / "vehicle_pose" / f"{s.sequence}.parquet" for s in sources]
+        total = sum(pq.ParquetFile(p).metadata.num_rows for p in poses if p.is_file())
+    return convert_sequences(
+        sources,
+        out,
+        dataset="waymo",
+        source_format=format,
+        point_features=WAYMO_POINT_FEATURES,
+        class_names=list(WAYMO_CLASS_NAMES.values()),
+        workers=workers,
+        sweeps=sweeps,
+        gt_database_splits=gt_database_splits,
+        gt_min_points=gt_min_points,
+        on_error=on_error,
+        progress=progress,
+        total_frames=total,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------
+
+
+def _waymo_main(args: argparse.Namespace) -> ConvertSummary:
+    return convert_waymo(
+        args.root,
+        args.out,
+        splits=args.splits or ("training", "validation"),
+        format=args.format,
+        workers=args.workers,
+        sweeps=args.sweeps,
+        gt_database_splits=args.gt_database_splits,
+        gt_min_points=args.gt_min_points,
+        on_error=args.on_error,
+        progress=not args.no_progress,
+    )
+
+
+# Dataset name -> CLI entry (argparse namespace -> summary). nuScenes registers its own here.
+DATASETS: dict[str, Callable[[argparse.Namespace], ConvertSummary]] = {"waymo": _waymo_main}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="create_data.py",
+        description="Convert a dataset into pointformer's layout (points .npy, parquet frame tables, gt database).",
+    )
+    parser.add_argument("--dataset", required=True, choices=sorted(DATASETS))
+    parser.add_argument("--root", required=True, help="input root (see pointformer/data/convert.py)")
+    parser.add_argument("--out", required=True, help="output root")
+    parser.add_argument("--format", default="v1", choices=["v1", "v2"], help="Waymo: v1 TFRecord or v2 parquet")
+    parser.add_argument("--splits", nargs="+", help="splits to convert (Waymo default: training validation)")
+    parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="processes (0: in-process)")
+    parser.add_argument("--sweeps", type=int, default=4, help="previous frames listed per frame")
+    parser.add_argument("--gt-database-splits", nargs="*", help="splits with a gt database (default: training)")
+    parser.add_argument("--gt-min-points", type=int, default=1)
+    parser.add_argument("--on-error", choices=["raise", "skip"], default="raise", help="for a malformed sequence")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        summary = DATASETS[args.dataset](args)
+    except (DataFormatError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(summary)
+    return 0
