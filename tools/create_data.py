@@ -3,6 +3,8 @@
 
 python tools/create_data.py --dataset waymo --root data/waymo --out datasets/waymo --format v1 \
     --splits training validation --workers 8 --sweeps 4
+python tools/create_data.py --dataset nuscenes --root data/nuscenes --out datasets/nuscenes \
+    --version v1.0-trainval --splits train val --workers 8 --sweeps 9
 """
 
 from __future__ import annotations

@@ -35,10 +35,15 @@ How it runs:
   with a warning and listed in the summary. Any other exception always stops the run, after the
   same cleanup.
 
-Adding a dataset (nuScenes): write an adapter that yields ``LabelledFrame``s per sequence, reuse
+Adding a dataset: write an adapter that yields ``LabelledFrame``s per sequence, reuse
 ``convert_sequences`` (workers, resume, gt database, merge, meta, summary) with a ``SequenceSource``
 whose ``reader`` names a module-level function ``(source) -> Iterator[LabelledFrame]``, and register
-a command-line entry in ``DATASETS``.
+a command-line entry in ``DATASETS``. nuScenes (``pointformer.data.convert_nuscenes``) does so and
+uses the two extension points: a frame may list its own sweeps (``LabelledFrame.sweeps``, sensor
+frames that are not rows of the table; written under ``points/<sequence>/sweeps/``) instead of the
+previous rows, and may carry dataset-specific columns (``LabelledFrame.extra``, typed by
+``layout.EXTRA_COLUMNS``). A ``SequenceSource.fingerprint`` replaces the source file's name and size
+in the resume check.
 """
 
 from __future__ import annotations
@@ -61,6 +66,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 import pyarrow.parquet as pq
 
 from pointformer.data import layout as L
@@ -81,12 +87,34 @@ _META_GT = b"pointformer.gt_database"
 
 
 @dataclass(frozen=True, eq=False)
+class LabelledSweep:
+    """A sweep a frame lists itself (not a previous row): ``pose`` ``(4, 4)`` float64 maps its
+    points' frame to global, so ``inv(frame.pose) @ pose`` moves them into the frame's.
+
+    Either ``frame_index`` names an earlier frame of the same sequence whose points file it reuses
+    (``points`` None), or ``key`` (a file-name-safe id, unique in the sequence) names the file
+    ``points/<sequence>/sweeps/<key>.npy`` holding ``points`` ``(N, F)`` float32. ``points`` may be
+    None for a ``key`` an earlier frame of the sequence already gave with its points.
+    """
+
+    key: str
+    timestamp_micros: int
+    pose: np.ndarray
+    points: np.ndarray | None = None
+    frame_index: int | None = None
+
+
+@dataclass(frozen=True, eq=False)
 class LabelledFrame:
     """One frame in the layout's terms, what a dataset adapter yields to the writer.
 
-    ``points``: ``(N, F)`` float32 in the vehicle frame. ``boxes``: ``(M, 9)`` float32 ``[x, y, z,
-    dx, dy, dz, heading, vx, vy]`` in the vehicle frame. ``pose``: ``(4, 4)`` float64 vehicle ->
-    global. Per-box arrays have ``M`` rows.
+    ``points``: ``(N, F)`` float32 in the frame's own frame (Waymo: vehicle; nuScenes: LIDAR_TOP).
+    ``boxes``: ``(M, 9)`` float32 ``[x, y, z, dx, dy, dz, heading, vx, vy]`` in that frame.
+    ``pose``: ``(4, 4)`` float64 that frame -> global. Per-box arrays have ``M`` rows.
+    ``sweeps``: None lists the previous frames of the sequence (the driver's ``sweeps`` of them);
+    a tuple lists these, most recent first (every frame of a sequence must then give one).
+    ``extra``: values of ``layout.EXTRA_COLUMNS`` (a scalar per frame, or an ``(M,)`` array for
+    list columns); every frame of a sequence must give the same keys.
     """
 
     timestamp_micros: int
@@ -103,19 +131,23 @@ class LabelledFrame:
     time_of_day: str = ""
     location: str = ""
     weather: str = ""
+    sweeps: tuple[LabelledSweep, ...] | None = None
+    extra: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class SequenceSource:
     """One input sequence. ``reader`` is ``"module:function"`` of a function ``(source) ->
     Iterator[LabelledFrame]`` (named, so worker processes can import it); ``path`` is the file whose
-    size fingerprints the input for resuming; ``args`` is what the reader needs."""
+    size fingerprints the input for resuming (unless ``fingerprint`` is given: then that string
+    does); ``args`` is what the reader needs."""
 
     split: str
     sequence: str
     reader: str
     path: str
     args: tuple = ()
+    fingerprint: str = ""
 
 
 def waymo_labelled_frame(frame) -> LabelledFrame:
@@ -244,6 +276,8 @@ def _part_paths(out: Path, split: str, sequence: str) -> tuple[Path, Path]:
 
 
 def _source_tag(source: SequenceSource) -> bytes:
+    if source.fingerprint:
+        return json.dumps({"fingerprint": source.fingerprint}).encode()
     return json.dumps({"path": Path(source.path).name, "size": os.path.getsize(source.path)}).encode()
 
 
@@ -261,7 +295,11 @@ def _is_complete(task: _Task) -> bool:
         meta = pq.read_schema(frames_part).metadata or {}
         if meta.get(_META_SOURCE) != _source_tag(task.source) or meta.get(_META_GT) != _gt_tag(task):
             return False
+        names = pq.read_schema(frames_part).names
         paths = pq.read_table(frames_part, columns=["points_path"]).column(0).to_pylist()
+        if "sweeps" in names:  # sweeps the dataset lists itself (nuScenes)
+            sweeps = pq.read_table(frames_part, columns=["sweeps"]).column(0)
+            paths += pa.compute.list_flatten(sweeps).combine_chunks().field("points_path").to_pylist()
         paths += pq.read_table(gt_part, columns=["path"]).column(0).to_pylist()
     except (pa.ArrowException, OSError):
         return False
@@ -321,7 +359,50 @@ def _frames_part(sequence: str, frames: list[LabelledFrame], paths: list[str], n
         columns[name] = _list_column([getattr(f, name) for f in frames], schema.field(name).type, width)
     for name in ("time_of_day", "location", "weather"):
         columns[name] = pa.array([getattr(f, name) for f in frames], pa.string())
+    listed = {f.sweeps is not None for f in frames}
+    if len(listed) > 1:
+        raise ValueError(f"sequence {sequence!r}: some frames list their sweeps and others do not")
+    if listed == {True}:
+        schema = schema.append(L.FRAME_SCHEMA.field("sweeps"))
+        columns["sweeps"] = _sweeps_column(sequence, frames)
+    keys = {tuple(f.extra) for f in frames}
+    if len(keys) > 1:
+        raise ValueError(f"sequence {sequence!r}: frames give different extra columns {sorted(keys)}")
+    for name in keys.pop() if keys else ():
+        if name not in L.EXTRA_COLUMNS:
+            raise ValueError(f"extra column {name!r} is not declared in layout.EXTRA_COLUMNS")
+        type_ = L.EXTRA_COLUMNS[name]
+        values = [f.extra[name] for f in frames]
+        schema = schema.append(pa.field(name, type_))
+        columns[name] = _list_column(values, type_) if pa.types.is_list(type_) else pa.array(values, type_)
     return pa.Table.from_arrays([columns[n] for n in schema.names], schema=schema)
+
+
+def _sweeps_column(sequence: str, frames: list[LabelledFrame]) -> pa.Array:
+    """The ``sweeps`` column of frames that list their own (see ``LabelledSweep``)."""
+    ids, paths, times, poses, counts = [], [], [], [], []
+    for f in frames:
+        counts.append(len(f.sweeps))
+        for s in f.sweeps:
+            if s.frame_index is not None:
+                ids.append(L.frame_id(sequence, s.frame_index))
+                paths.append(L.points_relpath(sequence, s.frame_index))
+            else:
+                ids.append(s.key)
+                paths.append(L.sweep_relpath(sequence, s.key))
+            times.append(int(s.timestamp_micros))
+            poses.append(np.asarray(s.pose, np.float64).reshape(16))
+    struct = pa.StructArray.from_arrays(
+        [
+            pa.array(ids, pa.string()),
+            pa.array(paths, pa.string()),
+            pa.array(np.asarray(times, np.int64), pa.int64()),
+            pa.FixedSizeListArray.from_arrays(pa.array(np.asarray(poses, np.float64).reshape(-1)), 16),
+        ],
+        fields=list(L.SWEEP_TYPE),
+    )
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets), struct)
 
 
 def _gt_objects(
@@ -367,11 +448,29 @@ def _convert_one(task: _Task, progress=None) -> _Result:
         paths: list[str] = []
         num_points: list[int] = []
         gt_rows: dict[str, list] = {name: [] for name in L.GT_SCHEMA.names}
+        sweeps_written: set[str] = set()
         for index, frame in enumerate(reader(src)):
             rel = L.points_relpath(src.sequence, index)
             path = out / rel
             written.append(path)
             _save_npy(path, frame.points)
+            for sweep in frame.sweeps or ():
+                if sweep.frame_index is not None:
+                    if not 0 <= sweep.frame_index < index:
+                        raise ValueError(f"{src.sequence} frame {index}: sweep of frame {sweep.frame_index}")
+                    continue
+                if sweep.key in sweeps_written:
+                    continue
+                if sweep.points is None:
+                    raise ValueError(f"{src.sequence} frame {index}: sweep {sweep.key!r} without points")
+                sweep_path = out / L.sweep_relpath(src.sequence, sweep.key)
+                if not sweeps_written:
+                    sweep_path.parent.mkdir(parents=True, exist_ok=True)
+                    for stale in sweep_path.parent.glob(".*.tmp"):
+                        stale.unlink(missing_ok=True)
+                written.append(sweep_path)
+                _save_npy(sweep_path, np.ascontiguousarray(sweep.points, dtype=np.float32))
+                sweeps_written.add(sweep.key)
             if task.gt_database:
                 for gt_rel, obj, k in _gt_objects(src.split, src.sequence, index, frame, task.gt_min_points):
                     written.append(out / gt_rel)
@@ -390,7 +489,13 @@ def _convert_one(task: _Task, progress=None) -> _Result:
                     ):
                         gt_rows[name].append(value)
             # Keep only what the table needs: drop the points.
-            frames.append(dataclasses.replace(frame, points=np.zeros((0, frame.points.shape[1]), np.float32)))
+            frames.append(
+                dataclasses.replace(
+                    frame,
+                    points=np.zeros((0, frame.points.shape[1]), np.float32),
+                    sweeps=None if frame.sweeps is None else tuple(dataclasses.replace(s, points=None) for s in frame.sweeps),
+                )
+            )
             paths.append(rel)
             num_points.append(len(frame.points))
             result.frames += 1
@@ -408,10 +513,11 @@ def _convert_one(task: _Task, progress=None) -> _Result:
     except BaseException as e:
         for p in written:
             p.unlink(missing_ok=True)
-        try:
-            points_dir.rmdir()
-        except OSError:
-            pass
+        for d in (points_dir / "sweeps", points_dir):
+            try:
+                d.rmdir()
+            except OSError:
+                pass
         if isinstance(e, DataFormatError):
             result.error = str(e)
             return result
@@ -450,7 +556,9 @@ def _with_sweeps(table: pa.Table, num_sweeps: int) -> pa.Table:
         [table.column(name).take(take).combine_chunks() for name in L.SWEEP_TYPE.names],
         fields=list(L.SWEEP_TYPE),
     )
-    return table.append_column(L.FRAME_SCHEMA.field("sweeps"), pa.ListArray.from_arrays(pa.array(offsets), struct))
+    sweeps = pa.ListArray.from_arrays(pa.array(offsets), struct)
+    # Right after the part's columns: dataset-specific extra columns come last.
+    return table.add_column(len(L.FRAME_PART_SCHEMA), L.FRAME_SCHEMA.field("sweeps"), sweeps)
 
 
 def _write_if_changed(path: Path, data: bytes) -> bool:
@@ -469,7 +577,9 @@ def _merge_split(
         frames_part, gt_part = _part_paths(out, split, s)
         frames.append(pq.read_table(frames_part).replace_schema_metadata(None))
         gts.append(pq.read_table(gt_part).replace_schema_metadata(None))
-    frame_table = _with_sweeps(pa.concat_tables(frames).combine_chunks(), num_sweeps)
+    frame_table = pa.concat_tables(frames).combine_chunks()
+    if "sweeps" not in frame_table.column_names:  # else the dataset listed its own
+        frame_table = _with_sweeps(frame_table, num_sweeps)
     gt_table = pa.concat_tables(gts).combine_chunks()
     _write_if_changed(L.frame_table_path(out, split), _table_bytes(frame_table))
     if gt_database:
@@ -593,10 +703,11 @@ def convert_sequences(
     on_error: str = "raise",
     progress: bool = True,
     total_frames: int | None = None,
+    extra_meta: dict | None = None,
 ) -> ConvertSummary:
     """Converts ``sources`` into the layout under ``out`` (the dataset-independent driver; see the
     module docstring). ``gt_database_splits=None`` builds the gt database for splits named
-    ``training`` or ``train``."""
+    ``training`` or ``train``. ``extra_meta``: more ``meta.json`` keys (e.g. nuScenes' version)."""
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     start = time.perf_counter()
@@ -612,6 +723,7 @@ def convert_sequences(
         "class_names": list(class_names),
         "box_fields": list(L.BOX_FIELDS),
         "created_by": f"pointformer {pointformer.__version__} (pointformer.data.convert)",
+        **(extra_meta or {}),
     }
     old_meta = _existing_meta(out, meta)
     gt_splits = set(gt_database_splits) if gt_database_splits is not None else {"training", "train"}
@@ -728,7 +840,7 @@ def _waymo_main(args: argparse.Namespace) -> ConvertSummary:
         splits=args.splits or ("training", "validation"),
         format=args.format,
         workers=args.workers,
-        sweeps=args.sweeps,
+        sweeps=4 if args.sweeps is None else args.sweeps,
         gt_database_splits=args.gt_database_splits,
         gt_min_points=args.gt_min_points,
         on_error=args.on_error,
@@ -736,8 +848,17 @@ def _waymo_main(args: argparse.Namespace) -> ConvertSummary:
     )
 
 
-# Dataset name -> CLI entry (argparse namespace -> summary). nuScenes registers its own here.
-DATASETS: dict[str, Callable[[argparse.Namespace], ConvertSummary]] = {"waymo": _waymo_main}
+def _nuscenes_main(args: argparse.Namespace) -> ConvertSummary:
+    from pointformer.data.convert_nuscenes import nuscenes_main
+
+    return nuscenes_main(args)
+
+
+# Dataset name -> CLI entry (argparse namespace -> summary).
+DATASETS: dict[str, Callable[[argparse.Namespace], ConvertSummary]] = {
+    "waymo": _waymo_main,
+    "nuscenes": _nuscenes_main,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -749,10 +870,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", required=True, help="input root (see pointformer/data/convert.py)")
     parser.add_argument("--out", required=True, help="output root")
     parser.add_argument("--format", default="v1", choices=["v1", "v2"], help="Waymo: v1 TFRecord or v2 parquet")
-    parser.add_argument("--splits", nargs="+", help="splits to convert (Waymo default: training validation)")
+    parser.add_argument("--version", default="v1.0-mini", help="nuScenes: table folder (default v1.0-mini)")
+    parser.add_argument(
+        "--splits",
+        nargs="+",
+        help="splits to convert (Waymo default: training validation; nuScenes: by version, e.g. mini_train "
+        "mini_val, train val, or names in <root>/<version>/splits.json)",
+    )
     parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="processes (0: in-process)")
-    parser.add_argument("--sweeps", type=int, default=4, help="previous frames listed per frame")
-    parser.add_argument("--gt-database-splits", nargs="*", help="splits with a gt database (default: training)")
+    parser.add_argument(
+        "--sweeps",
+        type=int,
+        help="previous frames listed per frame (Waymo default 4; nuScenes: LIDAR_TOP sweeps before each "
+        "keyframe, default 9 = OpenPCDet's 10 with the keyframe)",
+    )
+    parser.add_argument(
+        "--gt-database-splits", nargs="*", help="splits with a gt database (default: training / train, mini_train)"
+    )
     parser.add_argument("--gt-min-points", type=int, default=1)
     parser.add_argument("--on-error", choices=["raise", "skip"], default="raise", help="for a malformed sequence")
     parser.add_argument("--no-progress", action="store_true")

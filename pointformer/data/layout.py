@@ -8,11 +8,18 @@
                                          "created_by", "splits": {split: {"sequences",
                                          "frames", "sweeps", "gt_database", "boxes",
                                          "gt_objects"}}}
-      points/<sequence>/<frame:04d>.npy (N, F) float32 points in the vehicle (ego) frame of that
-                                        frame; features as meta["point_features"]. Waymo:
+      points/<sequence>/<frame:04d>.npy (N, F) float32 points in the frame of that frame (Waymo:
+                                        the vehicle frame; nuScenes: the LIDAR_TOP sensor frame);
+                                        features as meta["point_features"]. Waymo:
                                         [x, y, z, intensity, elongation], metres, raw intensity
                                         (no tanh), all lasers and both returns; points inside a
-                                        no-label zone (NLZ flag != -1) are dropped.
+                                        no-label zone (NLZ flag != -1) are dropped. nuScenes:
+                                        [x, y, z, intensity] (0-255), every point of the .pcd.bin
+                                        (no min-distance filter; the ring index is dropped).
+      points/<sequence>/sweeps/<key>.npy
+                                        nuScenes: the non-keyframe LIDAR_TOP sweeps (key = their
+                                        sample_data token), in their own sensor frame, same
+                                        features; listed in the frames' ``sweeps`` column
       frames_<split>.parquet            one row per frame (columns below)
       gt_database/<split>/<sequence>_<frame:04d>_<class>_<k>.npy
                                         (P, F) float32 points of box k of that frame, translated so
@@ -25,10 +32,31 @@
                                         the two split tables; a sequence whose parts exist is
                                         complete (the frames part is written last)
 
-Boxes are ``[x, y, z, dx, dy, dz, heading, vx, vy]`` float32 in the frame's vehicle frame (the
-``Boxes3D`` convention: centre, full extents length/width/height, heading counter-clockwise from
-+x in [-pi, pi), velocity m/s rotated from the labelled global-frame speed into the vehicle frame).
-Poses are vehicle -> global 4x4 float64, stored row-major as 16 numbers.
+Boxes are ``[x, y, z, dx, dy, dz, heading, vx, vy]`` float32 in the frame's own frame (Waymo:
+vehicle; nuScenes: LIDAR_TOP, as OpenPCDet) (the ``Boxes3D`` convention: centre, full extents
+length/width/height, heading counter-clockwise from +x in [-pi, pi), velocity m/s rotated from the
+labelled global-frame speed into that frame; nuScenes: NaN where the devkit has no velocity).
+Poses map that frame to global (Waymo: vehicle -> global; nuScenes: LIDAR_TOP -> global =
+ego_pose @ calibrated_sensor), 4x4 float64, stored row-major as 16 numbers.
+
+Sweeps: a sweep's points move into its frame's by ``inv(frame pose) @ sweep pose``; its time lag
+is ``1e-6 * (frame timestamp - sweep timestamp)`` seconds. Waymo lists the previous rows of the
+sequence; nuScenes lists the LIDAR_TOP sample_data before the keyframe along ``prev`` (as
+``LidarPointCloud.from_file_multisweep``: non-keyframe sweeps, and earlier keyframes where the
+chain reaches them, whose sweep entry then names that keyframe's row and points file), fewer at
+the start of a scene; meta["splits"][split]["sweeps"] is the most listed per frame (nuScenes:
+OpenPCDet's MAX_SWEEPS = 10 is 9 here, the keyframe not counted).
+
+nuScenes frames (dataset "nuscenes"): one sequence per scene (named by the scene name), one row per
+keyframe sample in time order; ``frame_id`` is ``<scene name>_<index:04d>`` like every dataset's,
+the sample token is in the ``sample_token`` column (map predictions back with it); boxes are the
+annotations with a detection class (``names``: the 10 detection classes), ``num_points_in_box`` is
+``num_lidar_pts``, ``object_ids`` the instance tokens, ``difficulty`` and
+``tracking_difficulty`` 0, ``speed_global`` the devkit's box velocity (NaN where unknown),
+``accel_global`` NaN, ``location`` the log's. Extra columns (``EXTRA_COLUMNS``): ``sample_token``,
+``scene_token``, ``lidar_token`` (the keyframe's LIDAR_TOP sample_data), and per box
+``category_names``, ``attribute_names`` ("" for none), ``num_radar_pts``, ``visibility``
+(the visibility token), ``annotation_tokens``.
 
 ``frames_<split>.parquet`` columns:
 
@@ -94,7 +122,20 @@ _VEC3 = pa.list_(pa.float32(), 3)
 SWEEP_TYPE = pa.struct(
     [("frame_id", pa.string()), ("points_path", pa.string()), ("timestamp_micros", pa.int64()), ("pose", _POSE)]
 )
-# The per-sequence part: every frame-table column but ``sweeps`` (added when parts are merged).
+# Dataset-specific frame-table columns (after ``FRAME_SCHEMA``'s, only in the datasets that give
+# them; see the module docstring): name -> type.
+EXTRA_COLUMNS: dict[str, pa.DataType] = {
+    "sample_token": pa.string(),
+    "scene_token": pa.string(),
+    "lidar_token": pa.string(),
+    "category_names": pa.list_(pa.string()),
+    "attribute_names": pa.list_(pa.string()),
+    "num_radar_pts": pa.list_(pa.int32()),
+    "visibility": pa.list_(pa.string()),
+    "annotation_tokens": pa.list_(pa.string()),
+}
+# The per-sequence part: every frame-table column but ``sweeps`` (added when parts are merged,
+# unless the dataset lists its own) and the extra columns.
 FRAME_PART_SCHEMA = pa.schema(
     [
         ("frame_id", pa.string()),
@@ -141,6 +182,11 @@ def frame_id(sequence: str, index: int) -> str:
 def points_relpath(sequence: str, index: int) -> str:
     """``points/<sequence>/<index:04d>.npy`` (posix, relative to the root)."""
     return f"points/{sequence}/{index:04d}.npy"
+
+
+def sweep_relpath(sequence: str, key: str) -> str:
+    """``points/<sequence>/sweeps/<key>.npy``: a sweep that is not a row (nuScenes non-keyframes)."""
+    return f"points/{sequence}/sweeps/{key}.npy"
 
 
 def gt_relpath(split: str, sequence: str, index: int, name: str, k: int) -> str:
@@ -391,6 +437,20 @@ def read_frame_table(root: str | os.PathLike, split: str) -> FrameRecords:
         sweep_timestamp_micros=s_time,
         sweep_pose=s_pose,
     )
+
+
+def read_frame_columns(root: str | os.PathLike, split: str, names: list[str]) -> dict[str, list]:
+    """Columns of ``<root>/frames_<split>.parquet`` as Python lists (e.g. nuScenes'
+    ``["frame_id", "sample_token"]``). Raises ``DataFormatError`` for a column it lacks."""
+    path = frame_table_path(root, split)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no frame table (convert the dataset with tools/create_data.py)")
+    have = pq.read_schema(path).names
+    missing = [n for n in names if n not in have]
+    if missing:
+        raise DataFormatError(f"{path}: frame table lacks columns {missing}")
+    t = pq.read_table(path, columns=list(names))
+    return {n: t.column(n).to_pylist() for n in names}
 
 
 def read_gt_database(root: str | os.PathLike, split: str) -> GTDatabaseRecords:

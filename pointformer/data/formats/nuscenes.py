@@ -215,6 +215,10 @@ class NuScenesReader:
         """Scene names of ``split`` (predefined mini splits, else ``splits.json``)."""
         return scene_names_of_split(self.dataroot, self.version, split)
 
+    def keyframe_lidar_token(self, sample_token: str) -> str | None:
+        """The LIDAR_TOP keyframe sample_data token of a sample (None if it has none)."""
+        return self._lidar_of_sample.get(sample_token)
+
     def sample_tokens(self, split: str | None = None) -> list[str]:
         """Sample tokens (scene by scene in table order, each scene's samples in time order),
         of the scenes of ``split`` present in this version (all scenes when None)."""
