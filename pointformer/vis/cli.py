@@ -8,9 +8,13 @@ Sources (``load_frame_scene`` dispatches on what ``data`` is; adding a source is
   frame's index in the segment (time order);
 * a nuScenes dataroot (``<root>/<version>/sample.json``): ``frame`` is a sample token or an index
   into the samples (scene by scene, in time order); ``nsweeps`` sweeps are accumulated.
+* a converted root (``<root>/meta.json``, ``tools/create_data.py``; any dataset): ``split`` is
+  required where the root holds several; ``frame`` is a frame id (``<sequence>_<index:04d>``), a
+  nuScenes sample token, or an index into the split's frame table; ``nsweeps - 1`` of the frame's
+  listed sweeps are moved into its frame (``inv(pose) @ sweep pose``) and accumulated.
 
 Predictions (``--pred``) are a JSON file for that frame, boxes in the same frame as the points
-(Waymo: vehicle frame; nuScenes: LIDAR_TOP frame)::
+(Waymo: vehicle frame; nuScenes: LIDAR_TOP frame; a converted root: the frame's points frame)::
 
     {"boxes": [[x, y, z, dx, dy, dz, heading], ...],   # metres, radians; z = box centre
      "scores": [0.9, ...],                              # optional (default 1)
@@ -139,6 +143,55 @@ def _load_nuscenes(root: Path, frame: int | str, version: str, nsweeps: int) -> 
     )
 
 
+def _load_converted(root: Path, frame: int | str, split: str | None, nsweeps: int) -> FrameScene:
+    from pointformer.data import layout as L
+
+    meta = L.read_meta(root)
+    splits = sorted(meta.get("splits", {}))
+    if split is None:
+        if len(splits) != 1:
+            raise ValueError(f"{root} is a converted root with several splits: pass --split (one of {splits})")
+        split = splits[0]
+    elif split not in splits:
+        raise FrameNotFoundError(f"no split {split!r} in {root} (has {splits})")
+    records = L.read_frame_table(root, split)
+    key = str(frame)
+    if key in records.frame_id:
+        index = records.frame_id.index(key)
+    else:
+        tokens = []
+        if meta.get("dataset") == "nuscenes":
+            tokens = L.read_frame_columns(root, split, ["sample_token"])["sample_token"]
+        if key in tokens:
+            index = tokens.index(key)
+        else:
+            try:
+                index = _index(frame)
+            except FrameNotFoundError:
+                message = f"{frame!r} is neither a frame id, a sample token nor an index of {root} ({split})"
+                raise FrameNotFoundError(message) from None
+            if index >= len(records):
+                raise FrameNotFoundError(f"frame {index} out of range: {root} ({split}) holds {len(records)} frames")
+    rec = records[index]
+    points = L.load_points(root, rec)
+    chunks = [points]
+    to_frame = np.linalg.inv(rec.pose)
+    for sweep in rec.sweeps[: max(nsweeps - 1, 0)]:
+        pts = L.load_points(root, sweep).copy()
+        m = to_frame @ sweep.pose
+        pts[:, :3] = (pts[:, :3].astype(np.float64) @ m[:3, :3].T + m[:3, 3]).astype(np.float32)
+        chunks.append(pts)
+    points = np.concatenate(chunks)
+    intensity = points[:, 3] if "intensity" in meta.get("point_features", ()) else None
+    return FrameScene(
+        points=points,
+        intensity=intensity,
+        gt_boxes=rec.boxes[:, :7],
+        gt_names=tuple(str(n) for n in rec.names),
+        title=f"{rec.frame_id} ({meta.get('dataset', '?')} {split})",
+    )
+
+
 def load_frame_scene(
     data: str | os.PathLike,
     frame: int | str,
@@ -162,13 +215,15 @@ def load_frame_scene(
         raise FileNotFoundError(f"no such file or directory: {path}")
     if path.is_file() and path.suffix == ".tfrecord":
         return _load_waymo_v1(path, frame)
+    if path.is_dir() and (path / "meta.json").is_file():
+        return _load_converted(path, frame, split, nsweeps)
     if path.is_dir() and (path / version / "sample.json").is_file():
         return _load_nuscenes(path, frame, version, nsweeps)
     if path.is_dir() and any((p / "vehicle_pose").is_dir() for p in path.iterdir()):
         return _load_waymo_v2(path, frame, split, context)
     raise ValueError(
-        f"{path}: not a Waymo v1 .tfrecord file, a Waymo v2 root (<root>/<split>/vehicle_pose/) or a nuScenes "
-        f"dataroot (<root>/{version}/sample.json)"
+        f"{path}: not a Waymo v1 .tfrecord file, a Waymo v2 root (<root>/<split>/vehicle_pose/), a nuScenes "
+        f"dataroot (<root>/{version}/sample.json) or a converted root (<root>/meta.json)"
     )
 
 
@@ -200,12 +255,18 @@ def has_display() -> bool:
 
 
 def add_frame_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, help="Waymo v1 .tfrecord, Waymo v2 root or nuScenes dataroot")
-    parser.add_argument("--frame", required=True, help="frame index (nuScenes: sample token or index)")
-    parser.add_argument("--split", help="Waymo v2: the split folder (e.g. training)")
+    parser.add_argument(
+        "--data", required=True, help="Waymo v1 .tfrecord, Waymo v2 root, nuScenes dataroot or converted root"
+    )
+    parser.add_argument(
+        "--frame", required=True, help="frame index (nuScenes: sample token or index; converted: also a frame id)"
+    )
+    parser.add_argument("--split", help="Waymo v2 / converted root: the split (e.g. training)")
     parser.add_argument("--context", help="Waymo v2: the segment (context name); needed if the split has several")
     parser.add_argument("--version", default="v1.0-mini", help="nuScenes: table version (default v1.0-mini)")
-    parser.add_argument("--nsweeps", type=int, default=1, help="nuScenes: sweeps to accumulate (default 1)")
+    parser.add_argument(
+        "--nsweeps", type=int, default=1, help="nuScenes / converted: sweeps to accumulate, frame included (default 1)"
+    )
     parser.add_argument("--pred", help="predictions JSON for this frame: {boxes: [[x,y,z,dx,dy,dz,heading],...], "
                         "scores: [...], names: [...]}")  # fmt: skip
     parser.add_argument("--min-score", type=float, default=0.0, help="hide predictions scored below this")
