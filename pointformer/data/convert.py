@@ -489,12 +489,9 @@ def _convert_one(task: _Task, progress=None) -> _Result:
                     ):
                         gt_rows[name].append(value)
             # Keep only what the table needs: drop the points.
+            sweeps = None if frame.sweeps is None else tuple(dataclasses.replace(s, points=None) for s in frame.sweeps)
             frames.append(
-                dataclasses.replace(
-                    frame,
-                    points=np.zeros((0, frame.points.shape[1]), np.float32),
-                    sweeps=None if frame.sweeps is None else tuple(dataclasses.replace(s, points=None) for s in frame.sweeps),
-                )
+                dataclasses.replace(frame, points=np.zeros((0, frame.points.shape[1]), np.float32), sweeps=sweeps)
             )
             paths.append(rel)
             num_points.append(len(frame.points))

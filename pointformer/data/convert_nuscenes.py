@@ -41,6 +41,7 @@ keyframe's sample token and LIDAR_TOP file name and size.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import os
@@ -148,9 +149,7 @@ def discover_nuscenes(
                     raise DataFormatError(f"sample {rec['token']!r} has no LIDAR_TOP keyframe sample_data")
                 path = reader.sample_data_path(lidar)
                 keyframes.append([rec["token"], path.name, path.stat().st_size if path.is_file() else -1])
-            fingerprint = hashlib.sha1(
-                json.dumps([version, sweeps, scene["token"], keyframes]).encode()
-            ).hexdigest()
+            fingerprint = hashlib.sha1(json.dumps([version, sweeps, scene["token"], keyframes]).encode()).hexdigest()
             first = reader.sample_data_path(reader.keyframe_lidar_token(samples[0]["token"]))
             sources.append(
                 SequenceSource(
@@ -163,6 +162,10 @@ def discover_nuscenes(
                 )
             )
     return sources, total
+
+
+def _kept(values, keep: np.ndarray) -> np.ndarray:
+    return np.asarray(values, dtype=np.str_).reshape(-1)[keep]
 
 
 def read_nuscenes_scene(source: SequenceSource) -> Iterator[LabelledFrame]:
@@ -178,7 +181,7 @@ def read_nuscenes_scene(source: SequenceSource) -> Iterator[LabelledFrame]:
     # Keyframe LIDAR_TOP sample_data token -> row index in this scene.
     row_of = {reader.keyframe_lidar_token(s["token"]): i for i, s in enumerate(samples)}
     given: set[str] = set()  # sweeps whose points an earlier keyframe already gave
-    for index, rec in enumerate(samples):
+    for rec in samples:
         sample = reader.sample(rec["token"], nsweeps=1, min_distance=0.0)
         sd = t.get("sample_data", sample.lidar_token)
         points = np.ascontiguousarray(read_pcd_bin(sample.lidar_path)[:, :4])
@@ -199,9 +202,7 @@ def read_nuscenes_scene(source: SequenceSource) -> Iterator[LabelledFrame]:
             prev = sweep["prev"]
         keep = np.asarray([n != "" for n in sample.names], bool)
         m = int(keep.sum())
-
-        def kept(values) -> np.ndarray:
-            return np.asarray(values, dtype=np.str_).reshape(-1)[keep]
+        kept = functools.partial(_kept, keep=keep)
 
         yield LabelledFrame(
             timestamp_micros=int(sd["timestamp"]),

@@ -112,13 +112,13 @@ def test_rows_points_boxes(reader, converted):
             keep = np.asarray([n != "" for n in sample.names])
             assert keep.sum() > 0  # (boxes without a detection class, if any, are dropped)
             np.testing.assert_array_equal(rec.boxes, sample.boxes[keep])
-            assert rec.names.tolist() == [n for n, k in zip(sample.names, keep) if k]
-            assert rec.object_ids.tolist() == [t for t, k in zip(sample.instance_tokens, keep) if k]
+            assert rec.names.tolist() == [n for n, k in zip(sample.names, keep, strict=True) if k]
+            assert rec.object_ids.tolist() == [t for t, k in zip(sample.instance_tokens, keep, strict=True) if k]
             np.testing.assert_array_equal(rec.num_points_in_box, sample.num_lidar_pts[keep])
             np.testing.assert_array_equal(rec.speed_global, sample.velocity_global[keep].astype(np.float32))
             assert extra["num_radar_pts"][i] == sample.num_radar_pts[keep].tolist()
-            assert extra["attribute_names"][i] == [a for a, k in zip(sample.attribute_names, keep) if k]
-            assert extra["category_names"][i] == [c for c, k in zip(sample.category_names, keep) if k]
+            assert extra["attribute_names"][i] == [a for a, k in zip(sample.attribute_names, keep, strict=True) if k]
+            assert extra["category_names"][i] == [c for c, k in zip(sample.category_names, keep, strict=True) if k]
 
 
 @pytest.mark.parametrize("min_distance", [0.0, 1.0])
@@ -161,7 +161,9 @@ def test_gt_database(converted):
 
 def test_resume_writes_nothing(dataroot, converted):
     before = _snapshot(converted)
-    summary = convert_nuscenes(dataroot, converted, splits=("a", "b"), sweeps=10, gt_database_splits=("a",), progress=False)
+    summary = convert_nuscenes(
+        dataroot, converted, splits=("a", "b"), sweeps=10, gt_database_splits=("a",), progress=False
+    )
     assert summary.resumed == 2 and summary.converted == 0 and summary.frames == 2 * KEYFRAMES
     assert _snapshot(converted) == before
 
