@@ -114,7 +114,9 @@ class DatasetConfig:
             bad = sorted(set(gt) - gt_known)
             if bad:
                 raise ValueError(f"unknown gt_sampling options {bad}; known: {sorted(gt_known)}")
-            values["gt_sampling"] = GTSamplingConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in gt.items()})
+            values["gt_sampling"] = GTSamplingConfig(
+                **{k: tuple(v) if isinstance(v, list) else v for k, v in gt.items()}
+            )
         return cls(**values)
 
 
@@ -148,13 +150,20 @@ class LayoutDataset(torch.utils.data.Dataset):
         self.raw_features: tuple[str, ...] = tuple(meta["point_features"])
         available = meta.get("splits", {}).get(split, {}).get("sweeps")
         if available is not None and config.num_sweeps > available:
-            raise ValueError(f"num_sweeps={config.num_sweeps} but {root} lists {available} sweeps per frame for {split!r}")
+            raise ValueError(
+                f"num_sweeps={config.num_sweeps} but {root} lists {available} sweeps per frame for {split!r}"
+            )
         self.frames = read_frame_table(root, split)
         self.gt_sampler: GTSampler | None = None
         if training and config.gt_sampling is not None and config.gt_sampling.sample_groups:
             db_split = config.gt_sampling.database_split or split
             self.gt_sampler = GTSampler(
-                root, read_gt_database(root, db_split), self.raw_features, config.class_names, config.gt_sampling, config.seed
+                root,
+                read_gt_database(root, db_split),
+                self.raw_features,
+                config.class_names,
+                config.gt_sampling,
+                config.seed,
             )
         self.augmentations = Compose(tuple(_global_augmentations(config)))
         processing: list[Transform] = [ClassFilter()]
@@ -228,4 +237,3 @@ def _global_augmentations(config: DatasetConfig) -> list[Transform]:
     if config.translation_std is not None:
         out.append(GlobalTranslation(tuple(config.translation_std)))
     return out
-

@@ -93,7 +93,9 @@ class GTSampler:
     ) -> None:
         unknown = [c for c in config.sample_groups if c not in class_names]
         if unknown:
-            raise ValueError(f"gt_sampling.sample_groups names classes {unknown} not in class_names {tuple(class_names)}")
+            raise ValueError(
+                f"gt_sampling.sample_groups names classes {unknown} not in class_names {tuple(class_names)}"
+            )
         self.root = root
         self.database = database
         self.database_features = tuple(database_features)
@@ -102,7 +104,7 @@ class GTSampler:
         self.seed = seed
         excluded = np.isin(database.difficulty, np.asarray(config.exclude_difficulty, np.int8))
         self.pools: dict[str, np.ndarray] = {}
-        for name, target in config.sample_groups.items():
+        for name in config.sample_groups:
             ok = (database.name == name) & (database.num_points >= config.min_points.get(name, 0)) & ~excluded
             self.pools[name] = np.flatnonzero(ok)
         self._order_epoch: int | None = None
@@ -134,7 +136,11 @@ class GTSampler:
             start = (index * int(target) * cfg.oversample) if index is not None else int(rng.integers(len(pool)))
             cand = pool[(start + np.arange(window)) % len(pool)]
             cand_boxes = torch.from_numpy(self.database.box[cand, :7].astype(np.float64))
-            hit_scene = (boxes_iou_bev(cand_boxes, existing) > 0).any(1) if len(existing) else torch.zeros(window, dtype=torch.bool)
+            hit_scene = (
+                (boxes_iou_bev(cand_boxes, existing) > 0).any(1)
+                if len(existing)
+                else torch.zeros(window, dtype=torch.bool)
+            )
             hit_cand = boxes_iou_bev(cand_boxes, cand_boxes) > 0
             taken: list[int] = []
             for i in range(window):

@@ -42,7 +42,9 @@ def make_sample(points, boxes, names, features=FEATURES, num_points_in_box=None)
         names=names,
         labels=class_labels(names, CLASSES),
         difficulty=np.ones(m, np.int8),
-        num_points_in_box=np.full(m, 10, np.int32) if num_points_in_box is None else np.asarray(num_points_in_box, np.int32),
+        num_points_in_box=np.full(m, 10, np.int32)
+        if num_points_in_box is None
+        else np.asarray(num_points_in_box, np.int32),
         pose=np.eye(4),
         timestamp_micros=0,
     )
@@ -142,7 +144,9 @@ def test_rotation_then_inverse_is_identity():
     s = scene()
     r = rotate(s, 0.9)
     np.testing.assert_allclose(np.angle(np.exp(1j * (r.boxes[:, 6] - s.boxes[:, 6] - 0.9))), 0, atol=1e-6)
-    np.testing.assert_allclose(np.linalg.norm(r.boxes[:, 7:9], axis=1), np.linalg.norm(s.boxes[:, 7:9], axis=1), rtol=1e-6)
+    np.testing.assert_allclose(
+        np.linalg.norm(r.boxes[:, 7:9], axis=1), np.linalg.norm(s.boxes[:, 7:9], axis=1), rtol=1e-6
+    )
     np.testing.assert_allclose(r.boxes[:, 3:6], s.boxes[:, 3:6])
     back = rotate(r, -0.9)
     np.testing.assert_allclose(back.points, s.points, atol=1e-4)
@@ -226,10 +230,21 @@ def make_database(root: Path, rng) -> GTDatabaseRecords:
     difficulty 2."""
     rows = []
     k = 0
-    for name, dims, count in (("Vehicle", (4.0, 1.9, 1.6), 8), ("Pedestrian", (0.8, 0.8, 1.8), 6), ("Cyclist", (1.8, 0.7, 1.7), 6)):
+    for name, dims, count in (
+        ("Vehicle", (4.0, 1.9, 1.6), 8),
+        ("Pedestrian", (0.8, 0.8, 1.8), 6),
+        ("Cyclist", (1.8, 0.7, 1.7), 6),
+    ):
         for i in range(count):
             centre = (-30.0 + 7.5 * i, {"Vehicle": 25.0, "Pedestrian": 32.0, "Cyclist": -30.0}[name], 0.5)
-            rows.append((name, (*centre, *dims, rng.uniform(-np.pi, np.pi), 1.0, 0.0), 1, 20 if name != "Pedestrian" or i % 2 else 3))
+            rows.append(
+                (
+                    name,
+                    (*centre, *dims, rng.uniform(-np.pi, np.pi), 1.0, 0.0),
+                    1,
+                    20 if name != "Pedestrian" or i % 2 else 3,
+                )
+            )
             k += 1
     rows.append(("Vehicle", (-6.0, -2.0, 0.5, 4.0, 1.9, 1.6, 0.0, 0, 0), 1, 20))
     rows.append(("Vehicle", (-5.0, -2.5, 0.5, 4.0, 1.9, 1.6, 0.5, 0, 0), 1, 20))
@@ -237,7 +252,7 @@ def make_database(root: Path, rng) -> GTDatabaseRecords:
     rows[15] = ("Cyclist", rows[15][1], 2, 20)  # a cyclist of difficulty 2 (rows 14-19 are cyclists)
     (root / "gt_database").mkdir(parents=True, exist_ok=True)
     paths = []
-    for k, (name, box, _, n) in enumerate(rows):
+    for k, (_, box, _, n) in enumerate(rows):
         box = np.asarray(box)
         xyz = points_in_box_local(rng, box, n) - box[:3]
         pts = np.concatenate([xyz, np.full((n, 1), DB_INTENSITY + k), rng.uniform(0, 1, (n, 1))], 1).astype(np.float32)
@@ -292,7 +307,9 @@ def test_gt_sampling_pastes_without_collisions(database):
     m = s.num_boxes
     pasted = out.boxes[m:]
     assert len(pasted) > 0
-    iou = boxes_iou_bev(torch.from_numpy(out.boxes[:, :7].astype(np.float64)), torch.from_numpy(out.boxes[:, :7].astype(np.float64)))
+    iou = boxes_iou_bev(
+        torch.from_numpy(out.boxes[:, :7].astype(np.float64)), torch.from_numpy(out.boxes[:, :7].astype(np.float64))
+    )
     assert torch.all(iou.fill_diagonal_(0) == 0)
     np.testing.assert_array_equal(out.boxes[:m], s.boxes)
     assert out.labels[m:].tolist() == class_labels(out.names[m:], CLASSES).tolist()
@@ -307,8 +324,12 @@ def test_gt_sampling_pastes_without_collisions(database):
         np.testing.assert_allclose(np.sort(mine[:, :3], 0), np.sort(src[:, :3] + box[:3], 0), atol=1e-5)
         assert out.num_points_in_box[m + j] == db.num_points[row]
     # Every database point came along (none dropped), and only scene points outside pasted boxes stayed.
-    assert np.sum(out.points[:, 3] >= DB_INTENSITY) == int(sum(db.num_points[np.flatnonzero(np.isin(db.box, pasted).all(1))]))
-    scene_in = points_in_boxes(torch.from_numpy(s.points[:, :3].copy()), torch.from_numpy(pasted[:, :7].copy())).any(1).numpy()
+    assert np.sum(out.points[:, 3] >= DB_INTENSITY) == int(
+        sum(db.num_points[np.flatnonzero(np.isin(db.box, pasted).all(1))])
+    )
+    scene_in = (
+        points_in_boxes(torch.from_numpy(s.points[:, :3].copy()), torch.from_numpy(pasted[:, :7].copy())).any(1).numpy()
+    )
     assert np.sum(out.points[:, 3] < DB_INTENSITY) == np.sum(~scene_in)
 
 
