@@ -56,15 +56,22 @@ def flip(sample: FrameSample, axis: str) -> FrameSample:
     return sample.replace(points=points, boxes=boxes)
 
 
+def _rotate_xy(array: np.ndarray, col: int, angle: float) -> None:
+    """Rotates columns ``col, col + 1`` of ``array`` in place about the origin (float64 math;
+    elementwise, as a ``(N, 2) @ (2, 2)`` matmul is ~20x slower in numpy)."""
+    c, s = np.cos(angle), np.sin(angle)
+    x, y = array[:, col].astype(np.float64), array[:, col + 1].astype(np.float64)
+    array[:, col] = c * x - s * y
+    array[:, col + 1] = s * x + c * y
+
+
 def rotate(sample: FrameSample, angle: float) -> FrameSample:
     """Rotates the scene about +z by ``angle`` radians (counter-clockwise): points, box centres,
     headings and velocities."""
-    c, s = np.cos(angle), np.sin(angle)
-    rot = np.array([[c, -s], [s, c]])
     points, boxes = sample.points.copy(), sample.boxes.copy()
-    points[:, :2] = points[:, :2].astype(np.float64) @ rot.T
-    boxes[:, :2] = boxes[:, :2].astype(np.float64) @ rot.T
-    boxes[:, 7:9] = boxes[:, 7:9].astype(np.float64) @ rot.T
+    _rotate_xy(points, 0, angle)
+    _rotate_xy(boxes, 0, angle)
+    _rotate_xy(boxes, 7, angle)
     boxes[:, 6] = wrap_angle_np(boxes[:, 6] + np.float32(angle))
     return sample.replace(points=points, boxes=boxes)
 
@@ -141,4 +148,4 @@ class ShufflePoints:
     matters to it)."""
 
     def __call__(self, sample: FrameSample, rng: np.random.Generator) -> FrameSample:
-        return sample.replace(points=sample.points[rng.permutation(sample.num_points)])
+        return sample.replace(points=np.take(sample.points, rng.permutation(sample.num_points), axis=0))

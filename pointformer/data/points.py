@@ -31,8 +31,10 @@ def transform_points(points: np.ndarray, transform: np.ndarray) -> np.ndarray:
     """Points ``(N, F)`` float32 with x, y, z moved by the ``(4, 4)`` rigid ``transform`` (computed in
     float64, other columns unchanged)."""
     out = points.copy()
-    xyz = points[:, :3].astype(np.float64)
-    out[:, :3] = xyz @ transform[:3, :3].T + transform[:3, 3]
+    x, y, z = (points[:, i].astype(np.float64) for i in range(3))
+    for i in range(3):  # elementwise: a (N, 3) @ (3, 3) matmul is much slower in numpy
+        r = transform[i]
+        out[:, i] = r[0] * x + r[1] * y + r[2] * z + r[3]
     return out
 
 
@@ -86,7 +88,7 @@ def encode_point_features(
     missing = [n for n in features if n not in raw_features]
     if missing:
         raise KeyError(f"point features {missing} not among the available columns {tuple(raw_features)}")
-    out = points[:, [list(raw_features).index(n) for n in features]].astype(np.float32, copy=True)
+    out = np.take(points, [list(raw_features).index(n) for n in features], axis=1).astype(np.float32, copy=False)
     for j, name in enumerate(features):
         kind = transforms.get(name, "none")
         if kind not in FEATURE_TRANSFORMS:

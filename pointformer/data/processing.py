@@ -51,7 +51,8 @@ class RangeFilter:
         inside = np.all((xyz >= lo) & (xyz < hi), axis=1)
         c = sample.boxes[:, :2]
         box_inside = np.all((c >= lo[:2]) & (c < hi[:2]), axis=1)
-        return sample.replace(points=sample.points[inside]).select_boxes(box_inside)
+        points = np.compress(inside, sample.points, axis=0)  # faster than boolean indexing
+        return sample.replace(points=points).select_boxes(box_inside)
 
 
 @dataclass(frozen=True)
