@@ -161,6 +161,11 @@ def bench_conversion(tmp: Path, sizes: DataSizes) -> tuple[list[Row], Path, int]
     return rows, converted, points_per_frame
 
 
+# Targets far above the synthetic scenes' counts (~50 vehicles, ~50 pedestrians, ~12 cyclists per
+# frame, more than real Waymo's typical frame), so that the sampler actually pastes objects: the
+# FlatFormer targets are met by the scenes themselves and paste nothing.
+FORCED_SAMPLE_GROUPS = {"Vehicle": 70, "Pedestrian": 65, "Cyclist": 20}
+
 STAGES = ("load", "gt sampling", "global augmentations", "filters, encoding, shuffle", "voxelize (pillars)")
 
 
@@ -182,7 +187,14 @@ def bench_frame_pipeline(root: Path, cfg: RunConfig) -> tuple[list[Row], dict]:
     repeat ``r``), one thread."""
     from pointformer.data.augment import ShufflePoints
 
+    from pointformer.data.gt_sampling import GTSampler, GTSamplingConfig
+    from pointformer.data.layout import read_gt_database
+
     ds = training_dataset(root)
+    forced = GTSampler(root, read_gt_database(root, "training"), ds.raw_features, ds.config.class_names,
+                       GTSamplingConfig(FORCED_SAMPLE_GROUPS, GT_SAMPLING["min_points"]), ds.config.seed)  # fmt: skip
+    forced_ms: list[float] = []
+    forced_pasted: list[int] = []
     samples: dict[str, list[float]] = {s: [] for s in STAGES}
     end_to_end: list[float] = []
     stats = {"points_in": [], "points_out": [], "voxels": [], "pasted": []}
@@ -210,8 +222,14 @@ def bench_frame_pipeline(root: Path, cfg: RunConfig) -> tuple[list[Row], dict]:
             e2e = time.perf_counter() - start
             if w.num_voxels != v.num_voxels:
                 raise AssertionError(f"frame {i}: staged and end-to-end runs differ ({v.num_voxels} vs {w.num_voxels})")
+            loaded = ds.load(i)
+            start = time.perf_counter()
+            pasted_sample = forced(loaded, ds.generator(i), epoch=ds.epoch, index=i)
+            forced_s = time.perf_counter() - start
             if r < cfg.warmup:
                 continue
+            forced_ms.append(forced_s * 1e3)
+            forced_pasted.append(pasted_sample.num_boxes - loaded.num_boxes)
             for stage, a, b in zip(STAGES, [t0, *times[:-1]], times, strict=True):
                 samples[stage].append((b - a) * 1e3)
             end_to_end.append(e2e * 1e3)
@@ -232,7 +250,14 @@ def bench_frame_pipeline(root: Path, cfg: RunConfig) -> tuple[list[Row], dict]:
     rows[4] = dataclasses.replace(rows[4], notes=f"dynamic; median {statistics.median(stats['voxels']):.0f} pillars")
     rows.append(Row(case, "total of the stages", timing(per_repeat), f"target {TARGET_MS:g} ms"))
     rows.append(Row(case, "end to end: dataset[i] + voxelize", timing(end_to_end), f"target {TARGET_MS:g} ms"))
-    return rows, {"total_ms": statistics.median(per_repeat), "end_to_end_ms": statistics.median(end_to_end)}
+    forced_total = [t - samples["gt sampling"][k] + forced_ms[k] for k, t in enumerate(per_repeat)]
+    rows.append(Row(case, f"stage: gt sampling with raised targets {FORCED_SAMPLE_GROUPS}", timing(forced_ms),
+                    f"median {statistics.median(forced_pasted):.0f} boxes pasted"))  # fmt: skip
+    rows.append(Row(case, "total of the stages, gt sampling with raised targets", timing(forced_total),
+                    f"target {TARGET_MS:g} ms"))  # fmt: skip
+    totals = {"total_ms": statistics.median(per_repeat), "end_to_end_ms": statistics.median(end_to_end),
+              "forced_ms": statistics.median(forced_total)}  # fmt: skip
+    return rows, totals
 
 
 def run_data(cfg: RunConfig, quick: bool) -> Report:
@@ -245,7 +270,7 @@ def run_data(cfg: RunConfig, quick: bool) -> Report:
         report.rows += rows
         frame_rows, totals = bench_frame_pipeline(converted, cfg)
         report.rows += frame_rows
-    total = max(totals["total_ms"], totals["end_to_end_ms"])
+    total = max(totals.values())
     met = "met" if total <= TARGET_MS else "NOT met"
     report.footnotes += [
         f"Inputs: synthetic data ray-cast by `pointformer.data.synthetic` (Waymo five lasers"
@@ -262,7 +287,10 @@ def run_data(cfg: RunConfig, quick: bool) -> Report:
         f"z {PILLARS.point_cloud_range[2]:g}..{PILLARS.point_cloud_range[5]:g} m; torch and numba at 1 thread "
         "(restored afterwards). Medians over repeats; 'total of the stages' is the median of the per-repeat sums.",
         f"Target {TARGET_MS:g} ms per frame on one core: {met} (stages total {totals['total_ms']:.1f} ms, "
-        f"end to end {totals['end_to_end_ms']:.1f} ms).",
+        f"end to end {totals['end_to_end_ms']:.1f} ms, stages with raised gt-sampling targets "
+        f"{totals['forced_ms']:.1f} ms). The FlatFormer targets paste few or no objects here because the synthetic "
+        "scenes already hold more boxes of each class than the targets (counted before the empty-box filter, as "
+        "the dataset runs it); the raised-targets rows measure the cost of pasting.",
     ]
     return report
 
