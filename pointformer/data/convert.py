@@ -34,6 +34,9 @@ How it runs:
   same gt-database settings, and whose listed points and gt files all exist is skipped. Merged
   tables and ``meta.json`` are rewritten only when their bytes change, so a second run over a
   finished conversion touches no file.
+* Empty frames: a frame with zero points (a Waymo label-only frame: the v1 reader warns) is kept,
+  with a ``(0, F)`` points file, ``num_points`` 0, its boxes, and no gt-database objects; it counts
+  in the summary's frames like any other. ``LayoutDataset`` and ``collate_frames`` accept it.
 * Bad input: the readers raise ``DataFormatError`` naming the file (record, frame, column). The
   failing sequence's files are removed (it leaves no partial output). With ``on_error="raise"``
   (default) the conversion then stops with that error, after the sequences already running finish
