@@ -154,8 +154,9 @@ def bench_conversion(tmp: Path, sizes: DataSizes) -> tuple[list[Row], Path, int]
 
     timing, summary, out = _time_conversion(run_nuscenes, tmp / "nuscenes_out", sizes.conversion_repeats)
     shutil.rmtree(out)
+    per_keyframe = summary.points // max(summary.frames, 1) // 1000
     case = (f"convert nuScenes ({sizes.nuscenes_scenes} scene x {keyframes // sizes.nuscenes_scenes} keyframes, "
-            f"{sizes.nuscenes_sweeps} sweeps/scene, ~{summary.points // max(summary.frames, 1) // 1000}k pts/keyframe)")  # fmt: skip
+            f"{sizes.nuscenes_sweeps} sweeps/scene, ~{per_keyframe}k pts/keyframe)")  # fmt: skip
     rows.append(Row(case, "convert_nuscenes workers=0 (9 sweeps listed)", timing,
                     f"{summary.frames / (timing.median_ms / 1e3):.2f} keyframes/s"))  # fmt: skip
     return rows, converted, points_per_frame
@@ -186,7 +187,6 @@ def bench_frame_pipeline(root: Path, cfg: RunConfig) -> tuple[list[Row], dict]:
     """Per-stage and end-to-end per-frame timings over the converted frames (frame ``r % F`` in
     repeat ``r``), one thread."""
     from pointformer.data.augment import ShufflePoints
-
     from pointformer.data.gt_sampling import GTSampler, GTSamplingConfig
     from pointformer.data.layout import read_gt_database
 
