@@ -36,6 +36,7 @@ from pointformer.data.augment import (
     ShufflePoints,
     Transform,
 )
+from pointformer.data.formats.nuscenes_tables import DETECTION_NAMES
 from pointformer.data.gt_sampling import GTSampler, GTSamplingConfig
 from pointformer.data.layout import FrameRecord, read_frame_table, read_gt_database, read_meta
 from pointformer.data.points import TIME, load_frame_points
@@ -43,6 +44,9 @@ from pointformer.data.processing import ClassFilter, EncodeFeatures, MinPointsFi
 from pointformer.data.sample import FrameSample
 
 WAYMO_RANGE = (-74.88, -74.88, -2.0, 74.88, 74.88, 4.0)
+# The 10 nuScenes detection classes (the converted table's ``names``), in the devkit's order.
+NUSCENES_CLASS_NAMES = DETECTION_NAMES
+NUSCENES_RANGE = (-51.2, -51.2, -5.0, 51.2, 51.2, 3.0)  # CenterPoint / OpenPCDet nuScenes
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,11 @@ class DatasetConfig:
             elongation).
         num_sweeps: previous sweeps merged into each frame (0: single frame; 2 gives a 3-frame
             input). At most the layout's ``meta["splits"][split]["sweeps"]``.
+        close_point_radius: metres; points of each merged sweep with ``|x|`` and ``|y|`` below it
+            in their own sensor frame are dropped (ego-vehicle returns; nuScenes practice: 1.0,
+            applied to the previous sweeps as OpenPCDet and mmdet3d do); 0: off.
+        close_points_in_frame: drop them from the frame's own points too (the nuScenes devkit's
+            ``from_file_multisweep`` behaviour).
         point_cloud_range: ``(x_min, y_min, z_min, x_max, y_max, z_max)`` metres; None: no filter.
         min_points_in_box: boxes with fewer labelled points are dropped (1: drop empty boxes).
         gt_sampling: ground-truth sampling options; None: off.
@@ -77,6 +86,8 @@ class DatasetConfig:
     point_features: tuple[str, ...] = ("x", "y", "z", "intensity", "elongation")
     feature_transforms: Mapping[str, str] = field(default_factory=lambda: {"intensity": "tanh", "elongation": "tanh"})
     num_sweeps: int = 0
+    close_point_radius: float = 0.0
+    close_points_in_frame: bool = False
     point_cloud_range: tuple[float, ...] | None = WAYMO_RANGE
     min_points_in_box: int = 1
     gt_sampling: GTSamplingConfig | None = None
@@ -90,6 +101,8 @@ class DatasetConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.close_point_radius < 0:
+            raise ValueError(f"close_point_radius must be >= 0, got {self.close_point_radius}")
         if self.num_sweeps < 0:
             raise ValueError(f"num_sweeps must be >= 0, got {self.num_sweeps}")
         if self.num_sweeps and TIME not in self.point_features:
@@ -98,6 +111,22 @@ class DatasetConfig:
             raise ValueError(f"point_features must start with x, y, z, got {self.point_features}")
         if len(set(self.class_names)) != len(self.class_names):
             raise ValueError(f"class_names repeat a name: {self.class_names}")
+
+    @classmethod
+    def nuscenes(cls, **overrides: Any) -> DatasetConfig:
+        """nuScenes defaults (OpenPCDet / CenterPoint practice): the 10 detection classes,
+        ``x, y, z, intensity, time`` (raw intensity), 10-sweep input (9 previous) with the 1 m
+        close-point removal on the sweeps, range +-51.2 m x -5..3 m, flips x/y, rotation +-pi/4,
+        scaling 0.95-1.05; ``overrides`` replace any option."""
+        base = {
+            "class_names": NUSCENES_CLASS_NAMES,
+            "point_features": ("x", "y", "z", "intensity", TIME),
+            "feature_transforms": {},
+            "num_sweeps": 9,
+            "close_point_radius": 1.0,
+            "point_cloud_range": NUSCENES_RANGE,
+        }
+        return cls.from_mapping({**base, **overrides})
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any]) -> DatasetConfig:
@@ -196,7 +225,9 @@ class LayoutDataset(torch.utils.data.Dataset):
         """Frame ``index`` as loaded: raw point columns (+ ``"time"``), all labelled boxes."""
         rec: FrameRecord = self.frames[index]
         with_time = TIME in self.config.point_features
-        points = load_frame_points(self.root, rec, self.raw_features, self.config.num_sweeps, with_time)
+        cfg = self.config
+        points = load_frame_points(self.root, rec, self.raw_features, cfg.num_sweeps, with_time,
+                                   cfg.close_point_radius, cfg.close_points_in_frame)  # fmt: skip
         return FrameSample(
             frame_id=rec.frame_id,
             points=points,

@@ -38,12 +38,24 @@ def transform_points(points: np.ndarray, transform: np.ndarray) -> np.ndarray:
     return out
 
 
+def remove_close_points(points: np.ndarray, radius: float) -> np.ndarray:
+    """``points`` without those with ``|x| < radius`` and ``|y| < radius`` (a square around the
+    sensor: returns from the ego vehicle's roof; nuScenes' ``remove_close``). ``radius <= 0``
+    returns ``points`` itself."""
+    if radius <= 0:
+        return points
+    near = (np.abs(points[:, 0]) < radius) & (np.abs(points[:, 1]) < radius)
+    return np.compress(~near, points, axis=0)
+
+
 def load_frame_points(
     root: str | os.PathLike,
     record: FrameRecord,
     raw_features: Sequence[str],
     num_sweeps: int = 0,
     with_time: bool = False,
+    close_radius: float = 0.0,
+    close_in_frame: bool = False,
 ) -> np.ndarray:
     """The frame's points, with up to ``num_sweeps`` previous sweeps moved into its vehicle frame.
 
@@ -54,6 +66,11 @@ def load_frame_points(
         num_sweeps: previous sweeps to add (``record.sweeps`` is most recent first; a frame near
             the start of its sequence has fewer and gets what exists).
         with_time: append a ``"time"`` column: ``(t_current - t_sweep)`` seconds, 0 for the frame.
+        close_radius: drop the points of each previous sweep with ``|x| < close_radius`` and
+            ``|y| < close_radius`` in that sweep's own sensor frame, before it is moved (OpenPCDet's
+            and mmdet3d's nuScenes loaders: 1 m); 0 keeps them.
+        close_in_frame: apply ``close_radius`` to the frame's own points too (as the nuScenes
+            devkit's ``LidarPointCloud.from_file_multisweep`` does).
 
     Returns:
         ``(N, len(raw_features) + with_time)`` float32: the frame's points, then each sweep's.
@@ -63,9 +80,11 @@ def load_frame_points(
     if num_sweeps and not with_time:
         raise ValueError("merging sweeps needs the time column (with_time=True)")
     f = len(raw_features)
-    chunks = [(load_points(root, record, f), 0.0)]
+    own = load_points(root, record, f)
+    chunks = [(remove_close_points(own, close_radius) if close_in_frame else own, 0.0)]
     for sweep in record.sweeps[:num_sweeps]:
-        pts = transform_points(load_points(root, sweep, f), sweep_to_current(record.pose, sweep.pose))
+        pts = remove_close_points(load_points(root, sweep, f), close_radius)
+        pts = transform_points(pts, sweep_to_current(record.pose, sweep.pose))
         chunks.append((pts, (record.timestamp_micros - sweep.timestamp_micros) * 1e-6))
     if not with_time:
         return chunks[0][0]

@@ -4,7 +4,7 @@ The command-line entry point is ``tools/benchmark.py``; this module holds the lo
 script stays thin: timing helpers, synthetic inputs, the benchmark cases, and the markdown output
 (a table on stdout, optionally a section upserted into a markdown file such as docs/benchmarks.md).
 
-Subcommands are registered in ``SUBCOMMANDS`` (today only ``ops``), so later benchmarks (attention,
+Subcommands are registered in ``SUBCOMMANDS`` (``ops``, ``grouping``, ``data``), so later benchmarks (attention,
 export) add a function and an entry there and share the common options.
 """
 
@@ -677,12 +677,21 @@ def grouping_command(args: argparse.Namespace, command: str) -> int:
     return run_and_report(args, command, "grouping", run_grouping)
 
 
+def data_command(args: argparse.Namespace, command: str) -> int:
+    """``data``: conversion throughput and the per-frame training data path on one core."""
+    from pointformer.utils.benchmark_data import run_data  # it imports this module
+
+    return run_and_report(args, command, "data", run_data)
+
+
 # name -> (help, function(args, command) -> exit code). Later: attention, export.
 SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace, str], int]]] = {
     "ops": ("native ops vs references and baselines (voxelize, segment_reduce, boxes_iou_bev, nms_bev)",
             ops_command),
     "grouping": ("building each grouping layout (partition) for a Waymo-scale frame, native vs reference",
                  grouping_command),
+    "data": ("dataset conversion throughput and the per-frame training data path (load, augment, voxelize) "
+             "on one core", data_command),
 }  # fmt: skip
 
 

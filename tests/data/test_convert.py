@@ -196,10 +196,10 @@ def test_interrupted_run_leaves_no_partial_files(tiny_waymo, converted_v1, tmp_p
     victim = SEQS[1][1]
     real_save = convert._save_npy
 
-    def failing_save(path, array):
+    def failing_save(path, array, **kw):
         if path.name == "0001.npy" and path.parent.name == victim:
             raise RuntimeError("simulated crash")
-        real_save(path, array)
+        real_save(path, array, **kw)
 
     monkeypatch.setattr(convert, "_save_npy", failing_save)
     with pytest.raises(RuntimeError, match="simulated crash"):

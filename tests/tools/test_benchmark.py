@@ -72,3 +72,18 @@ def test_grouping_quick_covers_every_layout_and_agrees_with_the_reference(tmp_pa
     native_rows = [line for line in text.splitlines() if "pointformer native" in line]
     assert len(native_rows) == 18
     assert all("identical to reference" in line for line in native_rows)
+
+
+def test_data_quick_times_every_stage() -> None:
+    command = [sys.executable, str(SCRIPT), "data", "--quick", "--repeats", "2", "--warmup", "0"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "## data (cpu)" in result.stdout
+    rows = _table_rows(result.stdout, "convert") + _table_rows(result.stdout, "training frame")
+    assert len(rows) == 3 + 9
+    for row in rows:
+        median = row.split("|")[3].strip()
+        assert float(median) > 0, row
+    for stage in ("load", "gt sampling", "global augmentations", "voxelize", "end to end"):
+        assert any(stage in row for row in rows), stage
+    assert "Target 60 ms per frame on one core: " in result.stdout

@@ -146,9 +146,14 @@ def frame_record(data: bytes | bytearray | memoryview) -> bytes:
 
 
 @contextlib.contextmanager
-def atomic_file(path: str | os.PathLike):
+def atomic_file(path: str | os.PathLike, durable: bool = True):
     """A binary file object that becomes ``path`` only when the block completes without error
-    (temporary file in the same directory, fsync, then ``os.replace``; removed on any error)."""
+    (temporary file in the same directory, fsync, then ``os.replace``; removed on any error).
+
+    ``durable=False`` skips the fsync: the rename is still atomic (readers see the old file or the
+    whole new one, never a partial one while the system runs), but after a power loss or kernel
+    crash the file may be empty or missing. Use it only where the caller makes the data durable
+    later (``fsync_files``) before recording it as complete."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -158,7 +163,8 @@ def atomic_file(path: str | os.PathLike):
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -166,6 +172,25 @@ def atomic_file(path: str | os.PathLike):
         except FileNotFoundError:
             pass
         raise
+
+
+def fsync_files(paths: Iterable[str | os.PathLike]) -> None:
+    """Flushes the data of ``paths`` (files written with ``durable=False``) and then their
+    directories (so the renames are on disk too) to stable storage."""
+    folders = []
+    for p in paths:
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        folders.append(os.path.dirname(os.path.abspath(p)))
+    for d in dict.fromkeys(folders):
+        fd = os.open(d, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def write_records(path: str | os.PathLike, records: Iterable[bytes | bytearray | memoryview]) -> int:
