@@ -69,6 +69,41 @@ class GTSamplingConfig:
             raise ValueError(f"gt_sampling.remove_extra_width must be (dx, dy, dz), got {self.remove_extra_width}")
 
 
+# Side of the BEV cells of the points-in-boxes prefilter, in metres: about one vehicle, so that a
+# pasted box covers a few cells and the exact test runs on a few percent of a frame's points.
+PREFILTER_CELL_M = 8.0
+
+
+def points_in_any_box(points: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """``(N,)`` bool: whether each point (``(N, >=3)`` float32, metres) lies in any of ``boxes``
+    (``(M, 7)`` float32 ``[x, y, z, dx, dy, dz, heading]``, closed boxes as ``points_in_boxes``).
+
+    The exact test (``pointformer.ops.points_in_boxes``) runs only on the points whose BEV cell
+    (``PREFILTER_CELL_M``) meets a box's BEV bounding square (half side = half the box diagonal),
+    which is what makes pasting cheap on a 180k-point frame."""
+    inside = np.zeros(points.shape[0], dtype=bool)
+    if points.shape[0] == 0 or boxes.shape[0] == 0:
+        return inside
+    # Per column: numpy reduces an (N, 2) array along axis 0 an order of magnitude slower.
+    x = np.floor(points[:, 0] * (1.0 / PREFILTER_CELL_M)).astype(np.int64)
+    y = np.floor(points[:, 1] * (1.0 / PREFILTER_CELL_M)).astype(np.int64)
+    x0, y0 = int(x.min()), int(y.min())
+    nx, ny = int(x.max()) - x0 + 1, int(y.max()) - y0 + 1
+    covered = np.zeros(nx * ny, dtype=bool)
+    half = 0.5 * np.hypot(boxes[:, 3], boxes[:, 4])
+    first = np.floor((boxes[:, :2] - half[:, None]) / PREFILTER_CELL_M).astype(np.int64) - (x0, y0)
+    last = np.floor((boxes[:, :2] + half[:, None]) / PREFILTER_CELL_M).astype(np.int64) - (x0, y0)
+    for (bx0, by0), (bx1, by1) in zip(first.tolist(), last.tolist(), strict=True):
+        bx0, by0, bx1, by1 = max(bx0, 0), max(by0, 0), min(bx1, nx - 1), min(by1, ny - 1)
+        for cx in range(bx0, bx1 + 1):  # empty when the box misses the points' extent
+            covered[cx * ny + by0 : cx * ny + by1 + 1] = True
+    candidates = np.flatnonzero(covered[(x - x0) * ny + (y - y0)])
+    if candidates.size:
+        xyz = torch.from_numpy(np.ascontiguousarray(points[candidates, :3]))
+        inside[candidates] = points_in_boxes(xyz, torch.from_numpy(np.ascontiguousarray(boxes))).any(1).numpy()
+    return inside
+
+
 class GTSampler:
     """Copy-paste augmentation over a gt database (see the module docstring).
 
@@ -164,10 +199,9 @@ class GTSampler:
         lookup = {n: i for i, n in enumerate(self.class_names)}
         labels = np.asarray([lookup.get(str(n), -1) for n in names], np.int64)
 
-        removal = torch.from_numpy(boxes[:, :7].copy())
-        removal[:, 3:6] += torch.tensor(self.config.remove_extra_width, dtype=torch.float32)
-        inside = points_in_boxes(torch.from_numpy(np.ascontiguousarray(sample.points[:, :3])), removal).any(1)
-        scene_points = sample.points[~inside.numpy()]
+        removal = boxes[:, :7].copy()
+        removal[:, 3:6] += np.asarray(self.config.remove_extra_width, np.float32)
+        scene_points = sample.points[~points_in_any_box(sample.points, removal)]
 
         columns = self._column_map(sample.point_features)
         pasted = []

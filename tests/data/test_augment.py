@@ -381,3 +381,20 @@ def test_gt_sampling_rejects_unknown_class(database):
     root, db = database
     with pytest.raises(ValueError, match="not in class_names"):
         GTSampler(root, db, FEATURES, CLASSES, GTSamplingConfig(sample_groups={"Sign": 3}))
+
+
+def test_points_in_any_box_prefilter_matches_the_exact_test() -> None:
+    from pointformer.data.gt_sampling import points_in_any_box
+    from pointformer.ops import points_in_boxes
+
+    rng = np.random.default_rng(3)
+    points = rng.uniform(-60, 60, size=(20000, 4)).astype(np.float32)
+    points[:, 2] = rng.uniform(-2, 3, size=20000)
+    centres = rng.uniform(-70, 70, size=(40, 3))  # some outside the points' extent
+    centres[:, 2] = rng.uniform(-1, 1, size=40)
+    dims = rng.uniform(0.5, 12.0, size=(40, 3))  # some much larger than a prefilter cell
+    boxes = np.concatenate([centres, dims, rng.uniform(-np.pi, np.pi, size=(40, 1))], 1).astype(np.float32)
+    exact = points_in_boxes(torch.from_numpy(points[:, :3].copy()), torch.from_numpy(boxes)).any(1).numpy()
+    assert exact.sum() > 100
+    np.testing.assert_array_equal(points_in_any_box(points, boxes), exact)
+    assert not points_in_any_box(points[:0], boxes).size and not points_in_any_box(points, boxes[:0]).any()
