@@ -3,7 +3,7 @@
 // dK/dV kernel), keeps that row's accumulator in registers, and streams the other side's rows of
 // the group through shared memory in small tiles, loop after loop until the group is covered. So
 // any group size works (36 to 1024 and beyond) with one simple launch, rows are read in place
-// through the index lists (no (G, S, C) copies), and all math is in float (double for double).
+// through the index lists (no (G, S, C) copies), and all math is in float.
 // Scores use the shared online-softmax helpers of softmax_attention.h, like the CPU kernel.
 //
 // Backward: delta_i = dO_i . O_i per (row, head), then dQ (query-major, written directly: each
@@ -23,10 +23,12 @@ namespace {
 
 namespace sa = attention;
 
+// acc_t is float for every instantiated T (float, half, bfloat16). Shared memory stays under the
+// 48 KB static limit: at most 2 x 64 x 65 + 2 x 16 x 64 floats (dK/dV kernel, bucket 64).
 template <typename acc_t>
 struct Tiles {
-  static constexpr int kRows = sizeof(acc_t) == 8 ? 32 : 64;   // rows a block owns = threads per block
-  static constexpr int kStream = sizeof(acc_t) == 8 ? 8 : 16;  // rows streamed per shared-memory tile
+  static constexpr int kRows = 64;    // rows a block owns = threads per block
+  static constexpr int kStream = 16;  // rows streamed per shared-memory tile
 };
 
 // Copies head columns [col0, col0 + d) of rows[0 .. count) of x into tile (row stride `stride`,
@@ -307,7 +309,7 @@ cudaError_t launch_grouped_attention_forward(const T* q, const T* k, const T* v,
                                              const int64_t* query_offsets, const int64_t* key_index,
                                              const int64_t* key_offsets, int64_t num_groups, int64_t num_heads,
                                              int64_t head_dim, double scale, T* out,
-                                             typename AttentionAcc<T>::type* lse, cudaStream_t stream) {
+                                             float* lse, cudaStream_t stream) {
   using acc_t = typename AccType<T>::type;
   if (num_groups == 0) return cudaSuccess;
   if (!valid_grid(num_groups, num_heads, head_dim)) return cudaErrorInvalidValue;
@@ -324,13 +326,13 @@ cudaError_t launch_grouped_attention_forward(const T* q, const T* k, const T* v,
 
 template <typename T>
 cudaError_t launch_grouped_attention_backward(const T* grad_out, const T* q, const T* k, const T* v, const T* out,
-                                              const typename AttentionAcc<T>::type* lse, const int64_t* query_index,
+                                              const float* lse, const int64_t* query_index,
                                               const int64_t* query_offsets, const int64_t* key_index,
                                               const int64_t* key_offsets, int64_t num_groups, int64_t num_queries,
                                               int64_t num_heads, int64_t head_dim, double scale,
-                                              typename AttentionAcc<T>::type* delta, T* grad_q,
-                                              typename AttentionAcc<T>::type* grad_k,
-                                              typename AttentionAcc<T>::type* grad_v, cudaStream_t stream) {
+                                              float* delta, T* grad_q,
+                                              float* grad_k,
+                                              float* grad_v, cudaStream_t stream) {
   using acc_t = typename AccType<T>::type;
   if (num_groups == 0 || num_queries == 0) return cudaSuccess;
   if (!valid_grid(num_groups, num_heads, head_dim)) return cudaErrorInvalidValue;
@@ -358,14 +360,13 @@ cudaError_t launch_grouped_attention_backward(const T* grad_out, const T* q, con
 #define PF_INSTANTIATE(T)                                                                                              \
   template cudaError_t launch_grouped_attention_forward<T>(const T*, const T*, const T*, const int64_t*,               \
                                                            const int64_t*, const int64_t*, const int64_t*, int64_t,    \
-                                                           int64_t, int64_t, double, T*, AttentionAcc<T>::type*,       \
+                                                           int64_t, int64_t, double, T*, float*,       \
                                                            cudaStream_t);                                              \
   template cudaError_t launch_grouped_attention_backward<T>(                                                           \
-      const T*, const T*, const T*, const T*, const T*, const AttentionAcc<T>::type*, const int64_t*, const int64_t*,  \
-      const int64_t*, const int64_t*, int64_t, int64_t, int64_t, int64_t, double, AttentionAcc<T>::type*, T*,          \
-      AttentionAcc<T>::type*, AttentionAcc<T>::type*, cudaStream_t);
+      const T*, const T*, const T*, const T*, const T*, const float*, const int64_t*, const int64_t*,  \
+      const int64_t*, const int64_t*, int64_t, int64_t, int64_t, int64_t, double, float*, T*,          \
+      float*, float*, cudaStream_t);
 PF_INSTANTIATE(float)
-PF_INSTANTIATE(double)
 PF_INSTANTIATE(__half)
 PF_INSTANTIATE(__nv_bfloat16)
 #undef PF_INSTANTIATE

@@ -9,8 +9,8 @@ mask. Rows of ``q`` in no group, and the queries of a group without keys, get 0.
 
 Backends:
 
-* ``"fused"``: the native op (CPU kernel for float32/float64; CUDA kernel for float32, float16,
-  bfloat16 (and float64 for tests) with head dim <= 64), differentiable through
+* ``"fused"``: the native op (CPU kernel for float32/float64; CUDA kernel for float32, float16 and
+  bfloat16 with head dim <= 64, accumulating in float32), differentiable through
   ``pointformer::grouped_attention_backward``;
 * ``"sdpa"``: the portable path: gather into padded ``(G, L, C)``, ``scaled_dot_product_attention``
   with a key mask, scatter back; differentiable by torch's autograd;
@@ -273,7 +273,7 @@ def fused_supports(q: torch.Tensor, num_heads: int) -> bool:
         return False
     if q.device.type == "cpu":
         return q.dtype in (torch.float32, torch.float64)
-    return q.shape[1] // num_heads <= CUDA_MAX_HEAD_DIM
+    return q.dtype in (torch.float32, torch.float16, torch.bfloat16) and q.shape[1] // num_heads <= CUDA_MAX_HEAD_DIM
 
 
 def _resolve_backend(backend: str | None, q: torch.Tensor, num_heads: int, name: str) -> str:
@@ -287,8 +287,8 @@ def _resolve_backend(backend: str | None, q: torch.Tensor, num_heads: int, name:
     if backend == "fused" and not fused_supports(q, num_heads):
         raise ValueError(
             f"{name}: backend 'fused' has no kernel for {q.device.type} {q.dtype} with head dim "
-            f"{q.shape[1] // num_heads} (CPU: float32/float64; CUDA: head dim <= {CUDA_MAX_HEAD_DIM}; "
-            "and the extension must be built)"
+            f"{q.shape[1] // num_heads} (CPU: float32/float64; CUDA: float32/float16/bfloat16, "
+            f"head dim <= {CUDA_MAX_HEAD_DIM}; and the extension must be built)"
         )
     return backend
 
