@@ -1,8 +1,13 @@
-// CPU grouped softmax attention. Work items are groups (at::parallel_for over them); per group and
-// head the score row of each query is computed against all of the group's keys at once, through a
-// transposed copy of the group's keys so that every inner loop is a contiguous axpy the compiler
-// vectorizes (over keys for the scores, over the head dimension for the outputs). Queries and
-// outputs are read and written in place through query_index; no (G, S, C) copies are made.
+// CPU grouped softmax attention. Work items are groups (at::parallel_for over them), two paths:
+// * small groups (fewer than kGemmMinScores query-key pairs, e.g. DSVT's sets of 36): per head the
+//   score row of each query is computed against all of the group's keys at once, through a
+//   transposed copy of the group's keys so that every inner loop is a contiguous axpy the compiler
+//   vectorizes (over keys for the scores, over the head dimension for the outputs), with the
+//   online-softmax helpers the CUDA kernel uses; queries and outputs are read and written in place;
+// * larger groups (FlatFormer's 144, PTv3's 1024): the group's rows are gathered into small local
+//   (H, L, D) blocks and the score and output products are batched matrix products (BLAS), which
+//   beat the loops once a group has a few thousand pairs (measured: tools/benchmark.py attention).
+// Neither path makes a (G, S, C) copy of the whole input.
 //
 // Backward, determinism: a key row may serve several groups (or several slots of one group), so
 // its gradient is a sum over uses. Each group writes the gradient of each of its key *slots* into
@@ -149,6 +154,50 @@ template <typename scalar_t>
   }
 }
 
+
+// Groups with at least this many query-key pairs take the batched-matrix-product path.
+constexpr int64_t kGemmMinScores = 64 * 64;
+
+bool use_gemm(int64_t nq, int64_t nk) { return nq * nk >= kGemmMinScores; }
+
+// (L, C) rows of x -> (H, L, D) block.
+at::Tensor gather_heads(const at::Tensor& x, const at::Tensor& rows, int64_t num_heads) {
+  return x.index_select(0, rows).view({rows.size(0), num_heads, -1}).transpose(0, 1);
+}
+
+// (H, L, D) -> (L, C).
+at::Tensor merge_heads(const at::Tensor& x) { return x.transpose(0, 1).reshape({x.size(1), -1}); }
+
+// Forward of one large group; writes its query rows of out and lse (disjoint from other groups').
+void forward_group_gemm(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& qi,
+                        const at::Tensor& ki, int64_t q0, int64_t q1, int64_t k0, int64_t k1, int64_t num_heads,
+                        double scale, at::Tensor& out, at::Tensor& lse) {
+  const at::Tensor rows = qi.slice(0, q0, q1), keys = ki.slice(0, k0, k1);
+  const at::Tensor kh = gather_heads(k, keys, num_heads);
+  const at::Tensor scores = at::bmm(gather_heads(q, rows, num_heads), kh.transpose(1, 2)).mul_(scale);
+  const at::Tensor group_lse = scores.logsumexp(-1);                                  // (H, Lq)
+  const at::Tensor p = scores.sub_(group_lse.unsqueeze(-1)).exp_();                   // (H, Lq, Lk)
+  out.index_copy_(0, rows, merge_heads(at::bmm(p, gather_heads(v, keys, num_heads))));
+  lse.index_copy_(0, rows, group_lse.t());
+}
+
+// Backward of one large group: its query rows of grad_q and its key slots of the slot buffers.
+void backward_group_gemm(const at::Tensor& grad_out, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                         const at::Tensor& out, const at::Tensor& lse, const at::Tensor& qi, const at::Tensor& ki,
+                         int64_t q0, int64_t q1, int64_t k0, int64_t k1, int64_t num_heads, double scale,
+                         at::Tensor& grad_q, at::Tensor& gk_slots, at::Tensor& gv_slots) {
+  const at::Tensor rows = qi.slice(0, q0, q1), keys = ki.slice(0, k0, k1);
+  const at::Tensor qh = gather_heads(q, rows, num_heads), kh = gather_heads(k, keys, num_heads);
+  const at::Tensor vh = gather_heads(v, keys, num_heads), doh = gather_heads(grad_out, rows, num_heads);
+  const at::Tensor row_lse = lse.index_select(0, rows).t().unsqueeze(-1);            // (H, Lq, 1)
+  const at::Tensor p = at::bmm(qh, kh.transpose(1, 2)).mul_(scale).sub_(row_lse).exp_();
+  const at::Tensor delta = (doh * gather_heads(out, rows, num_heads)).sum(-1, /*keepdim=*/true);
+  const at::Tensor ds = at::bmm(doh, vh.transpose(1, 2)).sub_(delta).mul_(p);        // dS = P (dP - delta)
+  grad_q.index_copy_(0, rows, merge_heads(at::bmm(ds, kh)).mul_(scale));
+  gk_slots.slice(0, k0, k1).copy_(merge_heads(at::bmm(ds.transpose(1, 2), qh)).mul_(scale));
+  gv_slots.slice(0, k0, k1).copy_(merge_heads(at::bmm(p.transpose(1, 2), doh)));
+}
+
 // The float versions are cloned for AVX2 and dispatched at load time (GCC function
 // multiversioning, as in reduce/), so the extension stays portable and the axpys get 8-wide vectors.
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
@@ -230,7 +279,15 @@ std::tuple<at::Tensor, at::Tensor> grouped_attention_cpu(const at::Tensor& q_in,
     scalar_t* l = lse.data_ptr<scalar_t>();
     at::parallel_for(0, num_groups, 1, [&](int64_t g0, int64_t g1) {
       std::vector<scalar_t> kt, s, acc;
-      for (int64_t g = g0; g < g1; ++g) forward_group<scalar_t>(p, g, o, l, kt, s, acc);
+      for (int64_t g = g0; g < g1; ++g) {
+        const int64_t q0 = p.query_offsets[g], q1 = p.query_offsets[g + 1];
+        const int64_t k0 = p.key_offsets[g], k1 = p.key_offsets[g + 1];
+        if (use_gemm(q1 - q0, k1 - k0)) {
+          forward_group_gemm(q, k, v, qi, ki, q0, q1, k0, k1, num_heads, scale, out, lse);
+        } else {
+          forward_group<scalar_t>(p, g, o, l, kt, s, acc);
+        }
+      }
     });
   });
   return {out, lse};
@@ -286,7 +343,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> grouped_attention_backward_cpu(
     scalar_t* gv = gv_slots.data_ptr<scalar_t>();
     at::parallel_for(0, num_groups, 1, [&](int64_t g0, int64_t g1) {
       std::vector<scalar_t> kt, vt, s, dp, dq;
-      for (int64_t g = g0; g < g1; ++g) backward_group<scalar_t>(p, g, go, o, l, gq, gk, gv, kt, vt, s, dp, dq);
+      for (int64_t g = g0; g < g1; ++g) {
+        const int64_t q0 = p.query_offsets[g], q1 = p.query_offsets[g + 1];
+        const int64_t k0 = p.key_offsets[g], k1 = p.key_offsets[g + 1];
+        if (use_gemm(q1 - q0, k1 - k0)) {
+          backward_group_gemm(grad_out, q, k, v, out, lse, qi, ki, q0, q1, k0, k1, num_heads, scale, grad_q,
+                              gk_slots, gv_slots);
+        } else {
+          backward_group<scalar_t>(p, g, go, o, l, gq, gk, gv, kt, vt, s, dp, dq);
+        }
+      }
     });
   });
   sum_slots_into_rows(gk_slots, ki, grad_k);
