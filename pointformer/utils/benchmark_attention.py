@@ -63,31 +63,11 @@ def grouped_attention_report(cfg: RunConfig, quick: bool) -> Report:
     for title, partition, key_mask in _layouts(coords, shape):
         attention_index(partition, key_mask)  # computed once per partition and cached: not timed
 
-        def forward(backend: str) -> Callable[[], object]:
-            if backend == "reference":
-
-                def run_reference():
-                    with reference_only(), torch.no_grad():
-                        return grouped_attention(q, k, v, partition, HEADS, key_mask=key_mask)
-
-                return run_reference
-            return lambda: _no_grad(lambda: grouped_attention(q, k, v, partition, HEADS, key_mask=key_mask,
-                                                              backend=backend))  # fmt: skip
-
-        def training(backend: str) -> Callable[[], object]:
-            def step():
-                for t in leaves:
-                    t.grad = None
-                out = grouped_attention(*leaves, partition, HEADS, key_mask=key_mask, backend=backend)
-                out.backward(grad)
-
-            return step
-
         names = ["reference", *backends]
-        fns = [forward(b) for b in names]
+        fns = [_forward(b, (q, k, v), partition, key_mask) for b in names]
         timings = cfg.time_together(fns)
         report.rows += _rows(f"{title}, forward", names, timings, [_peak_memory(f, cfg.device) for f in fns])
-        fns = [training(b) for b in backends]
+        fns = [_training(b, leaves, grad, partition, key_mask) for b in backends]
         timings = cfg.time_together(fns)
         report.rows += _rows(
             f"{title}, forward + backward", backends, timings, [_peak_memory(f, cfg.device) for f in fns],
@@ -110,9 +90,28 @@ def grouped_attention_report(cfg: RunConfig, quick: bool) -> Report:
     return report
 
 
-def _no_grad(fn: Callable[[], object]) -> object:
-    with torch.no_grad():
-        return fn()
+def _forward(backend: str, qkv, partition: Partition, key_mask: bool) -> Callable[[], object]:
+    """One forward call without autograd (the reference under ``reference_only``)."""
+
+    def run():
+        with torch.no_grad():
+            if backend == "reference":
+                with reference_only():
+                    return grouped_attention(*qkv, partition, HEADS, key_mask=key_mask)
+            return grouped_attention(*qkv, partition, HEADS, key_mask=key_mask, backend=backend)
+
+    return run
+
+
+def _training(backend: str, leaves, grad, partition: Partition, key_mask: bool) -> Callable[[], object]:
+    """One forward + backward call into fresh gradients of ``leaves``."""
+
+    def step():
+        for t in leaves:
+            t.grad = None
+        grouped_attention(*leaves, partition, HEADS, key_mask=key_mask, backend=backend).backward(grad)
+
+    return step
 
 
 def _rows(case: str, names: list[str], timings: list[Timing], memory: list[str], baseline: str = "reference"):

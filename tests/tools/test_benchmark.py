@@ -72,3 +72,17 @@ def test_grouping_quick_covers_every_layout_and_agrees_with_the_reference(tmp_pa
     native_rows = [line for line in text.splitlines() if "pointformer native" in line]
     assert len(native_rows) == 18
     assert all("identical to reference" in line for line in native_rows)
+
+
+def test_attention_quick_has_every_backend_row(tmp_path: Path) -> None:
+    path = tmp_path / "bench.md"
+    command = [sys.executable, str(SCRIPT), "attention", "--quick", "--repeats", "1", "--warmup", "0",
+               "--write", str(path)]  # fmt: skip
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    text = path.read_text()
+    assert "## attention (cpu)" in text
+    for case in ("FlatFormer groups of 144", "DSVT sets of 36"):
+        rows = _table_rows(text, case)
+        assert len(rows) == 5, rows  # forward: reference, fused, sdpa; forward + backward: fused, sdpa
+        assert all(" — " not in row for row in rows)

@@ -249,7 +249,9 @@ def _check_features(q, k, v, num_heads: int, name: str) -> None:
 
 def _check_offsets(offsets: torch.Tensor, q: torch.Tensor, arg: str, name: str) -> torch.Tensor:
     if offsets.dim() != 1 or offsets.shape[0] < 1 or offsets.is_floating_point():
-        raise ValueError(f"{name}: {arg} must be an integer tensor (G + 1,), got {offsets.dtype} {tuple(offsets.shape)}")
+        raise ValueError(
+            f"{name}: {arg} must be an integer tensor (G + 1,), got {offsets.dtype} {tuple(offsets.shape)}"
+        )
     if offsets.device != q.device:
         raise ValueError(f"{name}: {arg} is on {offsets.device}, q on {q.device}")
     return offsets.to(torch.int64)

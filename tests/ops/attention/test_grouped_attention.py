@@ -252,7 +252,9 @@ def test_empty_inputs(device):
 
 
 def small_double_case(device):
-    qi, qo, ki, ko = (torch.tensor(x, device=device) for x in ([4, 0, 2, 5, 1], [0, 2, 2, 5], [1, 3, 3, 0, 2, 4], [0, 3, 3, 6]))
+    qi, qo, ki, ko = (
+        torch.tensor(x, device=device) for x in ([4, 0, 2, 5, 1], [0, 2, 2, 5], [1, 3, 3, 0, 2, 4], [0, 3, 3, 6])
+    )
     q = features(7, 8, device, torch.float64, seed=7)[0]
     k, v = features(5, 8, device, torch.float64, seed=8)[:2]
     return q, k, v, qi, qo, ki, ko
