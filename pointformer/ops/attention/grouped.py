@@ -35,11 +35,15 @@ from pointformer.structures.partition import Partition
 
 BACKENDS = ("fused", "sdpa", "reference")
 
-# Per device type, the backend taken when ``backend=None``. CPU: measured with
-# `python tools/benchmark.py attention` (fused vs sdpa, forward + backward at the Waymo sizes;
-# figures in the lead's docs/benchmarks.md). CUDA: not measured (no GPU where this was written):
-# "fused" by design (no (G, S, C) copies, no padding), to be confirmed by the same benchmark on a GPU.
-DEFAULT_BACKEND: dict[str, str] = {"cpu": "fused", "cuda": "fused"}
+# Per device type, the backend taken when ``backend=None``.
+# CPU: "sdpa", measured with `python tools/benchmark.py attention` (2-core VM, torch 2.13, ~64k
+# pillars, C = 128, 8 heads; forward + backward medians): FlatFormer groups of 144 sdpa 410 ms vs
+# fused 520 ms, DSVT sets of 36 (key mask) sdpa 345 ms vs fused 445 ms. torch's CPU flash kernel
+# (vectorized exp, blocked GEMMs) beats our kernel at both sizes; "fused" stays available (and is
+# deterministic, and needs no padding).
+# CUDA: not measured (no GPU where this was written): "fused" by design (no (G, S, C) copies, no
+# padding to the longest group), to be confirmed by `tools/benchmark.py attention --device cuda`.
+DEFAULT_BACKEND: dict[str, str] = {"cpu": "sdpa", "cuda": "fused"}
 
 # The CUDA kernel keeps a head in registers in buckets of 16, 32 and 64 channels.
 CUDA_MAX_HEAD_DIM = 64
