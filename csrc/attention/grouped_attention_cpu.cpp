@@ -5,8 +5,9 @@
 //   vectorizes (over keys for the scores, over the head dimension for the outputs), with the
 //   online-softmax helpers the CUDA kernel uses; queries and outputs are read and written in place;
 // * larger groups (FlatFormer's 144, PTv3's 1024): the group's rows are gathered into small local
-//   (H, L, D) blocks and the score and output products are batched matrix products (BLAS), which
-//   beat the loops once a group has a few thousand pairs (measured: tools/benchmark.py attention).
+//   (H, L, D) blocks and the score and output products are batched matrix products (BLAS). In a
+//   quick run of tools/benchmark.py attention on a loaded 2-core VM this was about 2x faster than
+//   the loops at FlatFormer's groups of 144; kGemmMinScores is a rough threshold, to revisit.
 // Neither path makes a (G, S, C) copy of the whole input.
 //
 // Backward, determinism: a key row may serve several groups (or several slots of one group), so
