@@ -353,3 +353,21 @@ def test_errors(partitions):
             torch.ops.pointformer.grouped_attention(
                 q, k, v, torch.arange(3), torch.tensor([0, 3, 2]), torch.arange(3), torch.tensor([0, 1, 3]), 2, 1.0
             )
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _library.NATIVE, reason="the native extension is not built")
+def test_torch_compile_fused():
+    q, k, v, qi, qo, ki, ko = (t.float() if t.is_floating_point() else t for t in small_double_case("cpu"))
+
+    def block(a, b, c):
+        return indexed_attention(a * 2, b, c, qi, qo, ki, ko, 2, backend="fused").relu()
+
+    compiled = torch.compile(block, fullgraph=True)
+    x = q.clone().requires_grad_(True)
+    # A cached graph from an earlier build of the op would hide a change of its fake kernel.
+    with torch._inductor.config.patch(fx_graph_cache=False):
+        out = compiled(x, k, v)
+    torch.testing.assert_close(out, block(q, k, v))
+    out.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
