@@ -18,6 +18,7 @@ from pointformer.ops.attention import (
     varlen_attention,
 )
 from pointformer.ops.attention.grouped import fused_supports
+from pointformer.structures.partition import Partition
 
 SHAPE = (1, 48, 48)
 
@@ -130,9 +131,14 @@ def partitions():
 # --- index lists ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("layout", ["flattened", "rotated_sets", "serialized"])
+@pytest.mark.parametrize("layout", ["flattened", "rotated_sets", "serialized", "from_padded"])
 def test_queries_of_a_group_are_the_voxels_whose_output_slot_it_holds(partitions, layout):
-    partition = partitions[1][layout]
+    coords, built = partitions
+    if layout == "from_padded":  # Partition.from_padded itself, on the sets' padded view
+        sets = built["rotated_sets"]
+        partition = Partition.from_padded(sets.group_index, sets.key_mask, sets.group_sample, coords.shape[0])
+    else:
+        partition = built[layout]
     s = partition.group_size
     for g in range(partition.num_groups):
         voxels = partition.permutation[partition.offsets[g] : partition.offsets[g + 1]]
