@@ -66,8 +66,10 @@ TORCH_LIBRARY(pointformer, m) {
   // with C = num_heads * head_dim; group g's queries are rows query_index[query_offsets[g] :
   // query_offsets[g + 1]] of q (each query row at most once over all groups), its keys and values
   // rows key_index[key_offsets[g] : key_offsets[g + 1]] of k and v (rows may repeat). -> (out (Nq, C)
-  // of q's dtype, zero for rows in no group; lse (Nq, num_heads) float32 log-sum-exp of the scaled
-  // scores, for the backward)
+  // of q's dtype, zero for rows in no group and for the queries of a group without keys; lse
+  // (Nq, num_heads) log-sum-exp of the scaled scores, for the backward: float32 (float64 for float64
+  // inputs), -inf where out is zero). Offsets must be non-decreasing.  Kernels: CPU float32/float64;
+  // CUDA float32/float16/bfloat16, head_dim <= 64.
   m.def(
       "grouped_attention(Tensor q, Tensor k, Tensor v, Tensor query_index, Tensor query_offsets, "
       "Tensor key_index, Tensor key_offsets, int num_heads, float scale) -> (Tensor, Tensor)");

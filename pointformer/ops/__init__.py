@@ -1,4 +1,5 @@
-"""Native ops: voxelization, segment reductions, box geometry and the grouping layouts.
+"""Native ops: voxelization, segment reductions, box geometry, the grouping layouts and attention
+over them.
 
 Each op has a native kernel (CPU, and CUDA in CUDA builds) registered under
 ``torch.ops.pointformer`` and a pure-PyTorch reference used by the tests and as the fallback where
@@ -7,6 +8,13 @@ references.
 """
 
 from pointformer.ops._library import backends, reference_only
+from pointformer.ops.attention import (
+    grouped_attention,
+    indexed_attention,
+    scattered_linear_attention,
+    scattered_linear_attention_partition,
+    varlen_attention,
+)
 from pointformer.ops.boxes import (
     boxes_iou_3d,
     boxes_iou_bev,
@@ -36,6 +44,8 @@ __all__ = [
     "circle_nms",
     "dsvt_pooling_map",
     "dsvt_window_configs",
+    "grouped_attention",
+    "indexed_attention",
     "nms_bev",
     "partition_flattened",
     "partition_rotated_sets",
@@ -43,7 +53,10 @@ __all__ = [
     "partition_serialized",
     "points_in_boxes",
     "reference_only",
+    "scattered_linear_attention",
+    "scattered_linear_attention_partition",
     "segment_reduce",
     "serialization_codes",
+    "varlen_attention",
     "voxelize",
 ]

@@ -684,12 +684,21 @@ def data_command(args: argparse.Namespace, command: str) -> int:
     return run_and_report(args, command, "data", run_data)
 
 
-# name -> (help, function(args, command) -> exit code). Later: attention, export.
+def attention_command(args: argparse.Namespace, command: str) -> int:
+    """``attention``: attention inside Waymo-scale partitions, per backend."""
+    from pointformer.utils.benchmark_attention import run_attention  # it imports this module
+
+    return run_and_report(args, command, "attention", run_attention)
+
+
+# name -> (help, function(args, command) -> exit code). Later: export.
 SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace, str], int]]] = {
     "ops": ("native ops vs references and baselines (voxelize, segment_reduce, boxes_iou_bev, nms_bev)",
             ops_command),
     "grouping": ("building each grouping layout (partition) for a Waymo-scale frame, native vs reference",
                  grouping_command),
+    "attention": ("attention inside Waymo-scale partitions (FlatFormer groups, DSVT sets): fused vs sdpa vs reference",
+                  attention_command),
     "data": ("dataset conversion throughput and the per-frame training data path (load, augment, voxelize) "
              "on one core", data_command),
 }  # fmt: skip

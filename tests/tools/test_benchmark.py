@@ -87,3 +87,17 @@ def test_data_quick_times_every_stage() -> None:
     for stage in ("load", "gt sampling", "global augmentations", "voxelize", "end to end"):
         assert any(stage in row for row in rows), stage
     assert "Target 60 ms per frame on one core: " in result.stdout
+
+
+def test_attention_quick_has_every_backend_row(tmp_path: Path) -> None:
+    path = tmp_path / "bench.md"
+    command = [sys.executable, str(SCRIPT), "attention", "--quick", "--repeats", "1", "--warmup", "0",
+               "--write", str(path)]  # fmt: skip
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    text = path.read_text()
+    assert "## attention (cpu)" in text
+    for case in ("FlatFormer groups of 144", "DSVT sets of 36"):
+        rows = _table_rows(text, case)
+        assert len(rows) == 5, rows  # forward: reference, fused, sdpa; forward + backward: fused, sdpa
+        assert all(" — " not in row for row in rows)
