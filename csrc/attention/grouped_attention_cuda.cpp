@@ -6,31 +6,16 @@
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
 #include <torch/library.h>
 
 #include <cmath>
 
 #include "../common/cuda_check.h"
+#include "../common/cuda_types.h"
 #include "grouped_attention_args.h"
 
 namespace pointformer {
 namespace {
-
-// ATen's half types and CUDA's have the same layout.
-template <typename T>
-struct CudaType {
-  using type = T;
-};
-template <>
-struct CudaType<at::Half> {
-  using type = __half;
-};
-template <>
-struct CudaType<at::BFloat16> {
-  using type = __nv_bfloat16;
-};
 
 // float, half and bfloat16 only (the launchers are instantiated for those): f(scalar_t tag).
 template <typename F>

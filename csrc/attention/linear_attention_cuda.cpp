@@ -6,39 +6,14 @@
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
 #include <torch/library.h>
 
 #include "../common/cuda_check.h"
+#include "../common/cuda_types.h"
 #include "linear_attention_args.h"
 
 namespace pointformer {
 namespace {
-
-// ATen's half types and CUDA's have the same layout.
-template <typename T>
-struct CudaType {
-  using type = T;
-};
-template <>
-struct CudaType<at::Half> {
-  using type = __half;
-};
-template <>
-struct CudaType<at::BFloat16> {
-  using type = __nv_bfloat16;
-};
-
-template <typename scalar_t>
-const typename CudaType<scalar_t>::type* cuda_ptr(const at::Tensor& t) {
-  return reinterpret_cast<const typename CudaType<scalar_t>::type*>(t.data_ptr<scalar_t>());
-}
-
-template <typename scalar_t>
-typename CudaType<scalar_t>::type* cuda_mut_ptr(at::Tensor& t) {
-  return reinterpret_cast<typename CudaType<scalar_t>::type*>(t.data_ptr<scalar_t>());
-}
 
 SlaCudaProblem problem_of(const at::Tensor& q, const at::Tensor& offsets, int64_t num_heads, int64_t head_dim) {
   TORCH_CHECK(q.is_cuda(), "q must be a CUDA tensor");

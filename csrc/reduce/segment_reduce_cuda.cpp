@@ -5,29 +5,14 @@
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
 #include <torch/library.h>
 
 #include "../common/cuda_check.h"
+#include "../common/cuda_types.h"
 #include "segment_reduce_args.h"
 
 namespace pointformer {
 namespace {
-
-// ATen's half types and CUDA's have the same layout.
-template <typename T>
-struct CudaType {
-  using type = T;
-};
-template <>
-struct CudaType<at::Half> {
-  using type = __half;
-};
-template <>
-struct CudaType<at::BFloat16> {
-  using type = __nv_bfloat16;
-};
 
 struct Csr {
   at::Tensor rows;     // (N',) row indices grouped by segment, input order inside a segment

@@ -16,6 +16,7 @@ import numpy as np
 from pointformer.data.formats import waymo_proto as pb
 from pointformer.data.formats.errors import DataFormatError
 from pointformer.data.formats.tfrecord import write_atomic
+from pointformer.data.formats.waymo_v1 import label_arrays
 
 __all__ = ["WaymoObjects", "decode_objects", "encode_objects", "read_objects", "write_objects"]
 
@@ -129,48 +130,29 @@ class WaymoObjects:
 def decode_objects(data: bytes) -> WaymoObjects:
     """``WaymoObjects`` from a serialized ``Objects`` message (``DataFormatError`` if malformed)."""
     objects = pb.Objects.decode(data).objects
-    m = len(objects)
-    boxes = np.zeros((m, 7))
-    motion = np.zeros((m, 6))
-    ints = np.zeros((m, 8), np.int64)
-    scores = np.zeros(m, np.float32)
-    names, ids = [], []
-    for i, o in enumerate(objects):
-        label = o.object or pb.Label()
-        b = label.box
-        if b is not None:
-            boxes[i] = (b.center_x, b.center_y, b.center_z, b.length, b.width, b.height, b.heading)
-        md = label.metadata
-        if md is not None:
-            motion[i] = (md.speed_x, md.speed_y, md.speed_z, md.accel_x, md.accel_y, md.accel_z)
-        ints[i] = (
-            o.frame_timestamp_micros,
-            label.type,
-            label.detection_difficulty_level,
-            label.tracking_difficulty_level,
-            label.num_lidar_points_in_box,
-            label.num_top_lidar_points_in_box,
-            o.overlap_with_nlz,
-            o.camera_name,
-        )
-        scores[i] = o.score
-        names.append(o.context_name)
-        ids.append(label.id)
+    labels = [o.object or pb.Label() for o in objects]
+    boxes, motion, label_ints = label_arrays(labels)
+    frame_timestamps = np.asarray([o.frame_timestamp_micros for o in objects], np.int64)
+    scores = np.asarray([o.score for o in objects], np.float32)
+    overlap = np.asarray([bool(o.overlap_with_nlz) for o in objects], bool)
+    camera_names = np.asarray([o.camera_name for o in objects], np.int64)
+    names = [o.context_name for o in objects]
+    ids = [label.id for label in labels]
     return WaymoObjects(
         context_names=names,
-        frame_timestamps_micros=ints[:, 0],
+        frame_timestamps_micros=frame_timestamps,
         boxes=boxes,
-        types=ints[:, 1],
+        types=label_ints[:, 0],
         scores=scores,
-        detection_difficulty=ints[:, 2],
-        tracking_difficulty=ints[:, 3],
-        num_lidar_points_in_box=ints[:, 4],
-        num_top_lidar_points_in_box=ints[:, 5],
+        detection_difficulty=label_ints[:, 1],
+        tracking_difficulty=label_ints[:, 2],
+        num_lidar_points_in_box=label_ints[:, 3],
+        num_top_lidar_points_in_box=label_ints[:, 4],
         ids=ids,
         speed=motion[:, :3],
         acceleration=motion[:, 3:],
-        overlap_with_nlz=ints[:, 6].astype(bool),
-        camera_names=ints[:, 7],
+        overlap_with_nlz=overlap,
+        camera_names=camera_names,
     )
 
 

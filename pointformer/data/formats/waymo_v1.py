@@ -132,9 +132,10 @@ def _decode_laser(laser: pb.Laser, index: int, camera_projections: bool) -> Waym
         raise DataFormatError(f"{where}: {e}") from None
 
 
-def labels_from_protos(labels: list[pb.Label]) -> WaymoLabels:
-    """``WaymoLabels`` from ``Label`` protos (box centre/length/width/height/heading; heading wrapped
-    to [-pi, pi) after the float32 cast)."""
+def label_arrays(labels: list[pb.Label]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The numbers of ``Label`` protos as arrays: boxes ``(M, 7)`` float64 [centre x/y/z, length,
+    width, height, heading], motion ``(M, 6)`` float64 [speed x/y/z, accel x/y/z] and ``(M, 5)`` int64
+    [type, detection difficulty, tracking difficulty, num lidar points, num top lidar points]."""
     m = len(labels)
     box = np.zeros((m, 7), np.float64)
     motion = np.zeros((m, 6), np.float64)
@@ -153,6 +154,13 @@ def labels_from_protos(labels: list[pb.Label]) -> WaymoLabels:
             label.num_lidar_points_in_box,
             label.num_top_lidar_points_in_box,
         )
+    return box, motion, ints
+
+
+def labels_from_protos(labels: list[pb.Label]) -> WaymoLabels:
+    """``WaymoLabels`` from ``Label`` protos (box centre/length/width/height/heading; heading wrapped
+    to [-pi, pi) after the float32 cast)."""
+    box, motion, ints = label_arrays(labels)
     boxes = box.astype(np.float32)
     boxes[:, 6] = wrap_heading(boxes[:, 6])
     return WaymoLabels(
