@@ -42,6 +42,8 @@ test-fast: build
 bench: build
 	$(VPY) tools/benchmark.py ops --write docs/benchmarks.md
 	$(VPY) tools/benchmark.py grouping --write docs/benchmarks.md
+	$(VPY) tools/benchmark.py attention --repeats 5 --warmup 1 --write docs/benchmarks.md
+	$(VPY) tools/benchmark.py data --write docs/benchmarks.md
 
 # Linters are development tools, not dependencies: installed into the environment on demand.
 lint: $(VENV)/.deps
