@@ -59,6 +59,8 @@ __all__ = [
     "TYPE_NAMES",
     "WaymoMetrics",
     "breakdown_names",
+    "ground_truth_from_frames",
+    "predictions_from_arrays",
     "evaluate",
     "heading_accuracy",
     "mean_average_precision",
@@ -565,4 +567,70 @@ def _metrics(cutoffs, tp, fp, fn1, fn2, sum_ha, num_frames) -> WaymoMetrics:
         fn=fns,
         sum_ha=has,
         num_frames=num_frames,
+    )
+
+
+# --- inputs from pointformer's frame tables and model outputs ------------------------------------
+
+# Frame-table class names (``pointformer.data.convert.WAYMO_CLASS_NAMES``) -> Label.Type.
+CLASS_TYPES = {"Vehicle": 1, "Pedestrian": 2, "Sign": 3, "Cyclist": 4}
+
+
+def _types_of(names: np.ndarray) -> np.ndarray:
+    unknown = sorted(set(np.asarray(names, np.str_).tolist()) - set(CLASS_TYPES))
+    if unknown:
+        raise ValueError(f"unknown class names {unknown}; Waymo classes are {list(CLASS_TYPES)}")
+    return np.asarray([CLASS_TYPES[n] for n in np.asarray(names, np.str_).tolist()], np.int8)
+
+
+def ground_truth_from_frames(frames) -> WaymoObjects:
+    """Ground truth of a converted Waymo split (``pointformer.data.layout.FrameRecords``): the
+    sequence name is the context name, boxes the first 7 columns (vehicle frame), with the labelled
+    detection difficulty and point counts (``evaluate`` applies the official preparation)."""
+    counts = np.diff(frames.box_offsets)
+    return WaymoObjects.from_arrays(
+        np.repeat(np.asarray(frames.sequence, np.str_), counts),
+        np.repeat(frames.timestamp_micros, counts),
+        np.asarray(frames.boxes[:, :7], np.float64),
+        _types_of(frames.names),
+        detection_difficulty=frames.difficulty,
+        tracking_difficulty=frames.tracking_difficulty,
+        num_lidar_points_in_box=frames.num_points_in_box,
+        ids=frames.object_ids,
+    )
+
+
+def predictions_from_arrays(
+    context_names: Sequence[str],
+    timestamps_micros: Sequence[int],
+    boxes: Sequence[np.ndarray],
+    scores: Sequence[np.ndarray],
+    names: Sequence[np.ndarray],
+) -> WaymoObjects:
+    """Predictions of ``F`` frames from a model's per-frame outputs.
+
+    Args:
+        context_names, timestamps_micros: ``F`` frame keys (the frame table's ``sequence`` and
+            ``timestamp_micros``).
+        boxes: ``F`` arrays ``(N_f, >=7)`` ``[x, y, z, dx, dy, dz, heading, ...]`` in the vehicle
+            frame (extra columns such as velocity are ignored).
+        scores: ``F`` arrays ``(N_f,)`` in [0, 1].
+        names: ``F`` arrays ``(N_f,)`` of class names (``Vehicle``, ``Pedestrian``, ``Sign``,
+            ``Cyclist``).
+    """
+    lengths = [len(b) for b in boxes]
+    if not len(context_names) == len(timestamps_micros) == len(boxes) == len(scores) == len(names):
+        raise ValueError("context_names, timestamps_micros, boxes, scores and names need one entry per frame")
+    for f, (b, s, n) in enumerate(zip(boxes, scores, names)):
+        if np.ndim(b) != 2 or np.shape(b)[1] < 7 or len(s) != len(b) or len(n) != len(b):
+            raise ValueError(f"frame {f}: boxes must be (N, >=7) with N scores and N names")
+    flat_scores = np.concatenate([np.asarray(s, np.float32).reshape(-1) for s in scores]) if boxes else np.zeros(0)
+    flat_names = np.concatenate([np.asarray(n, np.str_).reshape(-1) for n in names]) if boxes else np.zeros(0, np.str_)
+    flat_boxes = np.concatenate([np.asarray(b, np.float64)[:, :7] for b in boxes]) if boxes else np.zeros((0, 7))
+    return WaymoObjects.from_arrays(
+        np.repeat(np.asarray(context_names, np.str_), lengths),
+        np.repeat(np.asarray(timestamps_micros, np.int64), lengths),
+        flat_boxes,
+        _types_of(flat_names),
+        flat_scores,
     )

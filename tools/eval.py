@@ -1,0 +1,34 @@
+#!/usr/bin/env python
+"""Evaluates detections with the official metrics; the logic lives in ``pointformer.evaluation``.
+
+python tools/eval.py waymo PRED.bin GT.bin [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+# Run from a checkout without an installed package: put the repository root on the path.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from pointformer.evaluation import waymo_cli  # noqa: E402
+
+# subcommand -> (add_arguments, run)
+SUBCOMMANDS = {
+    "waymo": (waymo_cli.add_arguments, waymo_cli.run),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (add_arguments, _) in SUBCOMMANDS.items():
+        add_arguments(sub.add_parser(name))
+    args = parser.parse_args(argv)
+    return SUBCOMMANDS[args.command][1](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
