@@ -99,7 +99,7 @@ BREAKDOWN_NAMES = tuple(breakdown_names())
 
 @dataclass(frozen=True, eq=False)
 class WaymoMetrics:
-    """Metrics of every breakdown (``B = 48`` rows in ``names`` order) at ``K`` score cutoffs.
+    """Metrics of every breakdown (``B = 32`` rows in ``names`` order) at ``K`` score cutoffs.
 
     Attributes:
         names: ``B`` breakdown names (``BREAKDOWN_NAMES``).
@@ -140,12 +140,15 @@ class WaymoMetrics:
         """One line per breakdown in the official tool's format, e.g.
         ``OBJECT_TYPE_TYPE_VEHICLE_LEVEL_1: [mAP 0.208277] [mAPH 0.162823]`` (6 significant
         digits, as C++ ``ostream`` prints a float)."""
-        return [f"{n}: [mAP {_cpp_float(a)}] [mAPH {_cpp_float(h)}]" for n, a, h in zip(self.names, self.ap, self.aph)]
+        return [
+            f"{n}: [mAP {_cpp_float(a)}] [mAPH {_cpp_float(h)}]"
+            for n, a, h in zip(self.names, self.ap, self.aph, strict=True)
+        ]
 
     def as_dict(self) -> dict[str, float]:
         """``{"<breakdown>/AP": ..., "<breakdown>/APH": ...}`` as the official TF op's keys."""
         out = {}
-        for n, a, h in zip(self.names, self.ap, self.aph):
+        for n, a, h in zip(self.names, self.ap, self.aph, strict=True):
             out[f"{n}/AP"] = float(a)
             out[f"{n}/APH"] = float(h)
         return out
@@ -173,7 +176,7 @@ def mean_average_precision(precisions: Sequence[float], recalls: Sequence[float]
     if len(precisions) == 0:
         return 0.0
     best: dict[float, np.float32] = {0.0: f32(1.0)}
-    for p, r in zip(np.asarray(precisions, np.float32), np.asarray(recalls, np.float32)):
+    for p, r in zip(np.asarray(precisions, np.float32), np.asarray(recalls, np.float32), strict=True):
         key = float(r)
         best[key] = max(best.get(key, f32(0.0)), p)
     delta32, slack = f32(delta), f32(delta) + f32(1e-6)
@@ -191,7 +194,7 @@ def mean_average_precision(precisions: Sequence[float], recalls: Sequence[float]
     if len(curve) >= 2:
         curve[-1][0] = curve[-2][0]
     total = f32(0.0)
-    for (p0, r0), (p1, r1) in zip(curve[:-1], curve[1:]):
+    for (p0, r0), (p1, r1) in zip(curve[:-1], curve[1:], strict=True):
         # float - float and float + float stay float32; 0.5 * ... is double; += rounds to float32.
         total = f32(float(total) + 0.5 * float(f32(r0 - r1)) * float(f32(p0 + p1)))
     return float(total)
@@ -462,7 +465,12 @@ def prepare_ground_truth(gt: WaymoObjects) -> WaymoObjects:
 def _frame_groups(objects: WaymoObjects) -> dict[tuple[str, int], np.ndarray]:
     """Object indices per frame key ``("<context>_<camera>", timestamp)``, in file order."""
     groups: dict[tuple[str, int], list[int]] = {}
-    keys = zip(objects.context_names.tolist(), objects.camera_names.tolist(), objects.frame_timestamps_micros.tolist())
+    keys = zip(
+        objects.context_names.tolist(),
+        objects.camera_names.tolist(),
+        objects.frame_timestamps_micros.tolist(),
+        strict=True,
+    )
     for i, (context, camera, timestamp) in enumerate(keys):
         groups.setdefault((f"{context}_{camera}", timestamp), []).append(i)
     return {k: np.asarray(v, np.int64) for k, v in groups.items()}
@@ -526,8 +534,8 @@ def evaluate(
             )
             by_range = _shard_measurements(*common, pd_range_all[p], gt_range_all[g], level, 3, num_cutoffs)
             rows = (slice(t - 1, t), slice(NUM_TYPES + 3 * (t - 1), NUM_TYPES + 3 * t))
-            for row, result in zip(rows, (by_type, by_range)):
-                for acc, value in zip((tp, fp, fn1, fn2), result[:4]):
+            for row, result in zip(rows, (by_type, by_range), strict=True):
+                for acc, value in zip((tp, fp, fn1, fn2), result[:4], strict=True):
                     acc[row] += value
                 sum_ha[row] = sum_ha[row] + result[4]  # float32, frame by frame as the official merge
     return _metrics(cutoffs, tp, fp, fn1, fn2, sum_ha, len(keys))
@@ -621,7 +629,7 @@ def predictions_from_arrays(
     lengths = [len(b) for b in boxes]
     if not len(context_names) == len(timestamps_micros) == len(boxes) == len(scores) == len(names):
         raise ValueError("context_names, timestamps_micros, boxes, scores and names need one entry per frame")
-    for f, (b, s, n) in enumerate(zip(boxes, scores, names)):
+    for f, (b, s, n) in enumerate(zip(boxes, scores, names, strict=True)):
         if np.ndim(b) != 2 or np.shape(b)[1] < 7 or len(s) != len(b) or len(n) != len(b):
             raise ValueError(f"frame {f}: boxes must be (N, >=7) with N scores and N names")
     flat_scores = np.concatenate([np.asarray(s, np.float32).reshape(-1) for s in scores]) if boxes else np.zeros(0)
