@@ -44,6 +44,7 @@ bench: build
 	$(VPY) tools/benchmark.py grouping --write docs/benchmarks.md
 	$(VPY) tools/benchmark.py attention --repeats 5 --warmup 1 --write docs/benchmarks.md
 	$(VPY) tools/benchmark.py data --write docs/benchmarks.md
+	$(VPY) tools/benchmark.py eval --write docs/benchmarks.md
 
 # Linters are development tools, not dependencies: installed into the environment on demand.
 lint: $(VENV)/.deps

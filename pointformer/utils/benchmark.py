@@ -691,6 +691,13 @@ def attention_command(args: argparse.Namespace, command: str) -> int:
     return run_and_report(args, command, "attention", run_attention)
 
 
+def eval_command(args: argparse.Namespace, command: str) -> int:
+    """``eval``: the detection metrics on Waymo- and nuScenes-scale inputs."""
+    from pointformer.utils.benchmark_eval import run_eval  # it imports this module
+
+    return run_and_report(args, command, "eval", run_eval)
+
+
 # name -> (help, function(args, command) -> exit code). Later: export.
 SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace, str], int]]] = {
     "ops": ("native ops vs references and baselines (voxelize, segment_reduce, boxes_iou_bev, nms_bev)",
@@ -701,6 +708,7 @@ SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace, str], int]]] = {
                   attention_command),
     "data": ("dataset conversion throughput and the per-frame training data path (load, augment, voxelize) "
              "on one core", data_command),
+    "eval": ("detection metrics: Waymo (1,000 frames x 100 GT / 200 predictions)", eval_command),
 }  # fmt: skip
 
 

@@ -101,3 +101,12 @@ def test_attention_quick_has_every_backend_row(tmp_path: Path) -> None:
         rows = _table_rows(text, case)
         assert len(rows) == 5, rows  # forward: reference, fused, sdpa; forward + backward: fused, sdpa
         assert all(" — " not in row for row in rows)
+
+
+def test_eval_quick_times_the_waymo_metrics() -> None:
+    command = [sys.executable, str(SCRIPT), "eval", "--quick", "--repeats", "1", "--warmup", "0"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "## eval (cpu)" in result.stdout
+    rows = [line for line in result.stdout.splitlines() if line.startswith("|") and "waymo" in line.lower()]
+    assert rows and all(float(row.split("|")[3].strip()) > 0 for row in rows), rows
