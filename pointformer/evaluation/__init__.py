@@ -1,0 +1,1 @@
+"""Evaluation: official detection metrics and submission files."""
