@@ -98,9 +98,18 @@ class DetectionConfig:
     """The evaluation settings; the defaults are ``detection_cvpr_2019``."""
 
     class_range: dict[str, float] = field(
-        default_factory=lambda: {"car": 50, "truck": 50, "bus": 50, "trailer": 50, "construction_vehicle": 50,
-                                 "pedestrian": 40, "motorcycle": 40, "bicycle": 40, "traffic_cone": 30,
-                                 "barrier": 30}  # fmt: skip
+        default_factory=lambda: {
+            "car": 50,
+            "truck": 50,
+            "bus": 50,
+            "trailer": 50,
+            "construction_vehicle": 50,
+            "pedestrian": 40,
+            "motorcycle": 40,
+            "bicycle": 40,
+            "traffic_cone": 30,
+            "barrier": 30,
+        }  # fmt: skip
     )
     dist_fcn: str = "center_distance"
     dist_ths: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
@@ -171,10 +180,10 @@ def load_ground_truth(dataroot: str | os.PathLike, version: str, split: str) -> 
             keyframe, a predefined mini split on a version not ending in ``mini``.
         DataFormatError: malformed tables (from the reader).
     """
-    reader = NuScenesReader(dataroot, version)
     predefined = split in PREDEFINED_SPLITS
     if predefined and not version.endswith("mini"):
         raise NuScenesEvalError(f"split {split!r} requires a version ending in 'mini', not {version!r}")
+    reader = NuScenesReader(dataroot, version)
     t = reader.tables
     scenes = set(reader.split_scene_names(split))
     scene_name = {s["token"]: s["name"] for s in t.tables["scene"]}
@@ -182,9 +191,7 @@ def load_ground_truth(dataroot: str | os.PathLike, version: str, split: str) -> 
     if not tokens:
         raise NuScenesEvalError(f"split {split!r} has no samples in {Path(dataroot) / version}")
     index = {tok: i for i, tok in enumerate(tokens)}
-    category_of_instance = {
-        r["token"]: t.get("category", r["category_token"])["name"] for r in t.tables["instance"]
-    }
+    category_of_instance = {r["token"]: t.get("category", r["category_token"])["name"] for r in t.tables["instance"]}
     attribute_name = {r["token"]: r["name"] for r in t.tables["attribute"]}
     per_sample: list[list[dict]] = [[] for _ in tokens]
     racks: dict[int, list[list[float]]] = {}
@@ -215,9 +222,7 @@ def load_ground_truth(dataroot: str | os.PathLike, version: str, split: str) -> 
             raise NuScenesEvalError(f"sample {tok!r} has no LIDAR_TOP keyframe (its ego pose places the boxes)")
         ego[s] = t.get("ego_pose", t.get("sample_data", lidar)["ego_pose_token"])["translation"]
     boxes = DetectionBoxes.from_records(zip(tokens, per_sample, strict=True), ground_truth=True)
-    return NuScenesGroundTruth(
-        boxes, ego, {s: np.array(r, np.float64) for s, r in racks.items()}, split, predefined
-    )
+    return NuScenesGroundTruth(boxes, ego, {s: np.array(r, np.float64) for s, r in racks.items()}, split, predefined)
 
 
 # --- geometry -------------------------------------------------------------------------------------
@@ -246,12 +251,12 @@ def _in_racks(points: np.ndarray, racks: np.ndarray) -> np.ndarray:
     inside = np.zeros(len(points), bool)
     rot = _rotation_matrices(racks[:, 6:10])
     for k in range(len(racks)):
-        w, l, h = racks[k, 3:6]
+        width, length, height = racks[k, 3:6]
         r, c = rot[k], racks[k, :3]
-        corner = r @ np.array([l / 2, w / 2, h / 2]) + c
-        edges = [r @ np.array([-l / 2, w / 2, h / 2]) + c - corner,
-                 r @ np.array([l / 2, -w / 2, h / 2]) + c - corner,
-                 r @ np.array([l / 2, w / 2, -h / 2]) + c - corner]  # fmt: skip
+        half = np.array([length, width, height]) / 2
+        corner = r @ half + c
+        # The three edges leaving that corner: along -length, -width, -height.
+        edges = [r @ (half * sign) + c - corner for sign in ((-1, 1, 1), (1, -1, 1), (1, 1, -1))]
         v = points - corner
         ok = np.ones(len(points), bool)
         for e in edges:
@@ -279,7 +284,9 @@ class _Flat:
     scores: np.ndarray
 
 
-def _predictions_for_split(gt: NuScenesGroundTruth, results: NuScenesResults, max_boxes: int) -> tuple[DetectionBoxes, np.ndarray]:
+def _predictions_for_split(
+    gt: NuScenesGroundTruth, results: NuScenesResults, max_boxes: int
+) -> tuple[DetectionBoxes, np.ndarray]:
     """The predictions of the split's samples in evaluation order, and each box's ground-truth
     sample index."""
     pb = results.boxes
@@ -306,7 +313,9 @@ def _predictions_for_split(gt: NuScenesGroundTruth, results: NuScenesResults, ma
         order = [where[tok] for tok in gt.sample_tokens]
     too_many = [pb.sample_tokens[i] for i in order if counts[i] > max_boxes]
     if too_many:
-        raise NuScenesEvalError(f"{len(too_many)} samples have more than {max_boxes} predicted boxes (e.g. {too_many[0]!r})")
+        raise NuScenesEvalError(
+            f"{len(too_many)} samples have more than {max_boxes} predicted boxes (e.g. {too_many[0]!r})"
+        )
     idx = np.concatenate([np.arange(pb.offsets[i], pb.offsets[i + 1]) for i in order] or [np.zeros(0, np.int64)])
     sample_of_box = np.repeat(np.array([gt_index[pb.sample_tokens[i]] for i in order], np.int64), counts[order])
     return _take(pb, idx), sample_of_box
@@ -420,7 +429,9 @@ def _accumulate_class(gt: _Flat, pred: _Flat, c: int, cfg: DetectionConfig, peri
     ps = pred.sample[ranked]
     cnt = end[ps] - start[ps]
     pair_pred = np.repeat(np.arange(num_pred), cnt)
-    first = np.repeat(start[ps] - np.concatenate([[0], np.cumsum(cnt)[:-1]]), cnt) if num_pred else np.zeros(0, np.int64)
+    first = (
+        np.repeat(start[ps] - np.concatenate([[0], np.cumsum(cnt)[:-1]]), cnt) if num_pred else np.zeros(0, np.int64)
+    )
     pair_gt = first + np.arange(len(pair_pred))  # position in gs
     d = pred.xy[ranked[pair_pred]] - gt.xy[gs[pair_gt]]
     dist = np.sqrt(d[:, 0] * d[:, 0] + d[:, 1] * d[:, 1])
@@ -464,9 +475,7 @@ def _accumulate_class(gt: _Flat, pred: _Flat, c: int, cfg: DetectionConfig, peri
             "attr_err": np.where(ga < 0, np.nan, 1 - (ga == pa).astype(float)),
         }
         match_conf = conf[is_tp]
-        curves = {
-            k: np.interp(conf_i[::-1], match_conf[::-1], _cummean(v)[::-1])[::-1] for k, v in errors.items()
-        }
+        curves = {k: np.interp(conf_i[::-1], match_conf[::-1], _cummean(v)[::-1])[::-1] for k, v in errors.items()}
         out[th] = MetricData(rec_interp, prec_i, conf_i, **curves)
     return out
 
@@ -517,9 +526,7 @@ class NuScenesMetrics:
 
     @property
     def tp_errors(self) -> dict[str, float]:
-        return {
-            m: float(np.nanmean([self.label_tp_errors[c][m] for c in self.config.class_names])) for m in TP_METRICS
-        }
+        return {m: float(np.nanmean([self.label_tp_errors[c][m] for c in self.config.class_names])) for m in TP_METRICS}
 
     @property
     def tp_scores(self) -> dict[str, float]:
@@ -560,7 +567,9 @@ class NuScenesMetrics:
         lines = [f"mAP: {self.mean_ap:.4f}"]
         lines += [f"{TP_METRIC_LABELS[m]}: {e:.4f}" for m, e in self.tp_errors.items()]
         lines += [f"NDS: {self.nd_score:.4f}", f"Eval time: {self.eval_time:.1f}s", "", "Per-class results:"]
-        lines.append("\t".join(["Object Class".ljust(20)] + [h.ljust(6) for h in ("AP", "ATE", "ASE", "AOE", "AVE", "AAE")]))
+        lines.append(
+            "\t".join(["Object Class".ljust(20)] + [h.ljust(6) for h in ("AP", "ATE", "ASE", "AOE", "AVE", "AAE")])
+        )
         aps, tps = self.mean_dist_aps, self.label_tp_errors
         for c in self.config.class_names:
             vals = [aps[c]] + [tps[c][m] for m in TP_METRICS]
@@ -582,7 +591,9 @@ def evaluate(
     start = time.perf_counter()
     preds, pred_sample = _predictions_for_split(gt, results, cfg.max_boxes_per_sample)
     if len(preds) == 0:
-        raise NuScenesEvalError(f"the results hold no box for the {len(gt.sample_tokens)} samples of split {gt.split!r}")
+        raise NuScenesEvalError(
+            f"the results hold no box for the {len(gt.sample_tokens)} samples of split {gt.split!r}"
+        )
     if len(gt.boxes) == 0:
         raise NuScenesEvalError(f"split {gt.split!r} has no ground-truth box of a detection class")
     gt_flat = _filter(gt, gt.boxes, gt.boxes.sample_index, cfg)

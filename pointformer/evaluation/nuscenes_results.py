@@ -179,7 +179,9 @@ class DetectionBoxes:
             bad = ~np.isfinite(a).all(axis=1)
             if bad.any():
                 i = int(np.flatnonzero(bad)[0])
-                raise NuScenesEvalError(f"sample {self._token_of(i)!r}: box {i} has a non-finite {what} {a[i].tolist()}")
+                raise NuScenesEvalError(
+                    f"sample {self._token_of(i)!r}: box {i} has a non-finite {what} {a[i].tolist()}"
+                )
         bad = ~np.isfinite(self.scores)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])

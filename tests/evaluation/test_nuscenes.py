@@ -12,6 +12,7 @@ import math
 import numpy as np
 import pytest
 
+from pointformer.data.formats.errors import DataFormatError
 from pointformer.data.formats.nuscenes import NuScenesReader
 from pointformer.data.formats.nuscenes_tables import ATTRIBUTE_NAMES, DETECTION_NAMES, yaw_to_quaternion
 from pointformer.data.formats.nuscenes_writer import token, write_nuscenes
@@ -394,7 +395,7 @@ def test_ground_truth_traps(dataset, tmp_path):
     attrs = _load(root, "attribute")
     anns[0]["attribute_tokens"] = [attrs[0]["token"], attrs[1]["token"]]
     _save(root, "sample_annotation", anns)
-    with pytest.raises(NuScenesEvalError, match="attributes"):
+    with pytest.raises(DataFormatError, match="at most one"):  # the table reader refuses it already
         load_ground_truth(root, VERSION, SPLIT)
     with pytest.raises(NuScenesEvalError, match="mini"):
         load_ground_truth(dataset, "v1.0-trainval", "mini_val")
