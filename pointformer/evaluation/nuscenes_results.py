@@ -76,6 +76,35 @@ def default_attribute(name: str, velocity) -> str:
     return _STATIC_ATTRIBUTE[name]
 
 
+def _check_each(per_sample) -> None:
+    """Raises NuScenesEvalError naming the first malformed box dict."""
+    for token, boxes in per_sample:
+        for b in boxes:
+            if not isinstance(b, Mapping):
+                raise NuScenesEvalError(f"sample {token!r}: a box must be a dict, not {type(b).__name__}")
+            try:
+                lengths = tuple(len(b[k]) for k in ("translation", "size", "rotation", "velocity"))
+                if lengths != (3, 3, 4, 2):
+                    raise NuScenesEvalError(
+                        f"sample {token!r}: a box needs translation[3], size[3], rotation[4], velocity[2]: {b}"
+                    )
+                np.array([*b["translation"], *b["size"], *b["rotation"], *b["velocity"]], np.float64)
+                if not isinstance(b["detection_name"], str) or not isinstance(b.get("attribute_name", ""), str):
+                    raise NuScenesEvalError(f"sample {token!r}: detection_name and attribute_name must be strings: {b}")
+                if b.get("sample_token", token) != token:
+                    raise NuScenesEvalError(
+                        f"sample {token!r}: a box lists sample_token {b['sample_token']!r}, not its sample's"
+                    )
+                float(b.get("detection_score", -1.0))
+                int(b.get("num_pts", -1))
+            except KeyError as e:
+                raise NuScenesEvalError(f"sample {token!r}: a box has no {e.args[0]!r}: {b}") from None
+            except (TypeError, ValueError) as e:
+                if isinstance(e, NuScenesEvalError):
+                    raise
+                raise NuScenesEvalError(f"sample {token!r}: malformed box {b}: {e}") from None
+
+
 @dataclass(frozen=True, eq=False)
 class DetectionBoxes:
     """Boxes of several samples (see the module docstring for units and frames).
@@ -127,48 +156,46 @@ class DetectionBoxes:
             NuScenesEvalError on a missing key, a wrong length, NaN or infinite geometry or score, a
             bad detection or attribute name, or a box whose ``sample_token`` differs from its sample.
         """
-        tokens, counts, rows, names, attrs, scores, npts = [], [], [], [], [], [], []
+        tokens, counts, flat = [], [], []
         for token, boxes in per_sample:
             tokens.append(token)
             counts.append(len(boxes))
-            for b in boxes:
-                try:
-                    row = [*b["translation"], *b["size"], *b["rotation"], *b["velocity"]]
-                    if (len(b["translation"]), len(b["size"]), len(b["rotation"]), len(b["velocity"])) != (3, 3, 4, 2):
-                        raise NuScenesEvalError(
-                            f"sample {token!r}: a box needs translation[3], size[3], rotation[4], velocity[2]: {b}"
-                        )
-                    name, attr = b["detection_name"], b.get("attribute_name", "")
-                    if b.get("sample_token", token) != token:
-                        raise NuScenesEvalError(
-                            f"sample {token!r}: a box lists sample_token {b['sample_token']!r}, not its sample's"
-                        )
-                    score = float(b.get("detection_score", -1.0))
-                    n = int(b.get("num_pts", -1))
-                except KeyError as e:
-                    raise NuScenesEvalError(f"sample {token!r}: a box has no {e.args[0]!r}: {b}") from None
-                except (TypeError, ValueError) as e:
-                    if isinstance(e, NuScenesEvalError):
-                        raise
-                    raise NuScenesEvalError(f"sample {token!r}: malformed box {b}: {e}") from None
-                rows.append(row)
-                names.append(name)
-                attrs.append(attr)
-                scores.append(score)
-                npts.append(n)
-        n = len(rows)
-        arr = np.array(rows, dtype=np.float64).reshape(n, 12)
+            flat.extend(boxes)
+        n = len(flat)
+        # Field by field over all boxes (fast); any malformed box sends us to the per-box check,
+        # which names it.
+        try:
+            arrays = [np.array([b[k] for b in flat], np.float64).reshape(n, -1) if n else np.zeros((0, d))
+                      for k, d in (("translation", 3), ("size", 3), ("rotation", 4), ("velocity", 2))]  # fmt: skip
+            if [a.shape[1] for a in arrays] != [3, 3, 4, 2]:
+                raise ValueError("field lengths")
+            names = [b["detection_name"] for b in flat]
+            attrs = [b.get("attribute_name", "") for b in flat]
+            scores = np.array([float(b.get("detection_score", -1.0)) for b in flat], np.float64).reshape(n)
+            npts = np.array([int(b.get("num_pts", -1)) for b in flat], np.int64).reshape(n)
+            own = [b.get("sample_token") for b in flat]
+            if any(
+                o is not None and o != t for o, t in zip(own, np.repeat(np.array(tokens, object), counts), strict=True)
+            ):
+                raise ValueError("sample token")
+            if not all(isinstance(x, str) for x in names + attrs):
+                raise ValueError("names")
+        except (KeyError, TypeError, ValueError, AttributeError):
+            _check_each(
+                zip(tokens, np.split(np.array(flat + [None], object)[:-1], np.cumsum(counts)[:-1]), strict=True)
+            )
+            raise
         out = cls(
             sample_tokens=tuple(tokens),
             offsets=np.concatenate([[0], np.cumsum(counts, dtype=np.int64)]).astype(np.int64),
-            translation=arr[:, 0:3].copy(),
-            size=arr[:, 3:6].copy(),
-            rotation=arr[:, 6:10].copy(),
-            velocity=arr[:, 10:12].copy(),
-            names=np.array(names, dtype=object).reshape(n).astype(str) if n else np.zeros(0, "<U1"),
-            attributes=np.array(attrs, dtype=object).reshape(n).astype(str) if n else np.zeros(0, "<U1"),
-            scores=np.array(scores, dtype=np.float64).reshape(n),
-            num_pts=np.array(npts, dtype=np.int64).reshape(n),
+            translation=arrays[0],
+            size=arrays[1],
+            rotation=arrays[2],
+            velocity=arrays[3],
+            names=np.array(names, dtype=str) if n else np.zeros(0, "<U1"),
+            attributes=np.array(attrs, dtype=str) if n else np.zeros(0, "<U1"),
+            scores=scores,
+            num_pts=npts,
         )
         out.validate(ground_truth=ground_truth)
         return out

@@ -220,7 +220,9 @@ def nuscenes_eval_report(cfg: RunConfig, quick: bool) -> Report:
     report.footnotes += [
         f"Inputs: synthetic keyframes-only nuScenes tables ({sizes.samples} samples, {n_gt} ground-truth boxes of "
         f"the ten classes, a bicycle rack per sample) and {n_pred} predictions (perturbed ground truth plus random "
-        "boxes) in one results JSON; custom split via splits.json; both read the same files, single process.",
+        "boxes) in one results JSON; custom split via splits.json; both read the same files, single process. "
+        "Both decode the results JSON with Python's json module (~2 s of ours at 500 x 300): the floor of "
+        "either tool without a faster JSON parser.",
         f"{speed}{agree}.",
     ]
     return report
