@@ -96,11 +96,13 @@ def write_eval_dataset(root: Path, sizes: EvalSizes, seed: int = 0) -> tuple[Pat
             ego = np.array([10.0 * k * 0.5, 0.0])
             sd = token("sd", sc, k)
             t["sample"].append({"token": s_tok, "timestamp": ts, "scene_token": scene,
-                                "prev": samples[k - 1] if k else "", "next": samples[k + 1] if k + 1 < n else ""})  # fmt: skip
+                                "prev": samples[k - 1] if k else "",
+                                "next": samples[k + 1] if k + 1 < n else ""})  # fmt: skip
             t["ego_pose"].append({"token": sd, "timestamp": ts, "translation": [*ego.tolist(), 0.0],
                                   "rotation": [1.0, 0.0, 0.0, 0.0]})  # fmt: skip
             t["sample_data"].append({"token": sd, "sample_token": s_tok, "ego_pose_token": sd,
-                                     "calibrated_sensor_token": token("cs"), "filename": f"samples/LIDAR_TOP/{sd}.pcd.bin",
+                                     "calibrated_sensor_token": token("cs"),
+                                     "filename": f"samples/LIDAR_TOP/{sd}.pcd.bin",
                                      "fileformat": "pcd", "width": 0, "height": 0, "timestamp": ts,
                                      "is_key_frame": True, "prev": token("sd", sc, k - 1) if k else "",
                                      "next": token("sd", sc, k + 1) if k + 1 < n else ""})  # fmt: skip
@@ -134,8 +136,9 @@ def write_eval_dataset(root: Path, sizes: EvalSizes, seed: int = 0) -> tuple[Pat
                     "translation": [*(ego + rng.uniform(-30, 30, 2)).tolist(), 1.0], "size": [3.0, 6.0, 2.0],
                     "rotation": yaw_to_quaternion(rng.uniform(-math.pi, math.pi)).tolist(), "prev": "", "next": "",
                     "num_lidar_pts": 10, "num_radar_pts": 0}  # fmt: skip
-            t["instance"].append({"token": rack["instance_token"], "category_token": cats[_RACK], "nbr_annotations": 1,
-                                  "first_annotation_token": rack["token"], "last_annotation_token": rack["token"]})  # fmt: skip
+            t["instance"].append({"token": rack["instance_token"], "category_token": cats[_RACK],
+                                  "nbr_annotations": 1, "first_annotation_token": rack["token"],
+                                  "last_annotation_token": rack["token"]})  # fmt: skip
             t["sample_annotation"].append(rack)
             while len(preds) < sizes.preds_per_sample:
                 name_j = DETECTION_NAMES[rng.integers(len(DETECTION_NAMES))]
