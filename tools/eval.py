@@ -2,6 +2,7 @@
 """Evaluates detections with the official metrics; the logic lives in ``pointformer.evaluation``.
 
 python tools/eval.py waymo PRED.bin GT.bin [--json OUT]
+python tools/eval.py nuscenes RESULTS.json --dataroot ROOT --version VERSION --split SPLIT [--output-dir DIR]
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ import sys
 # Run from a checkout without an installed package: put the repository root on the path.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from pointformer.evaluation import waymo_cli  # noqa: E402
+from pointformer.evaluation import nuscenes_cli, waymo_cli  # noqa: E402
 
 # subcommand -> (add_arguments, run)
 SUBCOMMANDS = {
     "waymo": (waymo_cli.add_arguments, waymo_cli.run),
+    "nuscenes": (nuscenes_cli.add_arguments, nuscenes_cli.run),
 }
 
 

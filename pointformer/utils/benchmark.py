@@ -708,7 +708,8 @@ SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace, str], int]]] = {
                   attention_command),
     "data": ("dataset conversion throughput and the per-frame training data path (load, augment, voxelize) "
              "on one core", data_command),
-    "eval": ("detection metrics: Waymo (1,000 frames x 100 GT / 200 predictions)", eval_command),
+    "eval": ("detection metrics: Waymo (1,000 frames x 100 GT / 200 predictions), nuScenes (500 samples x 300 "
+             "predictions, ours vs nuscenes-devkit)", eval_command),
 }  # fmt: skip
 
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from pointformer.utils.benchmark import Report, RunConfig
+from pointformer.utils.benchmark_eval_nuscenes import nuscenes_eval_report
 from pointformer.utils.benchmark_eval_waymo import waymo_eval_report
 
 # Report functions of the metric suites, run in this order by ``run_eval``.
-EVAL_REPORTS: tuple[Callable[[RunConfig, bool], Report], ...] = (waymo_eval_report,)
+EVAL_REPORTS: tuple[Callable[[RunConfig, bool], Report], ...] = (waymo_eval_report, nuscenes_eval_report)
 
 
 def run_eval(cfg: RunConfig, quick: bool) -> Report:
