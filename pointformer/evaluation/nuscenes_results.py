@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from pointformer.data.formats.nuscenes_tables import ATTRIBUTE_NAMES, DETECTION_NAMES, matrix_to_quaternion
+from pointformer.utils.jsonio import load_json
 
 
 class NuScenesEvalError(ValueError):
@@ -274,11 +275,10 @@ def results_from_json(data: Mapping) -> NuScenesResults:
 
 def read_results(path: str | os.PathLike) -> NuScenesResults:
     """Reads a results JSON file."""
-    with open(path, encoding="utf-8") as f:
-        try:
-            data = json.load(f)
-        except json.JSONDecodeError as e:
-            raise NuScenesEvalError(f"{path}: not valid JSON ({e})") from None
+    try:
+        data = load_json(path)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise NuScenesEvalError(f"{path}: not valid JSON ({e})") from None
     return results_from_json(data)
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from pointformer.data.formats.errors import DataFormatError
+from pointformer.utils.jsonio import load_json
 
 # The 13 tables NuScenes(...) loads, in the devkit's order.
 TABLE_NAMES: tuple[str, ...] = (
@@ -238,8 +239,7 @@ def _load_table(path: Path, name: str) -> list[dict]:
     if not path.is_file():
         raise DataFormatError(f"missing nuScenes table {name!r}: {path} does not exist")
     try:
-        with open(path, encoding="utf-8") as f:
-            records = json.load(f)
+        records = load_json(path)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DataFormatError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(records, list):
@@ -339,8 +339,7 @@ def scene_names_of_split(dataroot: str | os.PathLike, version: str, split: str) 
             f"split {split!r} is not predefined here ({sorted(PREDEFINED_SPLITS)}) and {path} does not exist"
         )
     try:
-        with open(path, encoding="utf-8") as f:
-            splits = json.load(f)
+        splits = load_json(path)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DataFormatError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(splits, dict) or split not in splits:

@@ -71,8 +71,10 @@ def _check_args(
     if not eps > 0:
         raise ValueError(f"{name}: eps must be > 0, got {eps!r}")
     head_dim = q.shape[1] // num_heads
-    if q.device.type == "cuda" and head_dim > CUDA_MAX_HEAD_DIM and _library.has_kernel(
-        "scattered_linear_attention", q.device
+    if (
+        q.device.type == "cuda"
+        and head_dim > CUDA_MAX_HEAD_DIM
+        and _library.has_kernel("scattered_linear_attention", q.device)
     ):
         raise ValueError(f"{name}: the CUDA kernel supports head dims up to {CUDA_MAX_HEAD_DIM}, got C / num_heads = "
                          f"{head_dim}")  # fmt: skip
@@ -220,9 +222,7 @@ def _backward(ctx, grad_out):
 
 
 if _library.NATIVE:
-    torch.library.register_autograd(
-        "pointformer::scattered_linear_attention", _backward, setup_context=_setup_context
-    )
+    torch.library.register_autograd("pointformer::scattered_linear_attention", _backward, setup_context=_setup_context)
 
 
 @_library.register_fake("scattered_linear_attention")

@@ -1,0 +1,29 @@
+"""JSON files read with orjson when it is installed (about 2x faster than the standard library on
+the nuScenes tables and results files, which reach hundreds of MB), else with ``json``."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+try:
+    import orjson
+except ImportError:  # optional: the standard library gives the same values
+    orjson = None
+
+
+def load_json(path: str | os.PathLike) -> Any:
+    """The JSON value in ``path``. Raises ``json.JSONDecodeError`` (a ``ValueError``) for invalid
+    JSON and ``UnicodeDecodeError`` for bad UTF-8.
+
+    orjson refuses the ``NaN`` literal that Python's ``json`` writes (nuScenes results carry NaN
+    velocities), so a file orjson rejects is read again with ``json``, which accepts it."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if orjson is not None:
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass  # NaN / Infinity literals, or truly invalid: json decides and reports
+    return json.loads(data.decode("utf-8"))
