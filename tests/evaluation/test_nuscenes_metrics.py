@@ -425,3 +425,13 @@ def test_cli_writes_summary(dataset, gt, tmp_path, capsys):
                               "--output-dir", str(tmp_path / "o")])  # fmt: skip
     assert nuscenes_cli.run(args) != 0
     assert "nope" in capsys.readouterr().err
+
+
+def test_ragged_box_lists_are_refused_even_when_their_lengths_add_up():
+    box = {"sample_token": "s", "translation": [0.0, 0.0, 0.0], "size": [1.0, 1.0, 1.0], "rotation": [1.0, 0, 0, 0],
+           "velocity": [0.0, 0.0], "detection_name": "car", "detection_score": 0.5, "attribute_name": ""}  # fmt: skip
+    long, short = dict(box, translation=[0.0, 0.0, 0.0, 0.0]), dict(box, translation=[0.0, 0.0])
+    data = {"meta": {}, "results": {"s": [long, short]}}  # 4 + 2 translation entries: 3 per box on average
+    with pytest.raises(NuScenesEvalError, match="translation"):
+        results_from_json(data)
+    assert results_from_json({"meta": {}, "results": {"s": [box, box]}}).boxes.translation.shape == (2, 3)
