@@ -16,16 +16,11 @@ from typing import Protocol
 import numpy as np
 
 from pointformer.data.sample import FrameSample
+from pointformer.structures.boxes import wrap_angle_numpy
 
 
 class Transform(Protocol):
     def __call__(self, sample: FrameSample, rng: np.random.Generator) -> FrameSample: ...
-
-
-def wrap_angle_np(angle: np.ndarray) -> np.ndarray:
-    """Angles (radians) wrapped into ``[-pi, pi)`` (as ``pointformer.structures.boxes.wrap_angle``)."""
-    wrapped = angle - 2 * np.pi * np.floor((angle + np.pi) / (2 * np.pi))
-    return np.where(wrapped >= np.pi, wrapped - 2 * np.pi, wrapped).astype(angle.dtype)
 
 
 @dataclass(frozen=True)
@@ -52,7 +47,7 @@ def flip(sample: FrameSample, axis: str) -> FrameSample:
     boxes[:, col] = -boxes[:, col]
     boxes[:, 7 + col] = -boxes[:, 7 + col]
     heading = -boxes[:, 6] if axis == "x" else np.float32(np.pi) - boxes[:, 6]
-    boxes[:, 6] = wrap_angle_np(heading)
+    boxes[:, 6] = wrap_angle_numpy(heading)
     return sample.replace(points=points, boxes=boxes)
 
 
@@ -72,7 +67,7 @@ def rotate(sample: FrameSample, angle: float) -> FrameSample:
     _rotate_xy(points, 0, angle)
     _rotate_xy(boxes, 0, angle)
     _rotate_xy(boxes, 7, angle)
-    boxes[:, 6] = wrap_angle_np(boxes[:, 6] + np.float32(angle))
+    boxes[:, 6] = wrap_angle_numpy(boxes[:, 6] + np.float32(angle))
     return sample.replace(points=points, boxes=boxes)
 
 

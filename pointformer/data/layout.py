@@ -100,6 +100,7 @@ Reading::
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import dataclass
@@ -477,10 +478,16 @@ def read_gt_database(root: str | os.PathLike, split: str) -> GTDatabaseRecords:
 # ---------------------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=16)
+def _resolved_root(root: str) -> Path:
+    # Resolved once per root: the gt sampler resolves a path per pasted object, every frame.
+    return Path(root).resolve()
+
+
 def resolve_path(root: str | os.PathLike, relpath: str, where: str) -> Path:
     """``root / relpath``, refusing a path that leaves ``root`` (absolute paths, ``..``, symlinks
     pointing outside). ``where`` names the table and row for the error."""
-    base = Path(root).resolve()
+    base = _resolved_root(os.fspath(root))
     path = (base / relpath).resolve()
     if not path.is_relative_to(base):
         raise DataFormatError(f"{where}: path {relpath!r} escapes the dataset root {str(base)!r}")

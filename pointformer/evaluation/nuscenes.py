@@ -49,6 +49,7 @@ from pointformer.data.formats.nuscenes_tables import (
     CATEGORY_TO_DETECTION,
     DETECTION_NAMES,
     PREDEFINED_SPLITS,
+    quaternions_to_matrices,
 )
 from pointformer.evaluation.nuscenes_results import (
     DEFAULT_META,
@@ -228,20 +229,9 @@ def load_ground_truth(dataroot: str | os.PathLike, version: str, split: str) -> 
 # --- geometry -------------------------------------------------------------------------------------
 
 
-def _rotation_matrices(q: np.ndarray) -> np.ndarray:
-    """``(N, 3, 3)`` rotations of ``(N, 4)`` quaternions ``[w, x, y, z]`` (normalized first)."""
-    q = q / np.linalg.norm(q, axis=1, keepdims=True)
-    w, x, y, z = q.T
-    return np.stack([
-        np.stack([w * w + x * x - y * y - z * z, 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
-        np.stack([2 * (x * y + w * z), w * w - x * x + y * y - z * z, 2 * (y * z - w * x)], -1),
-        np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), w * w - x * x - y * y + z * z], -1),
-    ], 1)  # fmt: skip
-
-
 def _yaw(q: np.ndarray) -> np.ndarray:
     """Yaw (rad) of quaternions: the angle of the rotated x axis in the x-y plane."""
-    r = _rotation_matrices(q)
+    r = quaternions_to_matrices(q)
     return np.arctan2(r[:, 1, 0], r[:, 0, 0])
 
 
@@ -249,7 +239,7 @@ def _in_racks(points: np.ndarray, racks: np.ndarray) -> np.ndarray:
     """``(N,)`` bool: points ``(N, 3)`` inside any rack box ``(K, 10)``, bounds inclusive along
     the box's length, width and height edges (measured from one corner)."""
     inside = np.zeros(len(points), bool)
-    rot = _rotation_matrices(racks[:, 6:10])
+    rot = quaternions_to_matrices(racks[:, 6:10])
     for k in range(len(racks)):
         width, length, height = racks[k, 3:6]
         r, c = rot[k], racks[k, :3]

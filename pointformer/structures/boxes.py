@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 # Unit-box corner signs (x, y, z). The bottom face comes first, then the top face, each
@@ -21,6 +22,14 @@ def wrap_angle(angle: torch.Tensor) -> torch.Tensor:
     wrapped = angle - 2 * math.pi * torch.floor((angle + math.pi) / (2 * math.pi))
     # Float rounding can land exactly on +pi; the interval is half-open.
     return torch.where(wrapped >= math.pi, wrapped - 2 * math.pi, wrapped)
+
+
+def wrap_angle_numpy(angle: np.ndarray) -> np.ndarray:
+    """``wrap_angle`` for numpy arrays: angles (radians) into ``[-pi, pi)``, in ``angle``'s dtype
+    (the Python-float constants stay weak, so float32 input is computed in float32)."""
+    angle = np.asarray(angle)
+    wrapped = angle - 2 * math.pi * np.floor((angle + math.pi) / (2 * math.pi))
+    return np.where(wrapped >= math.pi, wrapped - 2 * math.pi, wrapped).astype(angle.dtype)
 
 
 def rotation_z(angle: torch.Tensor) -> torch.Tensor:

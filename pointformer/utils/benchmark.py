@@ -40,6 +40,19 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def peak_memory_mib(fn: Callable[[], Any], device: torch.device) -> float | None:
+    """Peak CUDA memory allocated during one call of ``fn`` above what was allocated before (MiB);
+    None on the CPU (not measured there)."""
+    if device.type != "cuda":
+        return None
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    fn()
+    torch.cuda.synchronize(device)
+    return (torch.cuda.max_memory_allocated(device) - before) / 2**20
+
+
 @dataclass(frozen=True)
 class Timing:
     """Wall-clock times of one implementation, in milliseconds."""

@@ -15,7 +15,7 @@ from pointformer.ops import partition_flattened, partition_rotated_sets, referen
 from pointformer.ops.attention import attention_index, grouped_attention
 from pointformer.ops.attention.grouped import fused_supports
 from pointformer.structures.partition import Partition
-from pointformer.utils.benchmark import Report, Row, RunConfig, Timing, make_lidar_frame, with_speedups
+from pointformer.utils.benchmark import Report, Row, RunConfig, Timing, make_lidar_frame, peak_memory_mib, with_speedups
 from pointformer.utils.benchmark_linear_attention import linear_attention_report
 
 # Pillars 0.32 m over +-74.88 m (FlatFormer and DSVT-P on Waymo: a 468 x 468 grid).
@@ -42,15 +42,9 @@ def _layouts(coords: torch.Tensor, shape) -> list[tuple[str, Partition, bool]]:
 
 
 def _peak_memory(fn: Callable[[], object], device: torch.device) -> str:
-    """Peak memory allocated during one call (CUDA); not measured on the CPU."""
-    if device.type != "cuda":
-        return ""
-    torch.cuda.synchronize(device)
-    base = torch.cuda.memory_allocated(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    fn()
-    torch.cuda.synchronize(device)
-    return f"peak {(torch.cuda.max_memory_allocated(device) - base) / 2**20:.0f} MiB"
+    """The peak-memory note of a row (empty on the CPU)."""
+    peak = peak_memory_mib(fn, device)
+    return "" if peak is None else f"peak {peak:.0f} MiB"
 
 
 def grouped_attention_report(cfg: RunConfig, quick: bool) -> Report:

@@ -14,7 +14,7 @@ from pointformer.ops.attention.linear import (
     scattered_linear_attention_naive,
     scattered_linear_attention_reference,
 )
-from pointformer.utils.benchmark import Report, Row, RunConfig, make_lidar_frame, with_speedups
+from pointformer.utils.benchmark import Report, Row, RunConfig, make_lidar_frame, peak_memory_mib, with_speedups
 
 # ScatterFormer's Waymo voxels (0.32 x 0.32 x 0.1875 m) and its stage-1 windows: 12 x 12 BEV columns.
 VOXEL_SIZE = (0.32, 0.32, 0.1875)
@@ -34,18 +34,6 @@ IMPLEMENTATIONS: dict[str, Attention] = {
     "pure-PyTorch reference": scattered_linear_attention_reference,
     "pointformer native": _native,
 }
-
-
-def _peak_memory_mb(fn: Callable[[], object], device: torch.device) -> float | None:
-    """Peak CUDA memory allocated during ``fn`` above what was allocated before (MB); None on the CPU."""
-    if device.type != "cuda":
-        return None
-    torch.cuda.synchronize(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    before = torch.cuda.memory_allocated(device)
-    fn()
-    torch.cuda.synchronize(device)
-    return (torch.cuda.max_memory_allocated(device) - before) / 2**20
 
 
 def _inputs(num_points: int, device: torch.device, seed: int = 0):
@@ -90,7 +78,7 @@ def linear_attention_report(cfg: RunConfig, quick: bool) -> Report:
         rows = []
         for (name, fn), run, timing in zip(IMPLEMENTATIONS.items(), fns, timings, strict=True):
             notes = []
-            peak = _peak_memory_mb(run, device)
+            peak = peak_memory_mib(run, device)
             if peak is not None:
                 notes.append(f"peak {peak:.0f} MB")
             if label == "forward":

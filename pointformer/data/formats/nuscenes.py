@@ -40,7 +40,7 @@ from pointformer.data.formats.nuscenes_tables import (
     NuScenesTables,
     invert_rigid,
     load_tables,
-    quaternion_to_matrix,
+    quaternions_to_matrices,
     safe_join,
     scene_names_of_split,
     transform_matrix,
@@ -161,7 +161,7 @@ def boxes_from_global(
     out[:, 4] = size_wlh[:, 0]
     out[:, 5] = size_wlh[:, 2]
     # The box's x axis (the first column of its rotation), seen in the frame.
-    x_axes = np.stack([quaternion_to_matrix(q)[:, 0] for q in rotation]) @ rot.T
+    x_axes = quaternions_to_matrices(rotation)[:, :, 0] @ rot.T
     heading = np.arctan2(x_axes[:, 1], x_axes[:, 0])
     out[:, 6] = (heading + math.pi) % (2 * math.pi) - math.pi
     out[:, 7:9] = (velocity @ rot.T)[:, :2]  # NaN stays NaN

@@ -111,21 +111,27 @@ SPLITS_FILE = "splits.json"
 # --- geometry -------------------------------------------------------------------------------------
 
 
+def quaternions_to_matrices(q: np.ndarray) -> np.ndarray:
+    """``(N, 3, 3)`` float64 rotation matrices of ``(N, 4)`` quaternions ``[w, x, y, z]``
+    (normalized first, as pyquaternion does); ValueError for a zero or non-finite quaternion."""
+    q = np.asarray(q, dtype=np.float64)
+    norms = np.sqrt((q * q).sum(axis=1, keepdims=True))
+    bad = ~((norms > 0) & np.isfinite(norms))[:, 0]
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"quaternion {q[i].tolist()} has no rotation (norm {float(norms[i, 0])})")
+    q = q / norms
+    w, x, y, z = q.T
+    return np.stack([
+        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
+        np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
+        np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
+    ], 1)  # fmt: skip
+
+
 def quaternion_to_matrix(q) -> np.ndarray:
-    """``(3, 3)`` float64 rotation matrix of the quaternion ``q = [w, x, y, z]`` (normalized
-    first, as pyquaternion does)."""
-    w, x, y, z = (float(v) for v in q)
-    n = math.sqrt(w * w + x * x + y * y + z * z)
-    if not n > 0 or not math.isfinite(n):
-        raise ValueError(f"quaternion {list(q)} has no rotation (norm {n})")
-    w, x, y, z = w / n, x / n, y / n, z / n
-    return np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-        ]
-    )
+    """``(3, 3)`` rotation matrix of one quaternion ``[w, x, y, z]`` (see ``quaternions_to_matrices``)."""
+    return quaternions_to_matrices(np.asarray(q, dtype=np.float64).reshape(1, 4))[0]
 
 
 def matrix_to_quaternion(rot: np.ndarray) -> np.ndarray:

@@ -20,6 +20,7 @@ import numpy as np
 
 from pointformer.data.formats.errors import DataFormatError
 from pointformer.data.formats.range_image import range_image_to_points, row_inclinations
+from pointformer.structures.boxes import wrap_angle_numpy
 
 
 def _array(value, dtype, shape: tuple, what: str) -> np.ndarray:
@@ -33,12 +34,9 @@ def _array(value, dtype, shape: tuple, what: str) -> np.ndarray:
 
 
 def wrap_heading(heading: np.ndarray) -> np.ndarray:
-    """Wraps float32 angles into ``[-pi, pi)`` (numpy twin of ``structures.boxes.wrap_angle``)."""
-    heading = np.asarray(heading, dtype=np.float32)
-    two_pi = np.float32(2 * np.pi)
-    wrapped = heading - two_pi * np.floor((heading + np.float32(np.pi)) / two_pi)
-    # Float rounding can land exactly on +pi; the interval is half-open.
-    return np.where(wrapped >= np.float32(np.pi), wrapped - two_pi, wrapped).astype(np.float32)
+    """Headings as float32, wrapped into ``[-pi, pi)`` (after the cast, so rounding cannot leave
+    the interval)."""
+    return wrap_angle_numpy(np.asarray(heading, dtype=np.float32))
 
 
 @dataclass(frozen=True, eq=False)
