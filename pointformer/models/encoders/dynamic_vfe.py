@@ -1,0 +1,107 @@
+"""DynamicVFE: a PointNet over the points of each voxel (mmdet3d's dynamic voxel feature encoder)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from pointformer.ops import Voxelization, segment_reduce
+from pointformer.structures import SparseVoxels, VoxelGrid
+
+
+class DynamicVFE(nn.Module):
+    """Per-point features pooled into per-voxel features (dynamic voxelization: no point cap).
+
+    Each kept point gets ``[features (F), offset to its voxel's point mean (3, metres), offset to
+    its voxel's centre (3, metres)]``. Every layer is Linear (no bias) + BatchNorm1d + ReLU over
+    points followed by a max over each voxel's points; for every layer but the last, each point's
+    output is concatenated with its voxel's max (so layer ``i > 0`` takes ``2 * feat_channels[i-1]``
+    channels). The last layer's max is the voxel feature.
+
+    Args:
+        in_channels: ``F``, point feature channels (x, y, z first, in metres).
+        grid: the voxel grid the points were voxelized on (for the voxel centres).
+        feat_channels: output channels of each layer.
+        with_cluster_center: add the offset to the mean of the voxel's kept points.
+        with_voxel_center: add the offset to the voxel centre, ``range_min + (index + 0.5) * size``.
+        norm_eps, norm_momentum: BatchNorm1d settings (FlatFormer: 1e-3, 0.01).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        grid: VoxelGrid,
+        feat_channels: Sequence[int] = (64, 128),
+        with_cluster_center: bool = True,
+        with_voxel_center: bool = True,
+        norm_eps: float = 1e-3,
+        norm_momentum: float = 0.01,
+    ) -> None:
+        super().__init__()
+        if in_channels < 3:
+            raise ValueError(f"DynamicVFE: in_channels must be >= 3 (x, y, z first), got {in_channels}")
+        if len(feat_channels) < 1:
+            raise ValueError("DynamicVFE: feat_channels needs at least one layer")
+        self.in_channels = int(in_channels)
+        self.grid = grid
+        self.with_cluster_center = with_cluster_center
+        self.with_voxel_center = with_voxel_center
+        # (x, y, z) order, to match the point columns; kept as buffers so they follow .to(device).
+        self.register_buffer("voxel_size", torch.tensor(grid.voxel_size, dtype=torch.float32), persistent=False)
+        self.register_buffer("range_min", torch.tensor(grid.range_min, dtype=torch.float32), persistent=False)
+        channels = self.in_channels + 3 * int(with_cluster_center) + 3 * int(with_voxel_center)
+        layers = []
+        for i, out in enumerate(feat_channels):
+            in_ch = channels if i == 0 else 2 * feat_channels[i - 1]
+            layers.append(
+                nn.Sequential(
+                    nn.Linear(in_ch, out, bias=False),
+                    nn.BatchNorm1d(out, eps=norm_eps, momentum=norm_momentum),
+                    nn.ReLU(inplace=True),
+                )
+            )
+        self.layers = nn.ModuleList(layers)
+        self.out_channels = int(feat_channels[-1])
+
+    def point_inputs(self, points: torch.Tensor, voxel_of_point: torch.Tensor, voxels: Voxelization) -> torch.Tensor:
+        """``(P, F + 6)`` decorated inputs of the kept points (``voxel_of_point`` ``(P,)`` int64)."""
+        parts = [points]
+        xyz = points[:, :3]
+        if self.with_cluster_center:
+            mean = segment_reduce(xyz, voxel_of_point, voxels.num_voxels, "mean")
+            parts.append(xyz - mean[voxel_of_point])
+        if self.with_voxel_center:
+            # coords are (b, z, y, x): flip to (x, y, z) cell indices.
+            cell = voxels.coords[voxel_of_point][:, [3, 2, 1]].to(points.dtype)
+            size, low = self.voxel_size.to(points.dtype), self.range_min.to(points.dtype)
+            parts.append(xyz - (low + (cell + 0.5) * size))
+        return torch.cat(parts, dim=1)
+
+    def forward(self, points: torch.Tensor, voxels: Voxelization) -> SparseVoxels:
+        """Voxel features from points.
+
+        Args:
+            points: ``(N, F)`` float32 points (x, y, z metres first), the input of ``voxelize``.
+            voxels: the voxelization of ``points``; points with ``point_to_voxel == -1`` are ignored.
+
+        Returns:
+            ``SparseVoxels`` with ``(M, out_channels)`` features on ``voxels.coords``, the grid's
+            ``(Z, Y, X)`` shape and ``voxels.batch_size``.
+        """
+        if points.dim() != 2 or points.shape[1] != self.in_channels:
+            raise ValueError(f"DynamicVFE: points must be (N, {self.in_channels}), got {tuple(points.shape)}")
+        if voxels.point_to_voxel.shape != points.shape[:1]:
+            raise ValueError(
+                f"DynamicVFE: point_to_voxel has {voxels.point_to_voxel.shape[0]} entries for {points.shape[0]} points"
+            )
+        kept = torch.nonzero(voxels.point_to_voxel >= 0).squeeze(1)
+        voxel_of_point = voxels.point_to_voxel[kept]
+        features = self.point_inputs(points[kept], voxel_of_point, voxels)
+        for layer in self.layers[:-1]:
+            point_features = layer(features)
+            voxel_features = segment_reduce(point_features, voxel_of_point, voxels.num_voxels, "max")
+            features = torch.cat([point_features, voxel_features[voxel_of_point]], dim=1)
+        point_features = self.layers[-1](features)
+        return voxels.to_sparse_voxels(segment_reduce(point_features, voxel_of_point, voxels.num_voxels, "max"))

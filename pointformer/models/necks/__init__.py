@@ -1,0 +1,5 @@
+"""Necks: merge multi-scale BEV maps into one."""
+
+from pointformer.models.necks.second_fpn import SECONDFPN
+
+__all__ = ["SECONDFPN"]
