@@ -334,7 +334,7 @@ class CenterHead(nn.Module):
             raise ValueError(f"outputs have batch size {outputs.batch_size}, but batch_size is {batch_size}")
         all_targets = self.targets(outputs, boxes, labels, box_batch_index, batch_size)
         losses: dict[str, torch.Tensor] = {}
-        for t, (out, tgt) in enumerate(zip(outputs.tasks, all_targets)):
+        for t, (out, tgt) in enumerate(zip(outputs.tasks, all_targets, strict=True)):
             suffix = f"_task{t}" if len(self.tasks) > 1 else ""
             num_peaks = tgt.heatmap.eq(1).sum().clamp(min=1).float()
             prob = clamped_sigmoid(out.heatmap.float())
