@@ -9,6 +9,7 @@ is available, gloo on CPU). Without those variables everything here degrades to 
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -127,13 +128,18 @@ def wrap_model(
     """Move ``model`` to ``device`` and, when distributed, wrap it in ``DistributedDataParallel``.
 
     ``sync_batchnorm`` converts every BatchNorm to ``SyncBatchNorm`` first (statistics over the global
-    batch, as FlatFormer's naiveSyncBN); it is skipped in a single process, where it would be a plain BN.
+    batch, as FlatFormer's naiveSyncBN); it is skipped in a single process, where it would be a plain BN,
+    and on CPU (with a warning), where DDP does not support it. The converted layers reuse the original
+    parameter tensors, so an optimizer built before the conversion still holds them.
     ``find_unused_parameters`` is needed only when some parameters get no gradient in a step.
     """
     model = model.to(device)
     if not is_distributed():
         return model
-    if sync_batchnorm:
+    if sync_batchnorm and device.type != "cuda":
+        # DDP refuses SyncBatchNorm on CPU modules; per-rank statistics are the only option there.
+        warnings.warn("SyncBatchNorm needs CUDA: keeping per-rank BatchNorm on CPU", stacklevel=2)
+    elif sync_batchnorm:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     device_ids = [device.index] if device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(

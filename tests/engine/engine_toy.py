@@ -90,3 +90,60 @@ def mse_of(model: nn.Module, dataset: ToyDataset) -> float:
     with torch.no_grad():
         preds = torch.stack(model(ToyBatch(dataset.x, dataset.y).to(device))).cpu()
     return float(((preds - dataset.y) ** 2).mean())
+
+
+def train_toy(work_dir, batch_size: int, epochs: int = 2, batchnorm: bool = True, **trainer_kwargs):
+    """Train a fresh ``ToyModel`` (seed 0, no dropout) on 8 samples; returns the trainer.
+
+    Used by the distributed test in a single process (``batch_size`` 2) and in each of 2 ranks (1).
+    """
+    from pointformer.engine import OneCycleSchedule, Trainer, build_optimizer, build_train_loader
+
+    torch.manual_seed(0)
+    model = ToyModel(batchnorm=batchnorm)
+    optimizer = build_optimizer(model, name="adamw", lr=0.02, weight_decay=0.01)
+    loader = build_train_loader(ToyDataset(n=8), batch_size=batch_size, collate_fn=collate, seed=3)
+    scheduler = OneCycleSchedule(optimizer, epochs * len(loader), div_factor=10, pct_start=0.3)
+    trainer = Trainer(
+        model,
+        optimizer,
+        loader,
+        work_dir,
+        epochs,
+        scheduler=scheduler,
+        grad_clip=1.0,
+        log_interval=2,
+        progress=False,
+        tensorboard=False,
+        **trainer_kwargs,
+    )
+    trainer.train()
+    return trainer
+
+
+def distributed_worker(rank: int, world_size: int, port: int, work_dir: str, out_dir: str) -> None:
+    """One rank of the distributed test (started by ``torch.multiprocessing.spawn``): joins a gloo group
+    through the same environment variables torchrun sets, trains, and saves its parameters."""
+    import os
+
+    from pointformer.engine import cleanup_distributed, init_distributed
+
+    os.environ.update(
+        RANK=str(rank),
+        WORLD_SIZE=str(world_size),
+        LOCAL_RANK=str(rank),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
+    torch.set_num_threads(1)
+    info = init_distributed(device="cpu")
+    assert info.world_size == world_size and info.rank == rank
+    try:
+        # BatchNorm off: DDP supports SyncBatchNorm on CUDA only (the trainer warns and keeps plain BN).
+        trainer = train_toy(work_dir, batch_size=1, batchnorm=False)
+        assert trainer.world_size == world_size
+        assert isinstance(trainer.model, torch.nn.parallel.DistributedDataParallel)
+        state = {k: v.detach().clone() for k, v in trainer.module.state_dict().items()}
+        torch.save(state, os.path.join(out_dir, f"rank{rank}.pth"))
+    finally:
+        cleanup_distributed()
