@@ -1,0 +1,53 @@
+"""``build_detector``: a validated ``Config`` -> a ``Detector``.
+
+The builder derives what follows from other parts, so a config never types it twice: input
+channels of each part from the previous part's ``out_channels``, the voxel encoder's input from
+the dataset's point features, the grid from ``voxelization``, the head's classes from its tasks
+(checked against the dataset's).
+"""
+
+from __future__ import annotations
+
+from pointformer.config import Config
+from pointformer.models.detector import Detector
+from pointformer.models.registry import BACKBONES_2D, BACKBONES_3D, BEV_MAPPERS, HEADS, NECKS, VOXEL_ENCODERS
+
+
+def _register_builtin() -> None:
+    # Imported here, not at module import, so that registries stay cheap to import and the parts
+    # can import the registry if they register themselves.
+    from pointformer.models.backbones.flatformer import FlatFormer
+    from pointformer.models.backbones.second import SECOND
+    from pointformer.models.bev.scatter import ScatterToBEV
+    from pointformer.models.encoders.dynamic_vfe import DynamicVFE
+    from pointformer.models.heads.center_head import CenterHead
+    from pointformer.models.necks.second_fpn import SECONDFPN
+
+    for registry, cls in (
+        (VOXEL_ENCODERS, DynamicVFE),
+        (BACKBONES_3D, FlatFormer),
+        (BEV_MAPPERS, ScatterToBEV),
+        (BACKBONES_2D, SECOND),
+        (NECKS, SECONDFPN),
+        (HEADS, CenterHead),
+    ):
+        if cls.__name__ not in registry.names():
+            registry.register(cls)
+
+
+def build_detector(cfg: Config) -> Detector:
+    """The detector of ``cfg`` (parts named in ``cfg.model``, see ``pointformer.config``)."""
+    _register_builtin()
+    m, where = cfg.model, cfg.path or "<config>"
+    features = tuple(cfg.data.options.get("point_features", ("x", "y", "z", "intensity", "elongation")))
+    vfe = VOXEL_ENCODERS.build(m["voxel_encoder"], f"{where}: model.voxel_encoder", in_channels=len(features),
+                               grid=cfg.grid)  # fmt: skip
+    backbone3d = BACKBONES_3D.build(m["backbone3d"], f"{where}: model.backbone3d", in_channels=vfe.out_channels,
+                                    sparse_shape=cfg.grid.shape)  # fmt: skip
+    bev = BEV_MAPPERS.build(m["bev"], f"{where}: model.bev", in_channels=backbone3d.out_channels,
+                            num_z=cfg.grid.shape[0], sparse_shape=cfg.grid.shape)  # fmt: skip
+    backbone2d = BACKBONES_2D.build(m["backbone2d"], f"{where}: model.backbone2d", in_channels=bev.out_channels)
+    neck = NECKS.build(m["neck"], f"{where}: model.neck", in_channels=backbone2d.out_channels)
+    head = HEADS.build(m["head"], f"{where}: model.head", in_channels=neck.out_channels, grid=cfg.grid)
+    class_names = cfg.class_names or tuple(n for task in m["head"].get("tasks", ()) for n in task)
+    return Detector(cfg.grid, class_names, vfe, backbone3d, bev, backbone2d, neck, head, cfg.max_points_per_voxel)

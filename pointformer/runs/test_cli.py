@@ -1,0 +1,89 @@
+"""``tools/test.py``: inference with a checkpoint, the official Waymo table, submission files and
+pictures."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from pointformer.config import load_config
+from pointformer.models import build_detector
+from pointformer.runs.data import DatasetMissingError
+from pointformer.runs.evaluate import _in_range, evaluate_model, write_predictions_json, write_submission
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--cfg", required=True, help="config path or name under configs/")
+    p.add_argument("--ckpt", required=True, help="checkpoint written by tools/train.py")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--split", default=None, help="split to evaluate (default: dataset.val_split)")
+    p.add_argument("--max-frames", type=int, default=None, help="evaluate the first N frames only")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--out-dir", type=Path, default=None, help="where metrics.json, pictures and files go")
+    p.add_argument("--submission", type=Path, default=None, help="write the predictions as a Waymo Objects .bin")
+    p.add_argument("--gt-file", type=Path, default=None, help="write the evaluated ground truth as a Waymo .bin")
+    p.add_argument("--predictions-json", type=Path, default=None, help="write per-frame predictions as JSON")
+    p.add_argument("--render", type=int, default=0, metavar="N", help="render N frames of detections to PNG")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def load_weights(model: torch.nn.Module, path: str | Path) -> dict:
+    """Loads a checkpoint's model weights (``weights_only``: a checkpoint cannot run code)."""
+    from pointformer.engine.checkpoint import load_checkpoint
+
+    state = load_checkpoint(path)
+    model.load_state_dict(state["model"])
+    return state
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    cfg = load_config(args.cfg, args.overrides)
+    model = build_detector(cfg)
+    load_weights(model, args.ckpt)
+    model.to(args.device)
+    try:
+        result = evaluate_model(model, cfg, args.split, args.device, args.max_frames, progress=not args.no_progress)
+    except DatasetMissingError as e:
+        print(f"error: {e}")
+        return 2
+    for line in result.lines:
+        print(line)
+    out_dir = args.out_dir
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "metrics.json").write_text(json.dumps(result.scalars, indent=2) + "\n")
+    need_frames = args.submission or args.gt_file or args.render
+    if need_frames:
+        from pointformer.runs.data import build_dataset
+
+        dataset = build_dataset(cfg, args.split or cfg.data.val_split, training=False)
+        frames = [_in_range(dataset.frames[i], cfg.grid.point_cloud_range) for i in range(len(result.predictions))]
+    if args.submission:
+        print(f"submission: {write_submission(args.submission, frames, result.predictions)}")
+    if args.gt_file:
+        from pointformer.data.formats.waymo_objects import write_objects
+        from pointformer.runs.inference import waymo_ground_truth
+
+        write_objects(args.gt_file, waymo_ground_truth(frames, model.class_names))
+        print(f"ground truth: {args.gt_file}")
+    if args.predictions_json:
+        print(f"predictions: {write_predictions_json(args.predictions_json, result.predictions)}")
+    if args.render:
+        from pointformer.runs.render import frames_with_boxes, render_detections
+
+        pictures = render_detections(
+            cfg.data.root,
+            frames_with_boxes(frames, args.render),
+            result.predictions,
+            (out_dir or Path("outputs")) / "renders",
+            point_cloud_range=cfg.grid.point_cloud_range,
+        )
+        for p in pictures:
+            print(f"picture: {p}")
+    return 0

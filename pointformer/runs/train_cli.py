@@ -1,0 +1,42 @@
+"""``tools/train.py``: train a detector from a config (see ``pointformer.runs.train``)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from pointformer.config import ConfigError, load_config
+from pointformer.runs.data import DatasetMissingError
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Train a detector (tools/train.py).")
+    p.add_argument("--cfg", required=True, help="config path, or a name under configs/ (waymo_flatformer.yaml)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set train.epochs=2 (repeatable)")  # fmt: skip
+    p.add_argument("--work-dir", type=Path, default=None, help="default: work_dirs/<config name>")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in the work dir")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        cfg = load_config(args.cfg, args.overrides)
+    except (ConfigError, FileNotFoundError) as e:
+        print(f"error: {e}")
+        return 2
+    from pointformer.runs.train import run_training
+
+    work_dir = args.work_dir or Path("work_dirs") / cfg.name
+    try:
+        scalars = run_training(cfg, work_dir, resume=args.resume, device=args.device, progress=not args.no_progress)
+    except DatasetMissingError as e:
+        print(f"error: {e}")
+        return 2
+    if scalars:
+        print("final evaluation: " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(scalars.items())))
+    print(f"work dir: {work_dir}")
+    return 0

@@ -1,0 +1,20 @@
+#!/usr/bin/env python
+"""Evaluate a trained detector on a converted split: the official Waymo table, optional submission
+files and pictures.
+
+python tools/test.py --cfg waymo_flatformer.yaml --ckpt work_dirs/waymo_flatformer/checkpoints/epoch_24.pt
+python tools/test.py --cfg demo/waymo_flatformer_demo.yaml --ckpt CKPT --submission outputs/pred.bin \
+    --gt-file outputs/gt.bin --render 4 --out-dir outputs/test
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from pointformer.runs.test_cli import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main())
