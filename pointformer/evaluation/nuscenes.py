@@ -39,16 +39,20 @@ import json
 import os
 import time
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import itemgetter, methodcaller
 from pathlib import Path
 
 import numpy as np
 
-from pointformer.data.formats.nuscenes import NuScenesReader
+from pointformer.data.formats.errors import DataFormatError
+from pointformer.data.formats.nuscenes import MAX_VELOCITY_TIME_DIFF, NuScenesReader
 from pointformer.data.formats.nuscenes_tables import (
     ATTRIBUTE_NAMES,
     CATEGORY_TO_DETECTION,
     DETECTION_NAMES,
     PREDEFINED_SPLITS,
+    NuScenesTables,
     quaternions_to_matrices,
 )
 from pointformer.evaluation.nuscenes_results import (
@@ -56,6 +60,7 @@ from pointformer.evaluation.nuscenes_results import (
     DetectionBoxes,
     NuScenesEvalError,
     NuScenesResults,
+    _float_rows,
     default_attribute,
     read_results,
     results_from_json,
@@ -176,10 +181,15 @@ class NuScenesGroundTruth:
 def load_ground_truth(dataroot: str | os.PathLike, version: str, split: str) -> NuScenesGroundTruth:
     """Ground truth of ``split`` (``mini_train``/``mini_val``, or a ``splits.json`` custom split).
 
+    Built column by column from the annotation table (no Python object per box): the annotations
+    of the split's samples whose category has a detection class, velocities as
+    ``NuScenesReader.box_velocity`` (the devkit's ``box_velocity``) computed for all at once.
+
     Raises:
         NuScenesEvalError: an annotation with several attributes, a sample without a LIDAR_TOP
             keyframe, a predefined mini split on a version not ending in ``mini``.
-        DataFormatError: malformed tables (from the reader).
+        DataFormatError: malformed tables (from the reader), prev/next annotations not later in
+            time.
     """
     predefined = split in PREDEFINED_SPLITS
     if predefined and not version.endswith("mini"):
@@ -192,38 +202,110 @@ def load_ground_truth(dataroot: str | os.PathLike, version: str, split: str) -> 
     if not tokens:
         raise NuScenesEvalError(f"split {split!r} has no samples in {Path(dataroot) / version}")
     index = {tok: i for i, tok in enumerate(tokens)}
-    category_of_instance = {r["token"]: t.get("category", r["category_token"])["name"] for r in t.tables["instance"]}
+    # Instance -> detection class index, -2 for a bicycle rack, -1 for other categories.
+    code_of_category = {BICYCLE_RACK: -2, **{c: DETECTION_NAMES.index(n) for c, n in CATEGORY_TO_DETECTION.items()}}
+    code_of_instance = {
+        r["token"]: code_of_category.get(t.get("category", r["category_token"])["name"], -1)
+        for r in t.tables["instance"]
+    }
+    anns = t.tables["sample_annotation"]
+    m = len(anns)
+    sample = np.fromiter(map(index.get, map(itemgetter("sample_token"), anns), repeat(-1)), np.int64, m)
+    code = np.fromiter(map(code_of_instance.__getitem__, map(itemgetter("instance_token"), anns)), np.int64, m)
+    for a in np.flatnonzero(sample >= 0).tolist():
+        if len(anns[a]["attribute_tokens"]) > 1:  # the table reader refuses these already
+            raise NuScenesEvalError(f"sample_annotation {anns[a]['token']!r} has several attributes (at most 1)")
+    # Split annotations grouped by sample (sample order), annotation order kept within a sample.
+    order = np.argsort(sample, kind="stable")
+    order = order[sample[order] >= 0]
+    boxes_at, racks_at = order[code[order] >= 0], order[code[order] == -2]
+    box_anns = [anns[a] for a in boxes_at.tolist()]
     attribute_name = {r["token"]: r["name"] for r in t.tables["attribute"]}
-    per_sample: list[list[dict]] = [[] for _ in tokens]
-    racks: dict[int, list[list[float]]] = {}
-    for ann in t.tables["sample_annotation"]:
-        s = index.get(ann["sample_token"])
-        if s is None:
-            continue
-        category = category_of_instance[ann["instance_token"]]
-        if category == BICYCLE_RACK:
-            racks.setdefault(s, []).append([*ann["translation"], *ann["size"], *ann["rotation"]])
-            continue
-        name = CATEGORY_TO_DETECTION.get(category)
-        if name is None:
-            continue
-        attrs = ann["attribute_tokens"]
-        if len(attrs) > 1:
-            raise NuScenesEvalError(f"sample_annotation {ann['token']!r} has {len(attrs)} attributes (at most 1)")
-        per_sample[s].append({
-            "translation": ann["translation"], "size": ann["size"], "rotation": ann["rotation"],
-            "velocity": reader.box_velocity(ann["token"])[:2].tolist(), "detection_name": name,
-            "attribute_name": attribute_name[attrs[0]] if attrs else "",
-            "num_pts": int(ann.get("num_lidar_pts", 0)) + int(ann.get("num_radar_pts", 0)),
-        })  # fmt: skip
+    n = len(box_anns)
+    boxes = DetectionBoxes(
+        sample_tokens=tuple(tokens),
+        offsets=np.searchsorted(sample[boxes_at], np.arange(len(tokens) + 1)).astype(np.int64),
+        translation=_annotation_rows(box_anns, "translation", 3),
+        size=_annotation_rows(box_anns, "size", 3),
+        rotation=_annotation_rows(box_anns, "rotation", 4),
+        velocity=_box_velocities(t, box_anns)[:, :2],
+        names=np.array(DETECTION_NAMES)[code[boxes_at]] if n else np.zeros(0, "<U1"),
+        attributes=np.array(
+            [attribute_name[a[0]] if a else "" for a in map(itemgetter("attribute_tokens"), box_anns)], dtype=str
+        ),  # fmt: skip
+        scores=np.full(n, -1.0),
+        num_pts=sum(
+            np.fromiter(map(int, map(methodcaller("get", k, 0), box_anns)), np.int64, n)
+            for k in ("num_lidar_pts", "num_radar_pts")
+        ),  # fmt: skip
+    )
+    boxes.validate(ground_truth=True)
+    rack_anns = [anns[a] for a in racks_at.tolist()]
+    rack_rows = np.concatenate(
+        [_annotation_rows(rack_anns, k, w) for k, w in (("translation", 3), ("size", 3), ("rotation", 4))], axis=1
+    )
+    rack_sample = sample[racks_at]
+    racks = {int(s): rack_rows[rack_sample == s] for s in np.unique(rack_sample).tolist()}
     ego = np.zeros((len(tokens), 3))
     for s, tok in enumerate(tokens):
         lidar = reader.keyframe_lidar_token(tok)
         if lidar is None:
             raise NuScenesEvalError(f"sample {tok!r} has no LIDAR_TOP keyframe (its ego pose places the boxes)")
         ego[s] = t.get("ego_pose", t.get("sample_data", lidar)["ego_pose_token"])["translation"]
-    boxes = DetectionBoxes.from_records(zip(tokens, per_sample, strict=True), ground_truth=True)
-    return NuScenesGroundTruth(boxes, ego, {s: np.array(r, np.float64) for s, r in racks.items()}, split, predefined)
+    return NuScenesGroundTruth(boxes, ego, racks, split, predefined)
+
+
+def _annotation_rows(anns: list[dict], key: str, width: int) -> np.ndarray:
+    """``(len(anns), width)`` float64 of an annotation field; DataFormatError naming the first
+    annotation whose field is not ``width`` numbers."""
+    try:
+        return _float_rows(anns, key, width)
+    except (KeyError, TypeError, ValueError):
+        for a in anns:
+            v = a.get(key)
+            try:
+                if not isinstance(v, list) or len(v) != width:
+                    raise ValueError
+                np.array(v, np.float64)
+            except (TypeError, ValueError):
+                raise DataFormatError(
+                    f"sample_annotation {a.get('token')!r}: {key} must be a list of {width} numbers, not {v!r}"
+                ) from None
+        raise
+
+
+def _box_velocities(t: NuScenesTables, anns: list[dict]) -> np.ndarray:
+    """``(N, 3)`` float64 global velocities of annotations, each exactly as
+    ``NuScenesReader.box_velocity`` (the devkit's ``box_velocity``) gives it: the translation
+    difference of the prev and next annotations (or of one of them and the annotation itself)
+    over their samples' time, NaN without either or beyond 1.5 s (3 s for prev to next)."""
+    n = len(anns)
+    if n == 0:
+        return np.zeros((0, 3))
+    by_token = t.index["sample_annotation"]
+    prev = list(map(itemgetter("prev"), anns))
+    nxt = list(map(itemgetter("next"), anns))
+    has_prev = np.fromiter(map(bool, prev), bool, n)
+    has_next = np.fromiter(map(bool, nxt), bool, n)
+    first = [by_token[p] if p else a for p, a in zip(prev, anns, strict=True)]
+    last = [by_token[q] if q else a for q, a in zip(nxt, anns, strict=True)]
+    sample_time = {r["token"]: r["timestamp"] for r in t.tables["sample"]}
+
+    def seconds(records):
+        times = np.fromiter(map(sample_time.__getitem__, map(itemgetter("sample_token"), records)), np.float64, n)
+        return 1e-6 * times
+
+    dt = seconds(last) - seconds(first)
+    max_dt = np.where(has_prev & has_next, 2 * MAX_VELOCITY_TIME_DIFF, MAX_VELOCITY_TIME_DIFF)
+    known = (has_prev | has_next) & ~(dt > max_dt)
+    bad = known & (dt <= 0)
+    if bad.any():
+        a = anns[int(np.flatnonzero(bad)[0])]
+        raise DataFormatError(f"sample_annotation {a['token']!r}: prev/next annotations are not later in time")
+    out = np.full((n, 3), np.nan)
+    diff = _annotation_rows(last, "translation", 3) - _annotation_rows(first, "translation", 3)
+    out[known] = diff[known] / dt[known, None]
+    return out
 
 
 # --- geometry -------------------------------------------------------------------------------------
@@ -235,24 +317,34 @@ def _yaw(q: np.ndarray) -> np.ndarray:
     return np.arctan2(r[:, 1, 0], r[:, 0, 0])
 
 
-def _in_racks(points: np.ndarray, racks: np.ndarray) -> np.ndarray:
-    """``(N,)`` bool: points ``(N, 3)`` inside any rack box ``(K, 10)``, bounds inclusive along
-    the box's length, width and height edges (measured from one corner)."""
+def _in_racks(points: np.ndarray, point_sample: np.ndarray, racks: dict[int, np.ndarray]) -> np.ndarray:
+    """``(N,)`` bool: points ``(N, 3)`` inside any rack box ``(K, 10)`` of their sample
+    (``point_sample``, keys of ``racks``), bounds inclusive along the box's length, width and
+    height edges measured from one corner (the devkit's ``points_in_box``)."""
     inside = np.zeros(len(points), bool)
-    rot = quaternions_to_matrices(racks[:, 6:10])
-    for k in range(len(racks)):
-        width, length, height = racks[k, 3:6]
-        r, c = rot[k], racks[k, :3]
-        half = np.array([length, width, height]) / 2
-        corner = r @ half + c
-        # The three edges leaving that corner: along -length, -width, -height.
-        edges = [r @ (half * sign) + c - corner for sign in ((-1, 1, 1), (1, -1, 1), (1, 1, -1))]
-        v = points - corner
-        ok = np.ones(len(points), bool)
-        for e in edges:
-            proj = v @ e
-            ok &= (proj >= 0) & (proj <= e @ e)
-        inside |= ok
+    if not racks or not len(points):
+        return inside
+    keys = sorted(racks)
+    rows = np.concatenate([racks[s] for s in keys])
+    rack_sample = np.repeat(keys, [len(racks[s]) for s in keys])
+    rot = quaternions_to_matrices(rows[:, 6:10])
+    half = rows[:, [4, 3, 5]] / 2  # [length, width, height] from wlh
+    corner = np.einsum("kij,kj->ki", rot, half) + rows[:, :3]
+    # The three edges leaving that corner: along -length, -width, -height.
+    edges = [np.einsum("kij,kj->ki", rot, half * sign) + rows[:, :3] - corner
+             for sign in ((-1, 1, 1), (1, -1, 1), (1, 1, -1))]  # fmt: skip
+    # Every (point, rack of its sample) pair.
+    first = np.searchsorted(rack_sample, point_sample, "left")
+    count = np.searchsorted(rack_sample, point_sample, "right") - first
+    pair_point = np.repeat(np.arange(len(points)), count)
+    pair_rack = np.repeat(first - np.cumsum(count) + count, count) + np.arange(len(pair_point))
+    v = points[pair_point] - corner[pair_rack]
+    ok = np.ones(len(pair_point), bool)
+    for e in edges:
+        e = e[pair_rack]
+        proj = v[:, 0] * e[:, 0] + v[:, 1] * e[:, 1] + v[:, 2] * e[:, 2]
+        ok &= (proj >= 0) & (proj <= e[:, 0] * e[:, 0] + e[:, 1] * e[:, 1] + e[:, 2] * e[:, 2])
+    inside[pair_point[ok]] = True
     return inside
 
 
@@ -318,20 +410,25 @@ def _take(b: DetectionBoxes, idx: np.ndarray) -> DetectionBoxes:
                           b.num_pts[idx])  # fmt: skip
 
 
+def _index_in(values: np.ndarray, vocabulary) -> np.ndarray:
+    """``(N,)`` int64 position of each string of ``values`` in ``vocabulary`` (-1 if absent);
+    one vectorized comparison per word (the vocabularies have at most ten)."""
+    out = np.full(len(values), -1, np.int64)
+    for i, word in enumerate(vocabulary):
+        out[values == word] = i
+    return out
+
+
 def _filter(gt: NuScenesGroundTruth, boxes: DetectionBoxes, sample: np.ndarray, cfg: DetectionConfig) -> _Flat:
     """The distance, point-count and bicycle-rack filters, then the matching arrays."""
     ego = boxes.translation - gt.ego_translation[sample]
     dist = np.sqrt(ego[:, 0] ** 2 + ego[:, 1] ** 2)
-    class_of = {n: i for i, n in enumerate(cfg.class_names)}
-    cls = np.array([class_of.get(n, -1) for n in boxes.names.tolist()], np.int64)
+    cls = _index_in(boxes.names, cfg.class_names)
     rng = np.array([cfg.class_range[n] for n in cfg.class_names] + [-np.inf], np.float64)
     keep = (dist < rng[cls]) & (boxes.num_pts != 0)
-    cycle = np.isin(boxes.names, _CYCLE_CLASSES) & keep
-    for s, racks in gt.racks.items():
-        sel = np.flatnonzero(cycle & (sample == s))
-        if len(sel):
-            keep[sel[_in_racks(boxes.translation[sel], racks)]] = False
-    attr_of = {a: i for i, a in enumerate(ATTRIBUTE_NAMES)}
+    # Bicycles and motorcycles in a rack of their sample.
+    cycles = np.flatnonzero((_index_in(boxes.names, _CYCLE_CLASSES) >= 0) & keep)
+    keep[cycles[_in_racks(boxes.translation[cycles], sample[cycles], gt.racks)]] = False
     k = np.flatnonzero(keep)
     return _Flat(
         sample=sample[k],
@@ -340,7 +437,7 @@ def _filter(gt: NuScenesGroundTruth, boxes: DetectionBoxes, sample: np.ndarray, 
         size=boxes.size[k],
         yaw=_yaw(boxes.rotation[k]) if len(k) else np.zeros(0),
         velocity=boxes.velocity[k],
-        attributes=np.array([attr_of.get(a, -1) for a in boxes.attributes[k].tolist()], np.int64),
+        attributes=_index_in(boxes.attributes[k], ATTRIBUTE_NAMES),
         scores=boxes.scores[k],
     )
 

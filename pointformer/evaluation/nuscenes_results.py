@@ -33,7 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from pointformer.data.formats.nuscenes_tables import ATTRIBUTE_NAMES, DETECTION_NAMES, matrix_to_quaternion
-from pointformer.utils.jsonio import load_json
+from pointformer.evaluation.nuscenes_results_scan import scan_results
+from pointformer.utils.jsonio import loads_json
 
 
 class NuScenesEvalError(ValueError):
@@ -273,6 +274,8 @@ def results_from_json(data: Mapping) -> NuScenesResults:
         raise NuScenesEvalError("a nuScenes results JSON needs a 'results' field ({sample_token: [boxes]})")
     if "meta" not in data:
         raise NuScenesEvalError("a nuScenes results JSON needs a 'meta' field (e.g. {'use_lidar': true, ...})")
+    if not isinstance(data["meta"], Mapping):
+        raise NuScenesEvalError(f"'meta' must be a dict, not {type(data['meta']).__name__}")
     results = data["results"]
     if not isinstance(results, Mapping):
         raise NuScenesEvalError(f"'results' must be a dict of sample token -> boxes, not {type(results).__name__}")
@@ -283,12 +286,43 @@ def results_from_json(data: Mapping) -> NuScenesResults:
 
 
 def read_results(path: str | os.PathLike) -> NuScenesResults:
-    """Reads a results JSON file."""
+    """Reads a results JSON file.
+
+    Files of the usual shape go through a compiled scanner straight into arrays
+    (``nuscenes_results_scan``, about 10x faster than building the JSON's Python objects); any
+    other file, including every malformed one, is read with ``json`` and ``results_from_json``,
+    which give the same boxes or the error."""
+    with open(path, "rb") as f:
+        data = f.read()
+    scanned = scan_results(data, DETECTION_NAMES, ATTRIBUTE_NAMES)
+    if scanned is not None:
+        return _results_from_scan(data, scanned)
     try:
-        data = load_json(path)
+        data = loads_json(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise NuScenesEvalError(f"{path}: not valid JSON ({e})") from None
     return results_from_json(data)
+
+
+def _results_from_scan(data: bytes, scanned) -> NuScenesResults:
+    meta, tokens, counts, numbers, name, attr, npts = scanned
+    n = len(numbers)
+    names = np.array(DETECTION_NAMES)[name] if n else np.zeros(0, "<U1")
+    attributes = np.array(("", *ATTRIBUTE_NAMES))[attr] if n else np.zeros(0, "<U1")
+    boxes = DetectionBoxes(
+        sample_tokens=tuple(tokens),
+        offsets=np.concatenate([[0], np.cumsum(counts, dtype=np.int64)]).astype(np.int64),
+        translation=np.ascontiguousarray(numbers[:, 0:3]),
+        size=np.ascontiguousarray(numbers[:, 3:6]),
+        rotation=np.ascontiguousarray(numbers[:, 6:10]),
+        velocity=np.ascontiguousarray(numbers[:, 10:12]),
+        names=names,
+        attributes=attributes,
+        scores=np.ascontiguousarray(numbers[:, 12]),
+        num_pts=npts,
+    )
+    boxes.validate()
+    return NuScenesResults(boxes, dict(loads_json(meta)))
 
 
 def write_results(path: str | os.PathLike, results: NuScenesResults) -> Path:

@@ -20,7 +20,11 @@ def load_json(path: str | os.PathLike) -> Any:
     orjson refuses the ``NaN`` literal that Python's ``json`` writes (nuScenes results carry NaN
     velocities), so a file orjson rejects is read again with ``json``, which accepts it."""
     with open(path, "rb") as f:
-        data = f.read()
+        return loads_json(f.read())
+
+
+def loads_json(data: bytes) -> Any:
+    """The JSON value of ``data`` (UTF-8 bytes); see ``load_json``."""
     if orjson is not None:
         try:
             return orjson.loads(data)

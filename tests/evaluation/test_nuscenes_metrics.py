@@ -233,6 +233,27 @@ def test_ground_truth_edge_cases_present(dataset, gt):
     assert {"trailer", "construction_vehicle", "motorcycle"}.isdisjoint(set(b.names.tolist()))
 
 
+def test_ground_truth_equals_devkit_load_gt(dataset, nusc):
+    """Box by box (velocities included, bit for bit) the devkit's ``load_gt`` of the split."""
+    from nuscenes.eval.common.loaders import load_gt
+    from nuscenes.eval.detection.data_classes import DetectionBox
+
+    ref = load_gt(nusc, "mini_val", DetectionBox)  # the scenes of SPLIT
+    ours = load_ground_truth(dataset, VERSION, "mini_val")
+    b = ours.boxes
+    assert list(ours.sample_tokens) == ref.sample_tokens
+    for s, tok in enumerate(ours.sample_tokens):
+        theirs, i = ref[tok], slice(int(b.offsets[s]), int(b.offsets[s + 1]))
+        assert len(theirs) == i.stop - i.start
+        if not theirs:
+            continue
+        for field in ("translation", "size", "rotation", "velocity"):
+            np.testing.assert_array_equal(getattr(b, field)[i], [getattr(x, field) for x in theirs], err_msg=field)
+        assert b.names[i].tolist() == [x.detection_name for x in theirs]
+        assert b.attributes[i].tolist() == [x.attribute_name for x in theirs]
+        assert b.num_pts[i].tolist() == [x.num_pts for x in theirs]
+
+
 def test_random_predictions_equal_devkit(dataset, nusc, gt, tmp_path):
     rng = np.random.default_rng(0)
     # Scores on a coarse grid: many ties, which exercise the devkit's ordering rules.

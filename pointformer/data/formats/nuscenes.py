@@ -27,6 +27,7 @@ returned (``NuScenesSample.num_sweeps`` says how many); nothing is repeated or p
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from dataclasses import dataclass
@@ -200,10 +201,15 @@ class NuScenesReader:
             cs = t.index["calibrated_sensor"][sd["calibrated_sensor_token"]]
             if sd.get("is_key_frame") and self._channel.get(cs["sensor_token"]) == LIDAR_CHANNEL:
                 self._lidar_of_sample[sd["sample_token"]] = sd["token"]
-        # sample token -> its annotations in table order (the devkit's sample['anns']).
-        self._anns: dict[str, list[dict]] = {}
-        for a in t.tables["sample_annotation"]:
-            self._anns.setdefault(a["sample_token"], []).append(a)
+
+    @functools.cached_property
+    def _anns(self) -> dict[str, list[dict]]:
+        """Sample token -> its annotations in table order (the devkit's ``sample['anns']``); built
+        on first use (the evaluation reads the annotation table column-wise instead)."""
+        out: dict[str, list[dict]] = {}
+        for a in self.tables.tables["sample_annotation"]:
+            out.setdefault(a["sample_token"], []).append(a)
+        return out
 
     # --- listing ------------------------------------------------------------------------------------
 

@@ -17,6 +17,8 @@ import os
 import posixpath
 from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import chain
+from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
@@ -241,7 +243,8 @@ class NuScenesTables:
         return self.dataroot / self.version
 
 
-def _load_table(path: Path, name: str) -> list[dict]:
+def _load_table(path: Path, name: str) -> tuple[list[dict], dict[str, dict]]:
+    """The records of a table file and its token index."""
     if not path.is_file():
         raise DataFormatError(f"missing nuScenes table {name!r}: {path} does not exist")
     try:
@@ -250,26 +253,56 @@ def _load_table(path: Path, name: str) -> list[dict]:
         raise DataFormatError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(records, list):
         raise DataFormatError(f"{path}: a table must be a JSON list of records, got {type(records).__name__}")
-    for i, r in enumerate(records):
-        if not isinstance(r, dict):
-            raise DataFormatError(f"{path}: record {i} is a {type(r).__name__}, not an object")
-        if "token" not in r:
-            raise DataFormatError(f"{path}: record {i} has no 'token'")
-    return records
+    # C-level passes over the records (tables reach millions of them); a failure re-runs the
+    # check record by record to name the bad one.
+    try:
+        index = dict(zip(map(itemgetter("token"), records), records, strict=True))
+    except (TypeError, KeyError):  # a record that is no object, or has no token
+        index = None
+    if index is None or len(index) != len(records):
+        seen: set = set()
+        for i, r in enumerate(records):
+            if not isinstance(r, dict):
+                raise DataFormatError(f"{path}: record {i} is a {type(r).__name__}, not an object")
+            if "token" not in r:
+                raise DataFormatError(f"{path}: record {i} has no 'token'")
+            if r["token"] in seen:
+                raise DataFormatError(f"{path}: duplicate token {r['token']!r}")
+            seen.add(r["token"])
+    return records, index
 
 
 def _check_refs(tables, index, table: str, field: str, target: str, *, optional: bool = False) -> None:
     """Every ``record[field]`` of ``table`` names a record of ``target`` (``""`` allowed when
     ``optional``, as for prev/next)."""
     known = index[target]
-    for r in tables[table]:
+    records = tables[table]
+    try:
+        values = list(map(itemgetter(field), records))
+        if set(map(type, values)) == {list}:  # lists of tokens (attribute_tokens, log_tokens)
+            names = set(chain.from_iterable(values))
+        else:
+            names = set(values)
+        missing = names.difference(known)
+        if optional:
+            missing.discard("")
+        if not missing:
+            return
+    except (KeyError, TypeError):  # a missing field, an unhashable value
+        pass
+    # Something is wrong: find the first record that shows it.
+    for r in records:
         if field not in r:
             raise DataFormatError(f"{table} {r['token']!r}: missing field {field!r}")
         values: Iterable = r[field] if isinstance(r[field], list) else (r[field],)
         for v in values:
             if optional and v == "":
                 continue
-            if v not in known:
+            try:
+                found = v in known
+            except TypeError:  # unhashable
+                found = False
+            if not found:
                 raise DataFormatError(f"{table} {r['token']!r}: {field} {v!r} names no record of {target}")
 
 
@@ -293,13 +326,7 @@ def load_tables(dataroot: str | os.PathLike, version: str = "v1.0-mini") -> NuSc
     tables: dict[str, list[dict]] = {}
     index: dict[str, dict[str, dict]] = {}
     for name in TABLE_NAMES:
-        records = _load_table(root / f"{name}.json", name)
-        idx: dict[str, dict] = {}
-        for r in records:
-            if r["token"] in idx:
-                raise DataFormatError(f"{root / (name + '.json')}: duplicate token {r['token']!r}")
-            idx[r["token"]] = r
-        tables[name], index[name] = records, idx
+        tables[name], index[name] = _load_table(root / f"{name}.json", name)
     refs = (
         ("scene", "log_token", "log", False),
         ("scene", "first_sample_token", "sample", False),
@@ -324,6 +351,9 @@ def load_tables(dataroot: str | os.PathLike, version: str = "v1.0-mini") -> NuSc
     )
     for table, field, target, optional in refs:
         _check_refs(tables, index, table, field, target, optional=optional)
+    attribute_tokens = list(map(itemgetter("attribute_tokens"), tables["sample_annotation"]))
+    if set(map(type, attribute_tokens)) <= {list} and max(map(len, attribute_tokens), default=0) <= 1:
+        return NuScenesTables(dataroot, version, tables, index)
     for r in tables["sample_annotation"]:
         if not isinstance(r["attribute_tokens"], list) or len(r["attribute_tokens"]) > 1:
             raise DataFormatError(

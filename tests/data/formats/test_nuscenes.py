@@ -288,6 +288,31 @@ def test_record_without_token_and_dangling_reference(copy_root):
         NuScenesReader(copy_root)
 
 
+@pytest.mark.parametrize(
+    "table, edit, match",
+    [
+        ("sample", lambda r: r.append(dict(r[0])), r"sample.json: duplicate token"),
+        ("sample", lambda r: r.insert(1, ["not", "a", "record"]), r"sample.json: record 1 is a list, not an object"),
+        ("sample", lambda r: r[3].pop("scene_token"), r"sample '[0-9a-f]+': missing field 'scene_token'"),
+        ("sample", lambda r: r[2].update(next="f" * 32), r"sample '[0-9a-f]+': next 'f+' names no record of sample"),
+        ("sample", lambda r: r[2].update(scene_token=["x"]), r"sample '[0-9a-f]+': scene_token 'x' names no record"),
+        ("sample", lambda r: r[2].update(scene_token={"a": 1}), r"scene_token \{'a': 1\} names no record"),
+        ("sample_annotation", lambda r: r[4].update(attribute_tokens=["f" * 32]), "attribute_tokens 'f+' names no"),
+        (
+            "sample_annotation",
+            lambda r: r[4].update(attribute_tokens=2 * next(a["attribute_tokens"] for a in r if a["attribute_tokens"])),
+            "attribute_tokens must be a list of at most one",
+        ),
+        ("map", lambda r: r[0].update(log_tokens=[*r[0]["log_tokens"], "nolog"]), "log_tokens 'nolog' names no"),
+    ],
+)
+def test_table_errors_name_the_record(copy_root, table, edit, match):
+    """The table checks run over whole columns; a failure still names the file or record."""
+    _edit_table(copy_root, table, edit)
+    with pytest.raises(DataFormatError, match=match):
+        NuScenesReader(copy_root)
+
+
 def test_missing_and_truncated_pcd_bin(dataset, copy_root):
     tok = dataset[2].sample_tokens[0][1]
     reader = NuScenesReader(copy_root)
