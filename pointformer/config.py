@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,26 @@ def _yaml():
     except ImportError as e:  # pragma: no cover - pyyaml is a pinned dependency
         raise ImportError("reading configs needs PyYAML: pip install pyyaml") from e
     return yaml
+
+
+def _safe_load(text: str) -> Any:
+    """``yaml.safe_load`` that also reads ``1e-3`` as a float (YAML 1.1, PyYAML's schema, needs a
+    dot, ``1.0e-3``, and would give the string ``"1e-3"`` for ``lr: 1e-3`` or ``--set optimizer.lr=1e-3``)."""
+    yaml = _yaml()
+    global _LOADER
+    if _LOADER is None:
+
+        class Loader(yaml.SafeLoader):
+            pass
+
+        Loader.add_implicit_resolver(
+            "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"), list("-+0123456789")
+        )
+        _LOADER = Loader
+    return yaml.load(text, Loader=_LOADER)  # noqa: S506 - a SafeLoader subclass
+
+
+_LOADER = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +106,9 @@ class TrainSettings:
     max_frames: int | None = None
 
     def __post_init__(self) -> None:
+        # YAML 1.1 reads a bare ``off`` / ``on`` (``amp: off``, ``--set train.amp=off``) as a boolean.
+        if isinstance(self.amp, bool):
+            object.__setattr__(self, "amp", "auto" if self.amp else "off")
         if self.epochs < 1 or self.batch_size < 1 or self.workers < 0 or self.checkpoint_keep < 1:
             raise ValueError("train.epochs, batch_size and checkpoint_keep must be >= 1, workers >= 0")
         if self.amp not in ("auto", "bf16", "fp16", "off"):
@@ -194,7 +218,7 @@ def read_yaml_with_bases(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, 
     if path in _seen:
         raise ConfigError(f"{path}: _base_ cycle through {[str(p) for p in _seen]}")
     try:
-        data = _yaml().safe_load(path.read_text())
+        data = _safe_load(path.read_text())
     except _yaml().YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
     if data is None:
@@ -224,7 +248,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if any(not p for p in parts):
         raise ConfigError(f"override {text!r}: empty key part in {key!r}")
     try:
-        parsed = _yaml().safe_load(value) if value.strip() else None
+        parsed = _safe_load(value) if value.strip() else None
     except _yaml().YAMLError as e:
         raise ConfigError(f"override {text!r}: value is not valid YAML: {e}") from None
     return parts, parsed
@@ -270,7 +294,7 @@ def _grid(section: Mapping[str, Any], where: str) -> tuple[VoxelGrid, int]:
     known = {"point_cloud_range", "voxel_size", "max_points_per_voxel"}
     unknown = sorted(set(section) - known)
     if unknown:
-        raise ConfigError(f"{where}.voxelization: unknown keys {unknown}; known: {sorted(known)}")
+        raise ConfigError(f"{where}: voxelization: unknown keys {unknown}; known: {sorted(known)}")
     for key in ("point_cloud_range", "voxel_size"):
         if key not in section:
             raise ConfigError(f"{where}: voxelization.{key} is missing")

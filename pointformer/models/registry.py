@@ -1,5 +1,7 @@
 """Registries of model parts: a YAML ``{type: Name, ...}`` mapping -> a module, with its keyword
-arguments checked against the constructor (unknown keys are errors naming the config key)."""
+arguments checked against the constructor (unknown keys are errors naming the config key). Errors
+of a config's part (unknown type, unknown or derived keys, arguments the constructor refuses) are
+``ConfigError``s, so the tools report them as config errors."""
 
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from torch import nn
+
+from pointformer.config import ConfigError
 
 
 class Registry:
@@ -40,26 +44,30 @@ class Registry:
 
     def build(self, spec: Mapping[str, Any], where: str = "", **injected: Any) -> nn.Module:
         """Builds ``spec["type"]`` with ``spec``'s other keys plus ``injected`` (arguments the
-        builder derives, e.g. ``in_channels``; a config may not set them)."""
+        builder derives, e.g. ``in_channels``; a config may not set them). Raises ``ConfigError``
+        naming ``where`` and the offending keys."""
         where = where or self.kind
         kwargs = {k: v for k, v in spec.items() if k != "type"}
-        cls = self.get(spec["type"])
+        try:
+            cls = self.get(spec["type"])
+        except KeyError as e:
+            raise ConfigError(f"{where}: {e.args[0]}") from None
         params = inspect.signature(cls).parameters
         takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
         clash = sorted(set(kwargs) & set(injected))
         if clash:
-            raise ValueError(f"{where}: {clash} are derived by the builder and cannot be set in the config")
+            raise ConfigError(f"{where}: {clash} are derived by the builder and cannot be set in the config")
         unknown = sorted(k for k in kwargs if k not in params)
         if unknown and not takes_any:
             settable = sorted(k for k in params if k not in injected and k != "self")
-            raise ValueError(f"{where}: unknown keys {unknown} for {spec['type']}; known: {settable}")
+            raise ConfigError(f"{where}: unknown keys {unknown} for {spec['type']}; known: {settable}")
         injected = {k: v for k, v in injected.items() if k in params or takes_any}
         kwargs = {k: tuple(tuple(i) if isinstance(i, list) else i for i in v) if isinstance(v, list) else v
                   for k, v in kwargs.items()}  # fmt: skip
         try:
             return cls(**kwargs, **injected)
         except (TypeError, ValueError) as e:
-            raise ValueError(f"{where} ({spec['type']}): {e}") from e
+            raise ConfigError(f"{where} ({spec['type']}): {e}") from e
 
 
 VOXEL_ENCODERS = Registry("voxel_encoder")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from pointformer.config import load_config
+from pointformer.config import ConfigError, load_config
 from pointformer.models import build_detector
 from pointformer.runs.data import DatasetMissingError
 from pointformer.runs.evaluate import _in_range, evaluate_model, write_predictions_json, write_submission
@@ -43,8 +43,12 @@ def load_weights(model: torch.nn.Module, path: str | Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    cfg = load_config(args.cfg, args.overrides)
-    model = build_detector(cfg)
+    try:
+        cfg = load_config(args.cfg, args.overrides)
+        model = build_detector(cfg)
+    except (ConfigError, FileNotFoundError) as e:
+        print(f"error: {e}")
+        return 2
     load_weights(model, args.ckpt)
     model.to(args.device)
     try:

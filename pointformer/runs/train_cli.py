@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     work_dir = args.work_dir or Path("work_dirs") / cfg.name
     try:
         scalars = run_training(cfg, work_dir, resume=args.resume, device=args.device, progress=not args.no_progress)
-    except DatasetMissingError as e:
+    except (DatasetMissingError, ConfigError) as e:
+        # ConfigError here: a model part the registry refuses (unknown key or type), found at build time.
         print(f"error: {e}")
         return 2
     if scalars:
