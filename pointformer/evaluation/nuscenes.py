@@ -51,7 +51,7 @@ from pointformer.data.formats.nuscenes_tables import (
     ATTRIBUTE_NAMES,
     CATEGORY_TO_DETECTION,
     DETECTION_NAMES,
-    PREDEFINED_SPLITS,
+    DEVKIT_SPLITS,
     NuScenesTables,
     quaternions_to_matrices,
 )
@@ -179,7 +179,9 @@ class NuScenesGroundTruth:
 
 
 def load_ground_truth(dataroot: str | os.PathLike, version: str, split: str) -> NuScenesGroundTruth:
-    """Ground truth of ``split`` (``mini_train``/``mini_val``, or a ``splits.json`` custom split).
+    """Ground truth of ``split``: one the devkit predefines (``mini_train``/``mini_val``;
+    ``train``/``val``/``test``... with nuscenes-devkit installed for their scene names), or a
+    ``splits.json`` custom split.
 
     Built column by column from the annotation table (no Python object per box): the annotations
     of the split's samples whose category has a detection class, velocities as
@@ -187,13 +189,15 @@ def load_ground_truth(dataroot: str | os.PathLike, version: str, split: str) -> 
 
     Raises:
         NuScenesEvalError: an annotation with several attributes, a sample without a LIDAR_TOP
-            keyframe, a predefined mini split on a version not ending in ``mini``.
+            keyframe, a predefined split on a version without its suffix (``mini`` for the mini
+            splits, ``trainval`` for train/val, ``test`` for test).
         DataFormatError: malformed tables (from the reader), prev/next annotations not later in
             time.
     """
-    predefined = split in PREDEFINED_SPLITS
-    if predefined and not version.endswith("mini"):
-        raise NuScenesEvalError(f"split {split!r} requires a version ending in 'mini', not {version!r}")
+    required = DEVKIT_SPLITS.get(split)
+    predefined = required is not None
+    if predefined and not version.endswith(required):
+        raise NuScenesEvalError(f"split {split!r} requires a version ending in {required!r}, not {version!r}")
     reader = NuScenesReader(dataroot, version)
     t = reader.tables
     scenes = set(reader.split_scene_names(split))

@@ -8,13 +8,19 @@ import copy
 import dataclasses
 import json
 import math
+import sys
 
 import numpy as np
 import pytest
 
 from pointformer.data.formats.errors import DataFormatError
 from pointformer.data.formats.nuscenes import NuScenesReader
-from pointformer.data.formats.nuscenes_tables import ATTRIBUTE_NAMES, DETECTION_NAMES, yaw_to_quaternion
+from pointformer.data.formats.nuscenes_tables import (
+    ATTRIBUTE_NAMES,
+    DETECTION_NAMES,
+    scene_names_of_split,
+    yaw_to_quaternion,
+)
 from pointformer.data.formats.nuscenes_writer import token, write_nuscenes
 from pointformer.data.synthetic import generate_sequence, nuscenes_lidars
 from pointformer.evaluation import nuscenes_cli
@@ -296,6 +302,46 @@ def test_predefined_split_keeps_the_file_order(dataset, nusc, gt, tmp_path):
     extra = dict(results, extra_token=[])
     with pytest.raises(NuScenesEvalError, match="exactly"):
         evaluate(load_ground_truth(dataset, VERSION, "mini_val"), results_from_json(_results_json(extra)))
+
+
+def test_devkit_val_split_on_a_trainval_dataset(dataset, gt, tmp_path):
+    """``val`` takes its scene names from the devkit's code (never splits.json) and the predefined
+    rules (the results list exactly its samples); the numbers equal the devkit's."""
+    import shutil
+
+    NuScenes, _, _ = _devkit()
+    from nuscenes.utils.splits import create_splits_scenes
+
+    root, version = tmp_path / "trainval", "v1.0-trainval"
+    shutil.copytree(dataset / VERSION, root / version)
+    shutil.copytree(dataset / "maps", root / "maps")
+    rename = dict(zip(SCENES, create_splits_scenes()["val"][:2], strict=True))
+    scenes = json.loads((root / version / "scene.json").read_text())
+    for s in scenes:
+        s["name"] = rename.get(s["name"], s["name"])
+    (root / version / "scene.json").write_text(json.dumps(scenes))
+    rng = np.random.default_rng(7)
+    results = {tok: _random_boxes(rng, tok, gt.ego_translation[s], 60, score_levels=10)
+               for s, tok in enumerate(gt.sample_tokens)}  # fmt: skip
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(_results_json(results)))
+    nusc = NuScenes(version=version, dataroot=str(root), verbose=False)
+    theirs, _ = _devkit_eval(root, nusc, path, tmp_path / "devkit", split="val")
+    ours = evaluate_files(path, root, version, "val").serialize()
+    ours.pop("meta"), ours.pop("eval_time"), theirs.pop("eval_time")
+    _assert_same(ours, theirs)
+    val_gt = load_ground_truth(root, version, "val")
+    assert val_gt.predefined and val_gt.sample_tokens == gt.sample_tokens
+    with pytest.raises(NuScenesEvalError, match="exactly"):
+        evaluate(val_gt, results_from_json(_results_json(dict(results, extra=[]))))
+    with pytest.raises(NuScenesEvalError, match="'trainval'"):
+        load_ground_truth(dataset, VERSION, "val")
+
+
+def test_devkit_splits_need_the_devkit(dataset, monkeypatch):
+    monkeypatch.setitem(sys.modules, "nuscenes.utils.splits", None)  # import fails
+    with pytest.raises(DataFormatError, match="nuscenes-devkit"):
+        scene_names_of_split(dataset, "v1.0-trainval", "train_detect")
 
 
 def test_custom_split_ignores_extra_samples(dataset, gt):

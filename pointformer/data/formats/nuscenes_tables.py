@@ -107,6 +107,20 @@ PREDEFINED_SPLITS: dict[str, tuple[str, ...]] = {
     "mini_val": ("scene-0103", "scene-0916"),
 }
 
+# Every split nuscenes-devkit defines in its code (``nuscenes/utils/splits.py``; it never reads
+# splits.json for these names), with the version suffix its ``load_gt`` requires. Only the mini
+# splits are embedded (``PREDEFINED_SPLITS``); the 1,000 trainval and test scene names come from an
+# installed devkit.
+DEVKIT_SPLITS: dict[str, str] = {
+    "train": "trainval",
+    "val": "trainval",
+    "train_detect": "trainval",
+    "train_track": "trainval",
+    "test": "test",
+    "mini_train": "mini",
+    "mini_val": "mini",
+}
+
 SPLITS_FILE = "splits.json"
 
 
@@ -364,11 +378,23 @@ def load_tables(dataroot: str | os.PathLike, version: str = "v1.0-mini") -> NuSc
 
 
 def scene_names_of_split(dataroot: str | os.PathLike, version: str, split: str) -> tuple[str, ...]:
-    """Scene names of ``split``: the devkit's predefined ``mini_train`` / ``mini_val``, else the
-    list under ``split`` in ``<dataroot>/<version>/splits.json`` (``{split: [scene names]}``, the
-    custom splits of devkit 1.2.0)."""
+    """Scene names of ``split``: the devkit's predefined ``mini_train`` / ``mini_val``; its
+    ``train``, ``val``, ``test``, ``train_detect`` and ``train_track`` (read from nuscenes-devkit,
+    which must then be installed); else the list under ``split`` in
+    ``<dataroot>/<version>/splits.json`` (``{split: [scene names]}``, the custom splits of devkit
+    1.2.0)."""
     if split in PREDEFINED_SPLITS:
         return PREDEFINED_SPLITS[split]
+    if split in DEVKIT_SPLITS:
+        try:
+            from nuscenes.utils.splits import create_splits_scenes
+        except ImportError as e:
+            raise DataFormatError(
+                f"split {split!r}: its scene names are defined in nuscenes-devkit's code, which is not importable "
+                f"({e}); install it (pip install --no-deps nuscenes-devkit==1.2.0), or list the scenes under another "
+                f"name in {Path(dataroot) / version / SPLITS_FILE}"
+            ) from None
+        return tuple(create_splits_scenes()[split])
     path = Path(dataroot) / version / SPLITS_FILE
     if not path.is_file():
         raise DataFormatError(
