@@ -38,6 +38,10 @@ def _sources(with_cuda: bool) -> list[str]:
 
 
 def _extensions():
+    # The Makefile's editable install only registers the package; the extension is then built
+    # once, in place, by `setup.py build_ext --inplace` (building it in both steps compiled twice).
+    if os.environ.get("POINTFORMER_NO_EXT", "0") == "1":
+        return []
     from torch.utils.cpp_extension import CppExtension, CUDAExtension
 
     with_cuda = _wants_cuda()
