@@ -42,11 +42,20 @@ def build_dataset(cfg: Config, split: str, training: bool) -> LayoutDataset:
     return LayoutDataset(cfg.data.root, split, options, training=training)
 
 
+class FrameSubset(torch.utils.data.Subset):
+    """A ``Subset`` of a ``LayoutDataset`` that passes ``set_epoch`` on (the trainer calls it on the
+    loader's dataset; a plain ``Subset`` would drop it, and every epoch would repeat epoch 0's
+    augmentations and never reach ``disable_augmentation_after_epoch``)."""
+
+    def set_epoch(self, epoch: int) -> None:
+        self.dataset.set_epoch(epoch)
+
+
 def subset(dataset: LayoutDataset, max_frames: int | None) -> torch.utils.data.Dataset:
     """The first ``max_frames`` frames (all when None)."""
     if max_frames is None or max_frames >= len(dataset):
         return dataset
-    return torch.utils.data.Subset(dataset, range(max_frames))
+    return FrameSubset(dataset, range(max_frames))
 
 
 def inference_loader(dataset: torch.utils.data.Dataset, batch_size: int, workers: int) -> torch.utils.data.DataLoader:
