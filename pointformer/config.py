@@ -52,6 +52,9 @@ def _yaml():
     return yaml
 
 
+_LOADER = None  # the SafeLoader subclass of _safe_load, made on first use (PyYAML is imported lazily)
+
+
 def _safe_load(text: str) -> Any:
     """``yaml.safe_load`` that also reads ``1e-3`` as a float (YAML 1.1, PyYAML's schema, needs a
     dot, ``1.0e-3``, and would give the string ``"1e-3"`` for ``lr: 1e-3`` or ``--set optimizer.lr=1e-3``)."""
@@ -67,9 +70,6 @@ def _safe_load(text: str) -> Any:
         )
         _LOADER = Loader
     return yaml.load(text, Loader=_LOADER)  # noqa: S506 - a SafeLoader subclass
-
-
-_LOADER = None
 
 
 @dataclass(frozen=True)
