@@ -257,14 +257,29 @@ class OneCycleSchedule:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore the position in the cycle and its arguments, and set the optimizer's lr to match."""
-        self.total_steps = int(state["total_steps"])
-        self.peak_lrs = [float(v) for v in state["peak_lrs"]]
-        self.div_factor = float(state["div_factor"])
-        self.final_div_factor = float(state["final_div_factor"])
-        self.pct_start = float(state["pct_start"])
-        self.up_steps = int(self.pct_start * self.total_steps)
-        m = state["momentum_range"]
-        self.momentum_range = tuple(m) if m is not None else None
-        self.last_step = int(state["last_step"])
+        """Restore the position in the cycle and set the optimizer's lr to match.
+
+        The cycle itself (total steps, peaks, factors) stays the one this schedule was built with,
+        i.e. the current run's: a run resumed with more epochs stretches the remaining cycle over
+        them instead of training on at the old cycle's final lr. A changed cycle is warned about;
+        a killed run resumed with the same settings continues exactly.
+        """
+        saved = {
+            "total_steps": int(state["total_steps"]),
+            "peak_lrs": [float(v) for v in state["peak_lrs"]],
+            "div_factor": float(state["div_factor"]),
+            "final_div_factor": float(state["final_div_factor"]),
+            "pct_start": float(state["pct_start"]),
+            "momentum_range": tuple(state["momentum_range"]) if state["momentum_range"] is not None else None,
+        }
+        current = {k: getattr(self, k) for k in saved}
+        current["peak_lrs"] = list(self.peak_lrs)
+        changed = {k: (saved[k], current[k]) for k in saved if saved[k] != current[k]}
+        if changed:
+            import warnings
+
+            details = ", ".join(f"{k} {old} -> {new}" for k, (old, new) in changed.items())
+            warnings.warn(f"OneCycleSchedule: resuming into a different cycle ({details}); the current one is "
+                          "followed from the saved step", stacklevel=2)  # fmt: skip
+        self.last_step = min(int(state["last_step"]), self.total_steps)
         self._apply()

@@ -116,14 +116,29 @@ def test_schedule_state_dict_round_trip():
     for _ in range(17):
         sched.step()
     state = sched.state_dict()
-    opt2 = build_optimizer(ToyModel(), lr=5.0)
-    sched2 = OneCycleSchedule(opt2, 7)
+    opt2 = build_optimizer(ToyModel(), lr=1e-3)
+    sched2 = OneCycleSchedule(opt2, 50, div_factor=10, pct_start=0.3, momentum_range=(0.95, 0.85))
     sched2.load_state_dict(state)
     for _ in range(20):
         assert sched2.get_last_lr() == pytest.approx(sched.get_last_lr(), rel=1e-12)
         assert opt2.param_groups[0]["betas"] == pytest.approx(opt.param_groups[0]["betas"])
         sched.step()
         sched2.step()
+
+
+def test_schedule_resumed_into_a_longer_cycle_follows_the_new_one():
+    # A 1-epoch run resumed with 2 epochs: the rest of the new cycle, not the old cycle's final lr.
+    opt = build_optimizer(ToyModel(), lr=1e-3)
+    short = OneCycleSchedule(opt, 10, pct_start=0.1)
+    for _ in range(10):
+        short.step()
+    opt2 = build_optimizer(ToyModel(), lr=1e-3)
+    longer = OneCycleSchedule(opt2, 20, pct_start=0.1)
+    with pytest.warns(UserWarning, match="total_steps 10 -> 20"):
+        longer.load_state_dict(short.state_dict())
+    assert longer.last_step == 10
+    assert longer.get_last_lr() == pytest.approx(longer.lr_at(10))
+    assert longer.get_last_lr()[0] > 1e-4 > short.get_last_lr()[0]
 
 
 def test_schedule_keeps_group_ratios_and_validates():
