@@ -57,7 +57,7 @@ def test_base_list_applies_in_order_and_chains(tmp_path):
 def test_demo_config_inherits_from_the_waymo_config():
     demo, full = load_config("demo/waymo_flatformer_demo.yaml"), load_config("waymo_flatformer.yaml")
     # Merged dicts: the demo's keys replace, the rest is inherited.
-    assert demo.model["voxel_encoder"] == {**full.model["voxel_encoder"], "feat_channels": [32, 64]}
+    assert demo.model["voxel_encoder"] == {**full.model["voxel_encoder"], "feat_channels": [64]}
     assert demo.model["backbone3d"]["pos_temperature"] == 10000.0 and demo.model["backbone3d"]["num_blocks"] == 1
     assert demo.optimizer == full.optimizer and demo.schedule == full.schedule
     assert demo.data.options["flip_axes"] == ["x", "y"] and demo.data.options["gt_sampling"] is None
