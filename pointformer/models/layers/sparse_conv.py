@@ -127,10 +127,27 @@ class SparseBasicBlock(nn.Module):
     def forward(self, x: Any) -> Any:
         """``x``: a ``spconv.SparseConvTensor`` with ``(N, C)`` features; returns one on the same voxels."""
         identity = x.features
-        out = self.conv1(x)
+        out = _conv_with_bias(self.conv1, x)
         out = out.replace_feature(torch.relu(self.bn1(out.features)))
-        out = self.conv2(out)
+        out = _conv_with_bias(self.conv2, out)
         return out.replace_feature(torch.relu(self.bn2(out.features) + identity))
+
+
+def _conv_with_bias(conv: nn.Module, x: Any) -> Any:
+    """``conv(x)``, also for a biased conv in eval mode on the CPU.
+
+    In eval mode spconv fuses the bias into its GEMM, which its CPU kernels refuse ("cpu don't
+    support act and bias"); in training mode it adds the bias after the GEMM, which works anywhere
+    and gives the same values. So on the CPU the conv runs in training mode (it has no other
+    mode-dependent state: for a submanifold conv the mode only adds backward index pairs).
+    """
+    if conv.training or conv.bias is None or x.features.is_cuda:
+        return conv(x)
+    conv.train()
+    try:
+        return conv(x)
+    finally:
+        conv.eval()
 
 
 def spconv_tensor(voxels: SparseVoxels, spatial_shape: Sequence[int] | None = None) -> Any:
