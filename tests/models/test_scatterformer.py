@@ -261,3 +261,17 @@ def test_errors() -> None:
         model(_voxels([5], 4, (6, 16, 12), g))
     with pytest.raises(ValueError, match="divide"):
         ScatterFormer(4, GRID, channels=16, num_heads=3)
+
+
+def test_dynamic_vfe_matches_the_official_64_channel_vfe_count() -> None:
+    # OpenPCDet's DynamicVoxelVFE with NUM_FILTERS [64, 64] halves every layer but the last and
+    # concatenates the voxel max back: Linear(11, 32) + BN, then Linear(64, 64) + BN. mmdet3d-style
+    # DynamicVFE with feat_channels (32, 64) is the same network: 4,640 parameters.
+    from pointformer.models.encoders.dynamic_vfe import DynamicVFE
+    from pointformer.structures import VoxelGrid
+
+    grid = VoxelGrid((-76.8, -76.8, -2.0, 76.8, 76.8, 4.0), (0.32, 0.32, 0.1875))
+    assert grid.shape == (32, 480, 480)
+    vfe = DynamicVFE(5, grid, feat_channels=(32, 64))
+    assert _count(vfe) == 11 * 32 + 2 * 32 + 64 * 64 + 2 * 64 == 4_640 and vfe.out_channels == 64
+    assert _count(ScatterFormer(vfe.out_channels, grid.shape)) == 4_241_856

@@ -145,3 +145,22 @@ def test_batch_without_voxels_and_errors() -> None:
         model(_voxels([5], 5, GRID, g))
     with pytest.raises(ValueError, match="grid"):
         model(_voxels([5], 4, (24, 16, 8), g))
+
+
+def test_mean_vfe_averages_the_kept_points() -> None:
+    from pointformer.models.encoders.mean_vfe import MeanVFE
+    from pointformer.ops import voxelize
+
+    g = torch.Generator().manual_seed(4)
+    points = torch.rand(200, 5, generator=g) * torch.tensor([4.0, 4.0, 2.0, 1.0, 1.0])
+    points[:3, 0] = 10.0  # outside the range: dropped
+    batch_index = (torch.arange(200) >= 120).long()
+    voxels = voxelize(points, (1.0, 1.0, 0.5), (0, 0, 0, 4, 4, 2), batch_index, max_points_per_voxel=2, batch_size=2)
+    vfe = MeanVFE(5)
+    out = vfe(points, voxels)
+    assert out.num_channels == vfe.out_channels == 5 and _count(vfe) == 0
+    assert torch.equal(out.coords, voxels.coords) and out.spatial_shape == (4, 4, 4)
+    for v in (0, voxels.num_voxels // 2, voxels.num_voxels - 1):
+        members = (voxels.point_to_voxel == v).nonzero().squeeze(1)
+        assert 1 <= members.numel() <= 2
+        torch.testing.assert_close(out.features[v], points[members].mean(0))
