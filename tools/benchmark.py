@@ -2,6 +2,7 @@
 """Benchmarks pointformer; the logic lives in ``pointformer.utils.benchmark``.
 
 python tools/benchmark.py ops [--quick] [--repeats N] [--warmup N] [--device cpu|cuda] [--write docs/benchmarks.md]
+python tools/benchmark.py detector --cfg waymo_flatformer.yaml [--frame raycast|scatter] [--set KEY=VALUE] [...]
 """
 
 from __future__ import annotations

@@ -711,6 +711,37 @@ def eval_command(args: argparse.Namespace, command: str) -> int:
     return run_and_report(args, command, "eval", run_eval)
 
 
+def detector_command(args: argparse.Namespace, command: str) -> int:
+    """``detector``: per-stage latency and the training step of a config's detector, native vs reference."""
+    from pointformer.config import resolve_config_path
+    from pointformer.utils.benchmark_detector import run_detector  # it imports this module
+
+    frame = "" if args.frame == "raycast" else f", {args.frame} frame"
+    name = f"detector {resolve_config_path(args.cfg).stem}{frame}"
+    return run_and_report(
+        args, command, name, lambda cfg, quick: run_detector(cfg, quick, args.cfg, args.overrides, args.frame)
+    )
+
+
+def _detector_options(parser: argparse.ArgumentParser) -> None:
+    from pointformer.utils.benchmark_detector import DEFAULT_CONFIG, FRAMES
+
+    parser.add_argument(
+        "--cfg", default=DEFAULT_CONFIG, help=f"config file or name under configs/ (default {DEFAULT_CONFIG})"
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set model.head.score_threshold=0.3 (repeatable)",
+    )
+    parser.add_argument("--frame", choices=FRAMES, default=FRAMES[0],
+                        help="raycast: a frame ray-cast by pointformer.data.synthetic (its labels, ~8k pillars); "
+                             "scatter: make_lidar_frame's scattered points (~46k pillars), random boxes")  # fmt: skip
+
+
 # name -> (help, function(args, command) -> exit code). Later: export.
 SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace, str], int]]] = {
     "ops": ("native ops vs references and baselines (voxelize, segment_reduce, boxes_iou_bev, nms_bev)",
@@ -723,7 +754,12 @@ SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace, str], int]]] = {
              "on one core", data_command),
     "eval": ("detection metrics: Waymo (1,000 frames x 100 GT / 200 predictions), nuScenes (500 samples x 300 "
              "predictions, ours vs nuscenes-devkit)", eval_command),
+    "detector": ("per-stage latency (voxelize to NMS) and training step of a config's detector on a ray-cast "
+                 "Waymo-scale frame, native vs reference ops", detector_command),
 }  # fmt: skip
+
+# name -> function adding the subcommand's own options to its parser (besides the common ones).
+SUBCOMMAND_OPTIONS: dict[str, Callable[[argparse.ArgumentParser], None]] = {"detector": _detector_options}
 
 
 def _non_negative(text: str) -> int:
@@ -757,7 +793,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
     common = _common_options()
     for name, (help_text, func) in SUBCOMMANDS.items():
-        sub.add_parser(name, parents=[common], help=help_text, description=help_text).set_defaults(func=func)
+        parser_of = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
+        parser_of.set_defaults(func=func)
+        if name in SUBCOMMAND_OPTIONS:
+            SUBCOMMAND_OPTIONS[name](parser_of)
     return parser
 
 

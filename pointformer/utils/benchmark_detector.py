@@ -1,0 +1,542 @@
+"""The ``detector`` benchmark: per-stage latency of a config's detector on a Waymo-scale frame, and
+the time of one training step, with the native ops and with the pure-PyTorch references.
+
+The detector is ``build_detector(load_config(cfg))``; its stages are run one by one as
+``Detector.forward`` composes them (voxelize, voxel encoder, the 3D backbone's partitions, the 3D
+backbone with its partitions cached, BEV mapping, 2D backbone, neck, head, decode + NMS), each on
+the output of the previous stage computed once beforehand, so that a row times that stage alone.
+Every stage runs under each *variant*: native ops or ``pointformer.ops.reference_only()``, in fp32
+and, on CUDA, also under bf16 autocast; the variants of a stage are timed interleaved, round by
+round (a loaded machine slows them alike). A stage the model lacks (an ``nn.Identity`` part, a 3D
+backbone without partitions) has no row.
+
+The input is one frame ray-cast by ``pointformer.data.synthetic`` (Waymo's five lasers, ~180k
+points; ``--quick``: an eighth of the azimuth columns), with the config's point features and
+transforms, cropped to its range, and the frame's own labels for the training step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import os
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from pointformer.config import Config, load_config
+from pointformer.data.collate import FrameBatch, collate_frames
+from pointformer.data.sample import FrameSample
+from pointformer.models.detector import Detector
+from pointformer.ops import reference_only
+from pointformer.structures import SparseVoxels
+from pointformer.utils.benchmark import Report, Row, RunConfig, Timing, peak_memory_mib, synchronize, with_speedups
+
+DEFAULT_CONFIG = "waymo_flatformer.yaml"
+QUICK_WIDTH_DIVISOR = 8  # --quick: every laser keeps 1/8 of its azimuth columns (~23k points)
+SCATTER_POINTS = {False: 180_000, True: 20_000}  # make_lidar_frame points (--quick: True)
+SCATTER_BOXES = 300
+# The synthetic frame's point columns (``SyntheticFrame.points``) plus a zero "time" column (one sweep).
+RAW_COLUMNS = ("x", "y", "z", "intensity", "elongation", "nlz", "time")
+# Waymo label types of the synthetic classes -> the Waymo class names the configs use.
+WAYMO_NAMES = {1: "Vehicle", 2: "Pedestrian", 3: "Sign", 4: "Cyclist"}
+
+
+# --- the input frame ----------------------------------------------------------------------------
+
+
+FRAMES = ("raycast", "scatter")  # --frame choices
+
+
+@dataclass(frozen=True)
+class BenchFrame:
+    """The benchmark's input: a one-frame batch and how it was made.
+
+    Attributes:
+        batch: one frame, points ``(N, F)`` float32 with the config's features, boxes ``(M, 9)``.
+        kind: ``"raycast"`` or ``"scatter"`` (see ``make_frame``).
+        raw_points: points generated, before cropping to the range.
+        random_labels: True when the boxes' labels are random (the scattered frame) or cyclic
+            (a ray-cast frame none of whose classes is among the config's class names).
+    """
+
+    batch: FrameBatch
+    kind: str
+    raw_points: int
+    random_labels: bool
+
+
+def _lidars(quick: bool):
+    from pointformer.data.synthetic import waymo_lidars
+
+    lidars = waymo_lidars()
+    if not quick:
+        return lidars
+    return tuple(dataclasses.replace(s, width=max(16, s.width // QUICK_WIDTH_DIVISOR)) for s in lidars)
+
+
+@dataclass(frozen=True)
+class _Source:
+    """A generated frame before the config's encoding: ``(N, 7)`` points in ``RAW_COLUMNS``,
+    ``(M, 9)`` boxes, their class names (Waymo names) and point counts."""
+
+    points: np.ndarray
+    boxes: np.ndarray
+    names: np.ndarray
+    num_points: np.ndarray
+    pose: np.ndarray
+    timestamp_micros: int
+
+
+def _raycast_source(quick: bool, seed: int) -> _Source:
+    from pointformer.data.synthetic import generate_sequence
+
+    frame = generate_sequence(seed, 1, "waymo", lidars=_lidars(quick))[0]
+    raw = frame.points()  # x, y, z, intensity, elongation, nlz
+    labels = frame.labels
+    return _Source(
+        points=np.concatenate([raw, np.zeros((raw.shape[0], 1), np.float32)], axis=1),
+        boxes=np.concatenate([labels.boxes, labels.velocity[:, :2]], axis=1).astype(np.float32),
+        names=np.asarray([WAYMO_NAMES.get(int(t), "") for t in labels.waymo_types]),
+        num_points=labels.num_lidar_points_in_box,
+        pose=frame.pose,
+        timestamp_micros=frame.timestamp_micros,
+    )
+
+
+def _scatter_source(quick: bool, seed: int, class_names: Sequence[str]) -> _Source:
+    from pointformer.utils.benchmark import make_boxes, make_lidar_frame
+
+    points = make_lidar_frame(SCATTER_POINTS[quick], seed=seed).numpy()
+    n = points.shape[0]
+    points = np.concatenate([points, np.zeros((n, 2), np.float32)], axis=1)  # nlz, time
+    boxes = make_boxes(SCATTER_BOXES, seed=seed).numpy()
+    boxes = np.concatenate([boxes, np.zeros((boxes.shape[0], 2), np.float32)], axis=1)  # no velocity
+    rng = np.random.default_rng(seed)
+    names = np.asarray(class_names)[rng.integers(len(class_names), size=boxes.shape[0])]
+    return _Source(points, boxes, names, np.ones(boxes.shape[0], np.int64), np.eye(4), 0)
+
+
+def make_frame(cfg: Config, quick: bool, seed: int = 0, kind: str = "raycast") -> BenchFrame:
+    """One frame as the config's model sees it: point features selected and transformed
+    (``dataset.point_features`` and ``feature_transforms``), points and box centres cropped to the
+    voxelization range, boxes without points dropped, labels = index of the class name in
+    ``dataset.class_names`` (boxes of other classes dropped).
+
+    ``kind``: ``"raycast"``: a frame ray-cast by ``pointformer.data.synthetic``
+    (``generate_sequence(seed, 1, "waymo")``: five lasers, two returns, ~180k points, its own
+    labels; on flat synthetic ground the returns bunch into rings, ~8k pillars of 0.32 m);
+    ``"scatter"``: ``make_lidar_frame`` (180k points scattered with 1/r range density, as the ops,
+    grouping and attention benchmarks use: ~46k pillars) with 300 random boxes and random labels.
+    """
+    from pointformer.data.points import encode_point_features
+
+    if kind not in FRAMES:
+        raise ValueError(f"frame kind must be one of {FRAMES}, got {kind!r}")
+    dc = cfg.dataset_config()
+    class_names = tuple(cfg.class_names) or tuple(dc.class_names)
+    src = _raycast_source(quick, seed) if kind == "raycast" else _scatter_source(quick, seed, class_names)
+    points = encode_point_features(src.points, RAW_COLUMNS, dc.point_features, dc.feature_transforms)
+    lo, hi = np.asarray(cfg.grid.point_cloud_range[:3]), np.asarray(cfg.grid.point_cloud_range[3:])
+    points = points[np.all((points[:, :3] >= lo) & (points[:, :3] < hi), axis=1)]
+
+    boxes, names = src.boxes, src.names
+    keep = (src.num_points > 0) & np.all((boxes[:, :3] >= lo) & (boxes[:, :3] < hi), axis=1)
+    known = np.isin(names, class_names)
+    cyclic = not bool((keep & known).any())
+    if not cyclic:
+        keep &= known
+    boxes, names = boxes[keep], names[keep]
+    if cyclic:  # a config with other classes (nuScenes names, say): any labels serve the timing
+        label = np.arange(boxes.shape[0]) % max(len(class_names), 1)
+    else:
+        label = np.asarray([class_names.index(n) for n in names], dtype=np.int64)
+    sample = FrameSample(
+        frame_id=f"bench_{kind}_{seed:04d}",
+        points=np.ascontiguousarray(points, dtype=np.float32),
+        point_features=tuple(dc.point_features),
+        boxes=np.ascontiguousarray(boxes, dtype=np.float32),
+        names=names,
+        labels=label.astype(np.int64),
+        difficulty=np.ones(boxes.shape[0], np.int8),
+        num_points_in_box=src.num_points[keep].astype(np.int32),
+        pose=src.pose,
+        timestamp_micros=src.timestamp_micros,
+    )
+    return BenchFrame(collate_frames([sample]), kind, src.points.shape[0], cyclic or kind == "scatter")
+
+
+# --- variants -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Variant:
+    """How a stage runs: native ops or the pure-PyTorch references, fp32 or an autocast dtype."""
+
+    reference: bool
+    autocast: torch.dtype | None = None
+
+    @property
+    def name(self) -> str:
+        ops = "pure-PyTorch reference" if self.reference else "pointformer native"
+        return ops if self.autocast is None else f"{ops}, {str(self.autocast).removeprefix('torch.')} autocast"
+
+    def ops(self) -> contextlib.AbstractContextManager:
+        """``reference_only()`` for a reference variant (forward and backward alike)."""
+        return reference_only() if self.reference else contextlib.nullcontext()
+
+    def autocasting(self, device: torch.device) -> contextlib.AbstractContextManager:
+        """Autocast to the variant's dtype (forward passes only, as the trainer does)."""
+        if self.autocast is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device.type, dtype=self.autocast)
+
+
+def variants(device: torch.device) -> list[Variant]:
+    """fp32 reference then native; on CUDA also both under bf16 autocast (the reference fp32 row is
+    every speedup's baseline)."""
+    out = [Variant(True), Variant(False)]
+    if device.type == "cuda":
+        out += [Variant(True, torch.bfloat16), Variant(False, torch.bfloat16)]
+    return out
+
+
+# --- timing -------------------------------------------------------------------------------------
+
+
+def time_rounds(fns: Sequence[Callable[[], object]], cfg: RunConfig) -> list[Timing]:
+    """Interleaved rounds (each calls every ``fn`` once, in turn), median and min per ``fn`` (ms),
+    within the run's time budget ``cfg.budget_s``.
+
+    The first round is the first warm-up round (the first timed one when ``cfg.warmup`` is 0).
+    When it shows that the remaining warm-up and repeats would exceed the budget, the remaining
+    warm-up is skipped and at most ``cfg.reduced_repeats`` rounds are timed; when the first round
+    alone exceeds the budget it is the only sample (its one-time costs are small beside such a
+    round). Either way ``Timing.reduced`` is set.
+    """
+
+    def round_ms() -> list[float]:
+        out = []
+        for fn in fns:
+            synchronize(cfg.device)
+            start = time.perf_counter()
+            fn()
+            synchronize(cfg.device)
+            out.append((time.perf_counter() - start) * 1e3)
+        return out
+
+    first = round_ms()
+    first_s = sum(first) / 1e3
+    samples: list[list[float]] = [[] for _ in fns] if cfg.warmup > 0 else [[ms] for ms in first]
+    warmup_left, repeats = max(cfg.warmup - 1, 0), max(cfg.repeats, 1)
+    reduced = False
+    if first_s > cfg.budget_s and (cfg.warmup > 0 or repeats > 1):
+        samples, warmup_left, repeats, reduced = [[ms] for ms in first], 0, 1, True
+    elif first_s * (warmup_left + repeats - len(samples[0])) > cfg.budget_s:
+        reduced = warmup_left > 0 or repeats > cfg.reduced_repeats
+        if reduced:
+            warmup_left, repeats = 0, min(repeats, cfg.reduced_repeats)
+    for _ in range(warmup_left):
+        round_ms()
+    while len(samples[0]) < repeats:
+        for i, ms in enumerate(round_ms()):
+            samples[i].append(ms)
+    return [Timing(statistics.median(ms), min(ms), len(ms), reduced) for ms in samples]
+
+
+def _reduced_note(timing: Timing, warmup: int) -> str:
+    if not timing.reduced:
+        return ""
+    if timing.repeats == 1 and warmup > 0:
+        return "1 round, no warm-up (one round exceeds the time budget)"
+    return f"{timing.repeats} round(s) after 1 warm-up round (time budget)"
+
+
+# --- stages -------------------------------------------------------------------------------------
+
+
+def _present(module: nn.Module | None) -> bool:
+    return module is not None and not isinstance(module, nn.Identity)
+
+
+def partition_builder(backbone: nn.Module) -> Callable[[SparseVoxels], list] | None:
+    """What fills a voxel layout's partition cache (``SparseVoxels.cached``) the way ``backbone``'s
+    forward does, or None for a backbone without partitions (its row then includes any it builds).
+
+    FlatFormer: the partitions of its four orders (x, x-shifted, y, y-shifted); another backbone
+    can offer ``build_partitions(voxels) -> list``.
+    """
+    from pointformer.models.backbones.flatformer import ORDERS, FlatFormer
+
+    if isinstance(backbone, FlatFormer):
+        return lambda voxels: [backbone.partition(voxels, axis, shift) for axis, shift in ORDERS]
+    build = getattr(backbone, "build_partitions", None)
+    return build if callable(build) else None
+
+
+def _fresh(voxels: SparseVoxels) -> SparseVoxels:
+    """The same voxels with an empty derived-data cache (so partitions are built again)."""
+    return SparseVoxels(voxels.features, voxels.coords, voxels.spatial_shape, voxels.batch_size, voxels.stride)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One timed stage: a row title, the call (run under no_grad and the variant), a note."""
+
+    case: str
+    run: Callable[[], object]
+    note: str = ""
+
+
+def _shape(t: torch.Tensor) -> str:
+    return "(" + ", ".join(str(s) for s in t.shape) + ")"
+
+
+def _count(n: int) -> str:
+    return f"{n / 1000:.0f}k" if n >= 10_000 else str(n)
+
+
+def detector_stages(model: Detector, batch: FrameBatch) -> list[Stage]:
+    """The stages of ``model`` (eval mode) in flow order, each fed the previous stage's output
+    computed once here with the native ops in fp32."""
+    stages: list[Stage] = []
+    points, index, size = batch.points, batch.batch_index, batch.batch_size
+    with torch.no_grad():
+        voxelization = model.voxelize(points, index, size)
+        note = f"{_count(points.shape[0])} points -> {_count(voxelization.num_voxels)} voxels"
+        stages.append(Stage("voxelize", lambda: model.voxelize(points, index, size), note))
+        voxels = model.voxel_encoder(points, voxelization)
+        stages.append(Stage(f"voxel encoder ({type(model.voxel_encoder).__name__})",
+                            lambda: model.voxel_encoder(points, voxelization),
+                            f"-> {_shape(voxels.features)} features"))  # fmt: skip
+        if _present(model.backbone3d):
+            backbone = model.backbone3d
+            build = partition_builder(backbone)
+            cached = _fresh(voxels)
+            if build is not None:
+                partitions = build(cached)
+                groups = ", ".join(str(getattr(p, "num_groups", "?")) for p in partitions)
+                stages.append(Stage(f"partition ({type(backbone).__name__}, {len(partitions)} layouts)",
+                                    lambda: build(_fresh(voxels)), f"groups per layout: {groups}"))  # fmt: skip
+            note = "partitions cached (built in the row above)" if build is not None else "includes its partitions"
+            stages.append(Stage(f"3D backbone ({type(backbone).__name__})", lambda: backbone(cached), note))
+            voxels = backbone(cached)
+        x = model.bev(voxels)
+        stages.append(Stage(f"BEV ({type(model.bev).__name__})", lambda: model.bev(voxels), f"-> {_shape(x)}"))
+        if _present(model.backbone2d):
+            maps = model.backbone2d(x)
+            maps_in = x
+            shapes = ", ".join(_shape(m) for m in maps)
+            stages.append(Stage(f"2D backbone ({type(model.backbone2d).__name__})",
+                                lambda: model.backbone2d(maps_in), f"-> {shapes}"))  # fmt: skip
+        else:
+            maps = x
+        if _present(model.neck):
+            x = model.neck(maps)
+            stages.append(Stage(f"neck ({type(model.neck).__name__})", lambda: model.neck(maps), f"-> {_shape(x)}"))
+        else:
+            x = maps
+        outputs = model.head(x)
+        stages.append(Stage(f"head ({type(model.head).__name__})", lambda: model.head(x)))
+        detections = model.head.decode(outputs)
+        kept = sum(len(d.scores) for d in detections)
+        candidates = nms_candidates(model.head, outputs)
+        into = "" if candidates is None else f"~{candidates} candidates into NMS, "
+        stages.append(Stage("decode + NMS", lambda: model.head.decode(outputs), f"{into}{kept} boxes kept"))
+    return stages
+
+
+def nms_candidates(head: nn.Module, outputs: object) -> int | None:
+    """Boxes a CenterHead-like decode hands to NMS: per class the heatmap cells at or above
+    ``score_threshold``, capped at the class's ``pre_max_sizes`` (before ``post_center_range``);
+    None for a head without those attributes."""
+    tasks = getattr(outputs, "tasks", None)
+    threshold, caps = getattr(head, "score_threshold", None), getattr(head, "pre_max_sizes", None)
+    if tasks is None or threshold is None or caps is None:
+        return None
+    heatmaps = torch.cat([t.heatmap for t in tasks], dim=1).float().sigmoid()  # (B, K, H, W), classes in order
+    per_class = (heatmaps >= threshold).flatten(2).sum(dim=2)  # (B, K)
+    cap = torch.as_tensor(list(caps), device=per_class.device)
+    return int(torch.minimum(per_class, cap).sum())
+
+
+def _inference_call(stage: Stage, variant: Variant, device: torch.device) -> Callable[[], object]:
+    def run():
+        with torch.no_grad(), variant.ops(), variant.autocasting(device):
+            return stage.run()
+
+    return run
+
+
+def _training_step(model: Detector, cfg: Config, batch: FrameBatch, variant: Variant, device: torch.device):
+    """One training step of a private copy of ``model`` (train mode): forward with the summed
+    losses, zero_grad, backward, gradient clip (``train.grad_clip``), optimizer step (the config's
+    optimizer, no schedule)."""
+    from pointformer.runs.train import build_optimizer_from
+
+    model = copy.deepcopy(model).train()
+    optimizer = build_optimizer_from(cfg, model)
+    clip = cfg.train.grad_clip
+
+    def step() -> None:
+        with variant.ops():
+            with variant.autocasting(device):
+                losses = model(batch)
+            total = sum(v.float() for v in losses.values())
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            if clip is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), clip)
+            optimizer.step()
+
+    return step
+
+
+def _memory_notes(fns: Sequence[Callable[[], object]], device: torch.device) -> list[str]:
+    peaks = [peak_memory_mib(fn, device) for fn in fns]
+    return ["" if p is None else f"peak {p:.0f} MiB" for p in peaks]
+
+
+def _rows(case: str, names: list[str], timings: list[Timing], notes: list[str], warmup: int) -> list[Row]:
+    rows = [
+        Row(case, name, timing, "; ".join(n for n in (note, _reduced_note(timing, warmup)) if n))
+        for name, timing, note in zip(names, timings, notes, strict=True)
+    ]
+    return with_speedups(rows, baseline=0)
+
+
+def _load() -> float | None:
+    """The 1-minute load average, None where the platform has none."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
+def run_detector(
+    cfg: RunConfig,
+    quick: bool,
+    config: str = DEFAULT_CONFIG,
+    overrides: Sequence[str] = (),
+    frame_kind: str = "raycast",
+) -> Report:
+    """Per-stage, total-inference and training-step rows of ``config``'s detector (with ``--set``
+    style ``overrides``) on a ``frame_kind`` frame (see ``make_frame`` and the module docstring)."""
+    load_before = _load()
+    conf = load_config(config, overrides)
+    frame = make_frame(conf, quick, kind=frame_kind)
+    batch = frame.batch.to(cfg.device)
+    torch.manual_seed(0)
+    model = load_model(conf, cfg.device)
+    kinds = variants(cfg.device)
+    names = [v.name for v in kinds]
+    report = Report()
+
+    stages = detector_stages(model, batch)
+    stage_sums = [0.0] * len(kinds)
+    for stage in stages:
+        fns = [_inference_call(stage, v, cfg.device) for v in kinds]
+        timings = time_rounds(fns, cfg)
+        stage_sums = [s + t.median_ms for s, t in zip(stage_sums, timings, strict=True)]
+        report.rows += _rows(stage.case, names, timings, [stage.note] * len(kinds), cfg.warmup)
+
+    total = Stage("inference total (model(batch), eval)", lambda: model(batch))
+    fns = [_inference_call(total, v, cfg.device) for v in kinds]
+    timings = time_rounds(fns, cfg)
+    notes = [f"sum of the stage medians {s:.0f} ms" for s in stage_sums]
+    memory = _memory_notes(fns, cfg.device)
+    notes = ["; ".join(n for n in pair if n) for pair in zip(notes, memory, strict=True)]
+    report.rows += _rows(total.case, names, timings, notes, cfg.warmup)
+
+    train_model = load_model(conf, cfg.device)  # the same weights (seeded), a separate copy per variant
+    steps = [_training_step(train_model, conf, batch, v, cfg.device) for v in kinds]
+    del train_model
+    timings = time_rounds(steps, cfg)
+    memory = _memory_notes(steps, cfg.device)
+    case = "training step (forward + loss + backward + clip + optimizer)"
+    report.rows += _rows(case, names, timings, memory, cfg.warmup)
+
+    report.footnotes += _footnotes(conf, model, frame, batch, cfg, quick, load_before)
+    return report
+
+
+def load_model(conf: Config, device: torch.device) -> Detector:
+    """The config's detector (weights from ``torch.manual_seed(0)``) on ``device``, eval mode."""
+    from pointformer.models import build_detector
+
+    torch.manual_seed(0)
+    return build_detector(conf).to(device).eval()
+
+
+def _footnotes(
+    conf: Config, model: Detector, frame: BenchFrame, batch: FrameBatch, cfg: RunConfig, quick: bool, load: float | None
+) -> list[str]:
+    grid = conf.grid
+    z, y, x = grid.shape
+    params = model.parameter_counts()
+    counts = np.bincount(batch.labels.cpu().numpy(), minlength=len(model.class_names))
+    per_class = ", ".join(f"{n} {c}" for n, c in zip(model.class_names, counts.tolist(), strict=True))
+    if frame.kind == "raycast":
+        lasers = "an eighth of the azimuth columns (--quick)" if quick else "full resolution"
+        labels = "cyclic labels (no class of the frame is among the config's)" if frame.random_labels else "its labels"
+        source = (f"one frame ray-cast by `pointformer.data.synthetic` (`generate_sequence(0, 1, 'waymo')`, five "
+                  f"lasers, two returns, {lasers}; on the flat synthetic ground the returns bunch into rings, so it "
+                  "has far fewer pillars per point than `--frame scatter`)")  # fmt: skip
+    else:
+        labels = "random labels"
+        source = ("one `make_lidar_frame` frame (seed 0: points scattered with 1/r range density, as the ops, "
+                  f"grouping and attention benchmarks use) with {SCATTER_BOXES} random `make_boxes` boxes")  # fmt: skip
+    num_voxels = model.voxelize(batch.points, batch.batch_index, batch.batch_size).num_voxels
+    budget = (f"Time budget {cfg.budget_s:g} s per row: when a row's first round (all its variants once) shows that "
+              f"its warm-up and repeats would take longer, it runs {cfg.reduced_repeats} round(s) after that first "
+              "(warm-up) round, and when the first round alone takes longer, that round is its only sample; its "
+              "notes say so.")  # fmt: skip
+    return [
+        f"Config: `{os.path.relpath(conf.path) if conf.path else conf.name}` ({params['total']:,} parameters, "
+        f"weights random from seed 0); grid {x} x {y} x {z} voxels of {tuple(grid.voxel_size)} m.",
+        f"Input (`--frame {frame.kind}`): {source}: {frame.raw_points} points, {batch.points.shape[0]} inside the "
+        f"range, {num_voxels} non-empty voxels; features {', '.join(batch.point_features)} with the config's "
+        f"transforms; {batch.boxes.shape[0]} boxes ({per_class}, {labels}) for the training step. Batch of one frame.",
+        "Stage rows run one stage of `Detector.forward` on the previous stage's output (computed once, native fp32), "
+        "under `torch.no_grad()` in eval mode; 'partition' builds every layout the 3D backbone uses (FlatFormer: the "
+        "x, x-shifted, y, y-shifted orders) on a fresh voxel layout, and the 3D backbone row reuses them from the "
+        "layout's cache, as one forward does after its first use. 'inference total' is `model(batch)` in eval mode "
+        "(voxelize to decode, partitions built inside).",
+        "Training step: a train-mode copy of the model (same initial weights per variant), `model(batch)` -> summed "
+        f"losses, zero_grad, backward, clip to {conf.train.grad_clip} (train.grad_clip), one "
+        f"{conf.optimizer.get('type', 'adamw')} step (no schedule); the reference variant also runs the backward "
+        "inside `reference_only()`.",
+        "Reference = the same calls inside `pointformer.ops.reference_only()`: every pointformer op (voxelize, "
+        "segment_reduce, partitions, grouped attention, NMS) on its pure-PyTorch reference; the torch parts (linear "
+        "layers, convolutions, norms) are the same in both. Native attention = the device's default backend of "
+        "`grouped_attention`. The variants of a row are timed interleaved, round by round; speedup = the fp32 "
+        "reference's median / the row's median.",
+        "decode + NMS: with random weights the heatmap probabilities sit near the head's initial prior (CenterHead: "
+        "sigmoid(-2.19) = 0.1), so most cells pass `score_threshold` and every class fills its `pre_max_sizes` "
+        "(the candidate count is in the row's notes): NMS's worst case for this config. The reference NMS (the full "
+        "rotated IoU matrix, then a Python greedy loop) then dominates the reference inference; a trained model "
+        "hands NMS fewer candidates.",
+        budget,
+        "bf16 rows (CUDA only): the same calls under `torch.autocast('cuda', torch.bfloat16)` (forward only; the "
+        "backward outside it, as the trainer does)."
+        if cfg.device.type == "cuda"
+        else "fp32 on the CPU (no autocast rows: they are measured on CUDA only). Peak memory: CUDA only.",
+        _load_note(load),
+    ]
+
+
+def _load_note(before: float | None) -> str:
+    """The 1-minute load average at the start and the end, and what it means for the figures."""
+    after, cores = _load(), os.cpu_count() or 1
+    if before is None or after is None:
+        return "Load average: not available on this platform."
+    note = f"Load average (1 min) {before:.1f} at the start and {after:.1f} at the end, on {cores} cores"
+    if max(before, after) >= 0.5 * cores:
+        return note + ": other work shared the machine, so absolute times are noisy (the interleaved ratios less so)."
+    return note + "."
