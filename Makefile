@@ -50,6 +50,7 @@ bench: build
 	$(VPY) tools/benchmark.py attention --repeats 5 --warmup 1 --write docs/benchmarks.md
 	$(VPY) tools/benchmark.py data --write docs/benchmarks.md
 	$(VPY) tools/benchmark.py eval --write docs/benchmarks.md
+	$(VPY) tools/benchmark.py detector --cfg waymo_flatformer.yaml --repeats 3 --warmup 1 --write docs/benchmarks.md
 
 # Linters are development tools, not dependencies: installed into the environment on demand.
 lint: $(VENV)/.deps
