@@ -330,7 +330,7 @@ def test_errors() -> None:
     with pytest.raises(ValueError, match="one entry per stage"):
         DSVT(C, (8, 12, 16), set_sizes=(6, 6), num_blocks=(1,), window_shapes=((4, 4, 8), (4, 4, 2)),
              shifts=None, downsample_strides=((1, 1, 4),))  # fmt: skip
-    with pytest.raises(ValueError, match="windows must span z"):
+    with pytest.raises(ValueError, match="windows must be 3D"):
         DSVT(C, (8, 12, 16), set_sizes=(6,), num_blocks=(1,), window_shapes=((4, 4, 1),), shifts=None)
     with pytest.raises(ValueError, match=r"\(x, y, z\)"):
         DSVT(C, (1, 12, 16), window_shapes=((4, 4),), shifts=None)

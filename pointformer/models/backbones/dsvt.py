@@ -161,7 +161,8 @@ class DSVT(nn.Module):
                 if self.pos_with_z[s] != (window[0] > 1):
                     raise ValueError(
                         f"DSVT: stage {s} has {self.stage_shapes[s][0]} z cells but a window of {window[0]} z cells "
-                        f"(window (z, y, x) {window}); windows must span z on 3D stages and be flat on pillar stages"
+                        f"(window (z, y, x) {window}): windows must be 3D (wz > 1) on stages with z cells and "
+                        "flat (wz = 1) on pillar stages, as the embedding's input has z exactly on the former"
                     )
 
         self.stages = nn.ModuleList(
