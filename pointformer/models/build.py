@@ -45,7 +45,8 @@ def build_detector(cfg: Config) -> Detector:
     backbone3d = BACKBONES_3D.build(m["backbone3d"], f"{where}: model.backbone3d", in_channels=vfe.out_channels,
                                     sparse_shape=cfg.grid.shape)  # fmt: skip
     bev = BEV_MAPPERS.build(m["bev"], f"{where}: model.bev", in_channels=backbone3d.out_channels,
-                            num_z=cfg.grid.shape[0], sparse_shape=cfg.grid.shape)  # fmt: skip
+                            num_z=getattr(backbone3d, "out_spatial_shape", cfg.grid.shape)[0],
+                            sparse_shape=cfg.grid.shape)  # fmt: skip
     backbone2d = BACKBONES_2D.build(m["backbone2d"], f"{where}: model.backbone2d", in_channels=bev.out_channels)
     neck = NECKS.build(m["neck"], f"{where}: model.neck", in_channels=backbone2d.out_channels)
     head = HEADS.build(m["head"], f"{where}: model.head", in_channels=neck.out_channels, grid=cfg.grid)
