@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 import tempfile
@@ -227,6 +228,7 @@ def nuscenes_eval_report(cfg: RunConfig, quick: bool) -> Report:
     """Ours (``evaluate_files``: tables, results JSON, metrics) vs the devkit end to end. CPU only."""
     sizes = EvalSizes.for_run(quick)
     report = Report()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     with tempfile.TemporaryDirectory(prefix="pointformer_bench_eval_nusc_") as folder:
         root = Path(folder)
         results, n_gt, n_pred = write_eval_dataset(root, sizes)
@@ -283,7 +285,13 @@ def nuscenes_eval_report(cfg: RunConfig, quick: bool) -> Report:
         "straight into arrays (floats converted by pyarrow, bit-identical to Python's).",
         "Both tools' imports are outside the timings, and so is the once-per-process start of our scanner: "
         + (f"{overhead:.2f} s" if overhead is not None else "not measured")
-        + " in a new process (numba's cached kernel load), measured in a subprocess on the same file.",
+        + " in a new process (loading the numba-compiled kernel from its on-disk cache, importing pyarrow.compute), "
+        "measured in a subprocess on the same file.",
         f"{speed}{agree}.",
     ]
+    if load is not None:
+        report.footnotes.append(
+            f"Load average {load:.1f} on {os.cpu_count()} cores when the nuScenes rows started: other work on the "
+            "machine slows both tools and makes the ratios vary from run to run."
+        )
     return report
