@@ -494,6 +494,31 @@ def test_cli_writes_summary(dataset, gt, tmp_path, capsys):
     assert "nope" in capsys.readouterr().err
 
 
+def test_eval_tool_nuscenes_subcommand(dataset, gt, tmp_path, capsys):
+    """``tools/eval.py nuscenes RESULTS --dataroot --version --split [--output-dir]`` itself."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "eval_tool", Path(__file__).resolve().parents[2] / "tools" / "eval.py"
+    )
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    rng = np.random.default_rng(8)
+    results = {tok: _random_boxes(rng, tok, gt.ego_translation[s], 10) for s, tok in enumerate(gt.sample_tokens)}
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(_results_json(results)))
+    common = [str(path), "--dataroot", str(dataset), "--version", VERSION, "--split", SPLIT]
+    assert tool.main(["nuscenes", *common]) == 0
+    out = capsys.readouterr().out
+    summary = json.loads((tmp_path / "metrics_summary.json").read_text())
+    assert f"NDS: {summary['nd_score']:.4f}" in out and f"mAP: {summary['mean_ap']:.4f}" in out
+    assert tool.main(["nuscenes", *common, "--output-dir", str(tmp_path / "out")]) == 0
+    again = json.loads((tmp_path / "out" / "metrics_summary.json").read_text())
+    summary.pop("eval_time"), again.pop("eval_time")
+    assert again == summary
+
+
 def test_ragged_box_lists_are_refused_even_when_their_lengths_add_up():
     box = {"sample_token": "s", "translation": [0.0, 0.0, 0.0], "size": [1.0, 1.0, 1.0], "rotation": [1.0, 0, 0, 0],
            "velocity": [0.0, 0.0], "detection_name": "car", "detection_score": 0.5, "attribute_name": ""}  # fmt: skip
