@@ -61,6 +61,23 @@ def prepare_data(raw: Path, root: Path, splits: dict[str, tuple[int, int]], fram
         raise RuntimeError("conversion failed")
 
 
+def loss_curve(work_dir: Path) -> list[tuple[int, float, float, float]]:
+    """``(epoch, loss, loss_heatmap, loss_bbox)`` per epoch: the mean of the logged (window-averaged)
+    training scalars in ``scalars.jsonl``."""
+    by_epoch: dict[int, list[dict]] = {}
+    path = work_dir / "scalars.jsonl"
+    if not path.is_file():
+        return []
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        if "train/loss" in row:
+            by_epoch.setdefault(int(row["epoch"]), []).append(row)
+    return [
+        (e, *(sum(r.get(f"train/{k}", 0.0) for r in rows) / len(rows) for k in ("loss", "loss_heatmap", "loss_bbox")))
+        for e, rows in sorted(by_epoch.items())
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     start = time.perf_counter()
@@ -99,6 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     gt_bin = args.out / "ground_truth.bin"
     write_objects(gt_bin, waymo_ground_truth(frames, model.class_names))
     (args.out / "metrics.json").write_text(json.dumps(result.scalars, indent=2) + "\n")
+    curve = loss_curve(args.work_dir)
+    (args.out / "loss_curve.csv").write_text(
+        "epoch,loss,loss_heatmap,loss_bbox\n" + "".join(f"{e},{a:.4f},{b:.4f},{c:.4f}\n" for e, a, b, c in curve)
+    )
     pictures = render_detections(cfg.data.root, frames_with_boxes(frames, args.render), result.predictions,
                                  args.out / "renders", point_cloud_range=cfg.grid.point_cloud_range)  # fmt: skip
     end = time.perf_counter()
@@ -106,11 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n[demo] Waymo metrics on {len(frames)} synthetic validation frames (boxes within the model's range):")
     for line in result.lines:
         print(line)
+    print("\n[demo] training loss by epoch: " + ", ".join(f"{e}: {a:.2f}" for e, a, _, _ in curve))
     print("\n[demo] where everything is:")
     print(f"  converted data      {root}")
     print(f"  checkpoints, logs   {args.work_dir} (TensorBoard: tensorboard --logdir {args.work_dir / 'tensorboard'})")
     print(f"  submission files    {pred_bin}, {gt_bin} (python tools/eval.py waymo {pred_bin} {gt_bin})")
-    print(f"  metrics             {args.out / 'metrics.json'}")
+    print(f"  metrics             {args.out / 'metrics.json'}, loss curve {args.out / 'loss_curve.csv'}")
     for p in pictures:
         print(f"  picture             {p}")
     print(f"\n[demo] times: data {t_data - start:.0f} s, training {t_train - t_data:.0f} s, "
