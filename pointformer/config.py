@@ -5,7 +5,7 @@ A config file is YAML with these top-level sections (see ``configs/waymo_flatfor
     _base_: other.yaml            # optional; a path relative to this file, or a list of them
     dataset:      root, train_split, val_split and every ``DatasetConfig`` option
     voxelization: point_cloud_range, voxel_size (the grid, derived once as a ``VoxelGrid``),
-                  max_points_per_voxel
+                  max_points_per_voxel, max_voxels
     model:        voxel_encoder, backbone3d, bev, backbone2d, neck, head: ``{type: Name, ...kwargs}``
     optimizer:    type, lr, weight_decay, betas, ...
     schedule:     type and its options
@@ -155,6 +155,8 @@ class Config:
         data: dataset location and ``DatasetConfig`` options (``dataset_config()`` builds it).
         grid: the voxel grid (the one place the grid shape is derived).
         max_points_per_voxel: -1 (dynamic voxelization) or a cap.
+        max_voxels: -1 (no cap) or the most voxels kept per frame (OpenPCDet's
+            ``MAX_NUMBER_OF_VOXELS``: the first voxels by the arrival of their first point).
         model: per part (``MODEL_PARTS``) a mapping with ``type`` and keyword arguments.
         optimizer, schedule: mappings with ``type`` and options.
         train, eval: typed settings.
@@ -171,6 +173,7 @@ class Config:
     train: TrainSettings
     eval: EvalSettings
     raw: Mapping[str, Any] = field(repr=False)
+    max_voxels: int = -1
 
     @property
     def name(self) -> str:
@@ -292,8 +295,8 @@ def _settings(cls, section: Mapping[str, Any] | None, where: str):
         raise ConfigError(f"{where}: {e}") from None
 
 
-def _grid(section: Mapping[str, Any], where: str) -> tuple[VoxelGrid, int]:
-    known = {"point_cloud_range", "voxel_size", "max_points_per_voxel"}
+def _grid(section: Mapping[str, Any], where: str) -> tuple[VoxelGrid, int, int]:
+    known = {"point_cloud_range", "voxel_size", "max_points_per_voxel", "max_voxels"}
     unknown = sorted(set(section) - known)
     if unknown:
         raise ConfigError(f"{where}: voxelization: unknown keys {unknown}; known: {sorted(known)}")
@@ -304,7 +307,13 @@ def _grid(section: Mapping[str, Any], where: str) -> tuple[VoxelGrid, int]:
         grid = VoxelGrid.from_config(section["point_cloud_range"], section["voxel_size"])
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{where}: voxelization: {e}") from None
-    return grid, int(section.get("max_points_per_voxel", -1))
+    caps = {}
+    for key in ("max_points_per_voxel", "max_voxels"):
+        value = section.get(key, -1)
+        if isinstance(value, bool) or not isinstance(value, int) or (value != -1 and value < 1):
+            raise ConfigError(f"{where}: voxelization.{key} must be -1 (no cap) or a positive integer, got {value!r}")
+        caps[key] = value
+    return grid, caps["max_points_per_voxel"], caps["max_voxels"]
 
 
 def _check_windows(model: Mapping[str, Any], grid: VoxelGrid, where: str) -> None:
@@ -342,7 +351,7 @@ def validate(data: Mapping[str, Any], path: str = "") -> Config:
     for s in SECTIONS:
         if data.get(s) is not None and not isinstance(data[s], Mapping):
             raise ConfigError(f"{where}: {s} must be a mapping, got {type(data[s]).__name__}")
-    grid, max_points = _grid(data.get("voxelization") or {}, where)
+    grid, max_points, max_voxels = _grid(data.get("voxelization") or {}, where)
 
     ds = dict(data.get("dataset") or {})
     location = {k: ds.pop(k, None) for k in ("root", "train_split", "val_split")}
@@ -386,6 +395,7 @@ def validate(data: Mapping[str, Any], path: str = "") -> Config:
         data=data_settings,
         grid=grid,
         max_points_per_voxel=max_points,
+        max_voxels=max_voxels,
         model={p: dict(model[p]) for p in MODEL_PARTS},
         optimizer=dict(data.get("optimizer") or {"type": "adamw"}),
         schedule=dict(data.get("schedule") or {"type": "one_cycle"}),

@@ -38,6 +38,8 @@ class Detector(nn.Module):
         head: ``forward(map) -> outputs``, ``loss(outputs, boxes, labels, box_batch_index,
             batch_size) -> dict``, ``decode(outputs) -> list[Detections]``.
         max_points_per_voxel: -1 for dynamic voxelization (every point kept), else a cap.
+        max_voxels: -1 (every voxel kept), else the most voxels per frame (the first by the
+            arrival of their first point, as ``pointformer.ops.voxelize``).
     """
 
     def __init__(
@@ -51,11 +53,13 @@ class Detector(nn.Module):
         neck: nn.Module,
         head: nn.Module,
         max_points_per_voxel: int = -1,
+        max_voxels: int = -1,
     ) -> None:
         super().__init__()
         self.grid = grid
         self.class_names = tuple(class_names)
         self.max_points_per_voxel = int(max_points_per_voxel)
+        self.max_voxels = int(max_voxels)
         self.voxel_encoder = voxel_encoder
         self.backbone3d = backbone3d
         self.bev = bev
@@ -76,6 +80,7 @@ class Detector(nn.Module):
             self.grid.point_cloud_range,
             batch_index=batch_index,
             max_points_per_voxel=self.max_points_per_voxel,
+            max_voxels=self.max_voxels,
             batch_size=batch_size,
         )
 
