@@ -16,19 +16,35 @@ from pointformer.models.registry import BACKBONES_2D, BACKBONES_3D, BEV_MAPPERS,
 def _register_builtin() -> None:
     # Imported here, not at module import, so that registries stay cheap to import and the parts
     # can import the registry if they register themselves.
+    from pointformer.models.backbones.bev_res import BEVResBackbone
+    from pointformer.models.backbones.cascade_ded import CascadeDEDBackbone
+    from pointformer.models.backbones.dsvt import DSVT
     from pointformer.models.backbones.flatformer import FlatFormer
+    from pointformer.models.backbones.scatterformer import ScatterFormer
     from pointformer.models.backbones.second import SECOND
+    from pointformer.models.backbones.sparse_resnet import VoxelResBackBone8x
     from pointformer.models.bev.scatter import ScatterToBEV
     from pointformer.models.encoders.dynamic_vfe import DynamicVFE
+    from pointformer.models.encoders.mean_vfe import MeanVFE
     from pointformer.models.heads.center_head import CenterHead
+    from pointformer.models.necks.identity import IdentityNeck
     from pointformer.models.necks.second_fpn import SECONDFPN
 
+    # ScatterFormer's attention pillar pooling is part of its 3D backbone (the official BACKBONE_3D
+    # scope), not a BEV mapper: its BEV mapping is a plain ScatterToBEV of the pooled pillars.
     for registry, cls in (
         (VOXEL_ENCODERS, DynamicVFE),
+        (VOXEL_ENCODERS, MeanVFE),
         (BACKBONES_3D, FlatFormer),
+        (BACKBONES_3D, DSVT),
+        (BACKBONES_3D, ScatterFormer),
+        (BACKBONES_3D, VoxelResBackBone8x),
         (BEV_MAPPERS, ScatterToBEV),
         (BACKBONES_2D, SECOND),
+        (BACKBONES_2D, BEVResBackbone),
+        (BACKBONES_2D, CascadeDEDBackbone),
         (NECKS, SECONDFPN),
+        (NECKS, IdentityNeck),
         (HEADS, CenterHead),
     ):
         if cls.__name__ not in registry.names():
@@ -51,4 +67,7 @@ def build_detector(cfg: Config) -> Detector:
     neck = NECKS.build(m["neck"], f"{where}: model.neck", in_channels=backbone2d.out_channels)
     head = HEADS.build(m["head"], f"{where}: model.head", in_channels=neck.out_channels, grid=cfg.grid)
     class_names = cfg.class_names or tuple(n for task in m["head"].get("tasks", ()) for n in task)
-    return Detector(cfg.grid, class_names, vfe, backbone3d, bev, backbone2d, neck, head, cfg.max_points_per_voxel)
+    return Detector(
+        cfg.grid, class_names, vfe, backbone3d, bev, backbone2d, neck, head,
+        max_points_per_voxel=cfg.max_points_per_voxel, max_voxels=cfg.max_voxels,
+    )  # fmt: skip
