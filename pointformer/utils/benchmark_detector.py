@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import functools
 import os
 import statistics
 import time
@@ -212,13 +213,13 @@ def variants(device: torch.device) -> list[Variant]:
 
 def time_rounds(fns: Sequence[Callable[[], object]], cfg: RunConfig) -> list[Timing]:
     """Interleaved rounds (each calls every ``fn`` once, in turn), median and min per ``fn`` (ms),
-    within the run's time budget ``cfg.budget_s``.
+    within the run's time budget ``cfg.budget_s`` per row.
 
     The first round is the first warm-up round (the first timed one when ``cfg.warmup`` is 0).
-    When it shows that the remaining warm-up and repeats would exceed the budget, the remaining
-    warm-up is skipped and at most ``cfg.reduced_repeats`` rounds are timed; when the first round
-    alone exceeds the budget it is the only sample (its one-time costs are small beside such a
-    round). Either way ``Timing.reduced`` is set.
+    When it shows that the remaining warm-up and repeats would take longer than the budget, the
+    warm-up is dropped, the first round becomes the first sample and the row runs as many rounds
+    as fit in the budget (at least that one; at most ``cfg.repeats``), with ``Timing.reduced``
+    set. Such rounds take seconds, beside which a first call's one-time costs are small.
     """
 
     def round_ms() -> list[float]:
@@ -235,13 +236,10 @@ def time_rounds(fns: Sequence[Callable[[], object]], cfg: RunConfig) -> list[Tim
     first_s = sum(first) / 1e3
     samples: list[list[float]] = [[] for _ in fns] if cfg.warmup > 0 else [[ms] for ms in first]
     warmup_left, repeats = max(cfg.warmup - 1, 0), max(cfg.repeats, 1)
-    reduced = False
-    if first_s > cfg.budget_s and (cfg.warmup > 0 or repeats > 1):
-        samples, warmup_left, repeats, reduced = [[ms] for ms in first], 0, 1, True
-    elif first_s * (warmup_left + repeats - len(samples[0])) > cfg.budget_s:
-        reduced = warmup_left > 0 or repeats > cfg.reduced_repeats
-        if reduced:
-            warmup_left, repeats = 0, min(repeats, cfg.reduced_repeats)
+    reduced = first_s * (warmup_left + repeats - len(samples[0])) > cfg.budget_s and (cfg.warmup > 0 or repeats > 1)
+    if reduced:
+        fit = int(cfg.budget_s // first_s) if first_s > 0 else repeats
+        samples, warmup_left, repeats = [[ms] for ms in first], 0, max(1, min(repeats, fit))
     for _ in range(warmup_left):
         round_ms()
     while len(samples[0]) < repeats:
@@ -250,12 +248,10 @@ def time_rounds(fns: Sequence[Callable[[], object]], cfg: RunConfig) -> list[Tim
     return [Timing(statistics.median(ms), min(ms), len(ms), reduced) for ms in samples]
 
 
-def _reduced_note(timing: Timing, warmup: int) -> str:
+def _reduced_note(timing: Timing) -> str:
     if not timing.reduced:
         return ""
-    if timing.repeats == 1 and warmup > 0:
-        return "1 round, no warm-up (one round exceeds the time budget)"
-    return f"{timing.repeats} round(s) after 1 warm-up round (time budget)"
+    return f"{timing.repeats} round{'s' if timing.repeats > 1 else ''}, no warm-up (time budget)"
 
 
 # --- stages -------------------------------------------------------------------------------------
@@ -304,51 +300,54 @@ def _count(n: int) -> str:
 
 def detector_stages(model: Detector, batch: FrameBatch) -> list[Stage]:
     """The stages of ``model`` (eval mode) in flow order, each fed the previous stage's output
-    computed once here with the native ops in fp32."""
+    computed once here with the native ops in fp32 (bound into the stage's call)."""
     stages: list[Stage] = []
+
+    def add(case: str, fn: Callable[..., object], *args: object, note: str = "") -> None:
+        stages.append(Stage(case, functools.partial(fn, *args), note))
+
+    def name(part: nn.Module) -> str:
+        return type(part).__name__
+
     points, index, size = batch.points, batch.batch_index, batch.batch_size
     with torch.no_grad():
         voxelization = model.voxelize(points, index, size)
         note = f"{_count(points.shape[0])} points -> {_count(voxelization.num_voxels)} voxels"
-        stages.append(Stage("voxelize", lambda: model.voxelize(points, index, size), note))
-        voxels = model.voxel_encoder(points, voxelization)
-        stages.append(Stage(f"voxel encoder ({type(model.voxel_encoder).__name__})",
-                            lambda: model.voxel_encoder(points, voxelization),
-                            f"-> {_shape(voxels.features)} features"))  # fmt: skip
+        add("voxelize", model.voxelize, points, index, size, note=note)
+        encoded = model.voxel_encoder(points, voxelization)
+        add(f"voxel encoder ({name(model.voxel_encoder)})", model.voxel_encoder, points, voxelization,
+            note=f"-> {_shape(encoded.features)} features")  # fmt: skip
+        voxels = encoded
         if _present(model.backbone3d):
             backbone = model.backbone3d
             build = partition_builder(backbone)
-            cached = _fresh(voxels)
+            cached = _fresh(encoded)
             if build is not None:
                 partitions = build(cached)
                 groups = ", ".join(str(getattr(p, "num_groups", "?")) for p in partitions)
-                stages.append(Stage(f"partition ({type(backbone).__name__}, {len(partitions)} layouts)",
-                                    lambda: build(_fresh(voxels)), f"groups per layout: {groups}"))  # fmt: skip
+                add(f"partition ({name(backbone)}, {len(partitions)} layouts)", lambda: build(_fresh(encoded)),
+                    note=f"groups per layout: {groups}")  # fmt: skip
             note = "partitions cached (built in the row above)" if build is not None else "includes its partitions"
-            stages.append(Stage(f"3D backbone ({type(backbone).__name__})", lambda: backbone(cached), note))
+            add(f"3D backbone ({name(backbone)})", backbone, cached, note=note)
             voxels = backbone(cached)
-        x = model.bev(voxels)
-        stages.append(Stage(f"BEV ({type(model.bev).__name__})", lambda: model.bev(voxels), f"-> {_shape(x)}"))
+        bev = model.bev(voxels)
+        add(f"BEV ({name(model.bev)})", model.bev, voxels, note=f"-> {_shape(bev)}")
+        maps = bev
         if _present(model.backbone2d):
-            maps = model.backbone2d(x)
-            maps_in = x
-            shapes = ", ".join(_shape(m) for m in maps)
-            stages.append(Stage(f"2D backbone ({type(model.backbone2d).__name__})",
-                                lambda: model.backbone2d(maps_in), f"-> {shapes}"))  # fmt: skip
-        else:
-            maps = x
+            maps = model.backbone2d(bev)
+            add(f"2D backbone ({name(model.backbone2d)})", model.backbone2d, bev,
+                note="-> " + ", ".join(_shape(m) for m in maps))  # fmt: skip
+        features = maps
         if _present(model.neck):
-            x = model.neck(maps)
-            stages.append(Stage(f"neck ({type(model.neck).__name__})", lambda: model.neck(maps), f"-> {_shape(x)}"))
-        else:
-            x = maps
-        outputs = model.head(x)
-        stages.append(Stage(f"head ({type(model.head).__name__})", lambda: model.head(x)))
+            features = model.neck(maps)
+            add(f"neck ({name(model.neck)})", model.neck, maps, note=f"-> {_shape(features)}")
+        outputs = model.head(features)
+        add(f"head ({name(model.head)})", model.head, features)
         detections = model.head.decode(outputs)
         kept = sum(len(d.scores) for d in detections)
         candidates = nms_candidates(model.head, outputs)
         into = "" if candidates is None else f"~{candidates} candidates into NMS, "
-        stages.append(Stage("decode + NMS", lambda: model.head.decode(outputs), f"{into}{kept} boxes kept"))
+        add("decode + NMS", model.head.decode, outputs, note=f"{into}{kept} boxes kept")
     return stages
 
 
@@ -403,9 +402,9 @@ def _memory_notes(fns: Sequence[Callable[[], object]], device: torch.device) -> 
     return ["" if p is None else f"peak {p:.0f} MiB" for p in peaks]
 
 
-def _rows(case: str, names: list[str], timings: list[Timing], notes: list[str], warmup: int) -> list[Row]:
+def _rows(case: str, names: list[str], timings: list[Timing], notes: list[str]) -> list[Row]:
     rows = [
-        Row(case, name, timing, "; ".join(n for n in (note, _reduced_note(timing, warmup)) if n))
+        Row(case, name, timing, "; ".join(n for n in (note, _reduced_note(timing)) if n))
         for name, timing, note in zip(names, timings, notes, strict=True)
     ]
     return with_speedups(rows, baseline=0)
@@ -444,7 +443,7 @@ def run_detector(
         fns = [_inference_call(stage, v, cfg.device) for v in kinds]
         timings = time_rounds(fns, cfg)
         stage_sums = [s + t.median_ms for s, t in zip(stage_sums, timings, strict=True)]
-        report.rows += _rows(stage.case, names, timings, [stage.note] * len(kinds), cfg.warmup)
+        report.rows += _rows(stage.case, names, timings, [stage.note] * len(kinds))
 
     total = Stage("inference total (model(batch), eval)", lambda: model(batch))
     fns = [_inference_call(total, v, cfg.device) for v in kinds]
@@ -452,7 +451,7 @@ def run_detector(
     notes = [f"sum of the stage medians {s:.0f} ms" for s in stage_sums]
     memory = _memory_notes(fns, cfg.device)
     notes = ["; ".join(n for n in pair if n) for pair in zip(notes, memory, strict=True)]
-    report.rows += _rows(total.case, names, timings, notes, cfg.warmup)
+    report.rows += _rows(total.case, names, timings, notes)
 
     train_model = load_model(conf, cfg.device)  # the same weights (seeded), a separate copy per variant
     steps = [_training_step(train_model, conf, batch, v, cfg.device) for v in kinds]
@@ -460,7 +459,7 @@ def run_detector(
     timings = time_rounds(steps, cfg)
     memory = _memory_notes(steps, cfg.device)
     case = "training step (forward + loss + backward + clip + optimizer)"
-    report.rows += _rows(case, names, timings, memory, cfg.warmup)
+    report.rows += _rows(case, names, timings, memory)
 
     report.footnotes += _footnotes(conf, model, frame, batch, cfg, quick, load_before)
     return report
@@ -494,9 +493,8 @@ def _footnotes(
                   f"grouping and attention benchmarks use) with {SCATTER_BOXES} random `make_boxes` boxes")  # fmt: skip
     num_voxels = model.voxelize(batch.points, batch.batch_index, batch.batch_size).num_voxels
     budget = (f"Time budget {cfg.budget_s:g} s per row: when a row's first round (all its variants once) shows that "
-              f"its warm-up and repeats would take longer, it runs {cfg.reduced_repeats} round(s) after that first "
-              "(warm-up) round, and when the first round alone takes longer, that round is its only sample; its "
-              "notes say so.")  # fmt: skip
+              "its warm-up and repeats would take longer, the warm-up is dropped, that round counts, and the row runs "
+              "as many rounds as fit in the budget (at least that one); its notes say so.")  # fmt: skip
     return [
         f"Config: `{os.path.relpath(conf.path) if conf.path else conf.name}` ({params['total']:,} parameters, "
         f"weights random from seed 0); grid {x} x {y} x {z} voxels of {tuple(grid.voxel_size)} m.",

@@ -85,12 +85,16 @@ def test_time_rounds_interleaves_and_respects_the_budget() -> None:
     timings = time_rounds([_counting(calls, "a"), _counting(calls, "b")], RunConfig(cpu, repeats=3, warmup=2))
     assert calls == ["a", "b"] * 5 and [t.repeats for t in timings] == [3, 3] and not timings[0].reduced
 
-    calls.clear()  # rounds of ~20 ms against a 50 ms budget: warm-up skipped, 2 rounds after the first
-    slow = RunConfig(cpu, repeats=5, warmup=2, budget_s=0.05, reduced_repeats=2)
+    calls.clear()  # rounds of ~20 ms against a 50 ms budget: no warm-up, the first round and one more
+    slow = RunConfig(cpu, repeats=5, warmup=2, budget_s=0.05)
     timings = time_rounds([_counting(calls, "a", 0.01), _counting(calls, "b", 0.01)], slow)
-    assert calls == ["a", "b"] * 3 and [t.repeats for t in timings] == [2, 2] and timings[0].reduced
+    assert calls == ["a", "b"] * 2 and [t.repeats for t in timings] == [2, 2] and timings[0].reduced
 
     calls.clear()  # one round over the budget: it is the only sample
-    tight = RunConfig(cpu, repeats=5, warmup=2, budget_s=0.005, reduced_repeats=2)
+    tight = RunConfig(cpu, repeats=5, warmup=2, budget_s=0.005)
     timings = time_rounds([_counting(calls, "a", 0.01)], tight)
     assert calls == ["a"] and timings[0].repeats == 1 and timings[0].reduced
+
+    calls.clear()  # a single requested round is never reduced
+    timings = time_rounds([_counting(calls, "a", 0.01)], RunConfig(cpu, repeats=1, warmup=0, budget_s=0.005))
+    assert calls == ["a"] and not timings[0].reduced
