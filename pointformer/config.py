@@ -3,7 +3,8 @@
 A config file is YAML with these top-level sections (see ``configs/waymo_flatformer.yaml``)::
 
     _base_: other.yaml            # optional; a path relative to this file, or a list of them
-    dataset:      root, train_split, val_split and every ``DatasetConfig`` option
+    dataset:      root, train_split, val_split, the nuScenes evaluation source (nuscenes_dataroot,
+                  nuscenes_version, nuscenes_eval_split) and every ``DatasetConfig`` option
     voxelization: point_cloud_range, voxel_size (the grid, derived once as a ``VoxelGrid``),
                   max_points_per_voxel, max_voxels
     model:        voxel_encoder, backbone3d, bev, backbone2d, neck, head: ``{type: Name, ...kwargs}``
@@ -38,6 +39,10 @@ from pointformer.structures.grid import VoxelGrid
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 SECTIONS = ("dataset", "voxelization", "model", "optimizer", "schedule", "train", "eval")
 MODEL_PARTS = ("voxel_encoder", "backbone3d", "bev", "backbone2d", "neck", "head")
+METRICS = ("waymo", "nuscenes", "none")
+# Keys of the ``dataset`` section that say where the data is and how it is evaluated; the other
+# keys are ``DatasetConfig`` options.
+LOCATION_KEYS = ("root", "train_split", "val_split", "nuscenes_dataroot", "nuscenes_version", "nuscenes_eval_split")
 
 
 class ConfigError(ValueError):
@@ -91,6 +96,9 @@ class TrainSettings:
         sync_bn: convert BatchNorm to SyncBatchNorm in distributed runs.
         max_frames: train on the first this many frames of the split only (None: all); for smoke
             tests and demos.
+        cbgs: class-balanced grouped sampling (CenterPoint's "DS sampling", OpenPCDet's
+            ``BALANCED_RESAMPLING``): each epoch is a resampling of the training frames in which
+            every class's frames are drawn equally often (``pointformer.data.cbgs``).
     """
 
     epochs: int = 24
@@ -104,6 +112,7 @@ class TrainSettings:
     log_interval: int = 20
     sync_bn: bool = False
     max_frames: int | None = None
+    cbgs: bool = False
 
     def __post_init__(self) -> None:
         # YAML 1.1 reads a bare ``off`` / ``on`` (``amp: off``, ``--set train.amp=off``) as a boolean.
@@ -122,7 +131,9 @@ class EvalSettings:
     Attributes:
         batch_size: frames per inference step.
         max_frames: evaluate the first this many frames of the split only (None: all).
-        metric: ``"waymo"`` (the official mAP/mAPH) or ``"none"``.
+        metric: ``"waymo"`` (the official mAP/mAPH on the frame table's boxes), ``"nuscenes"``
+            (the devkit's mAP/NDS against a nuScenes dataroot's annotations, see
+            ``DataSettings.nuscenes_dataroot``) or ``"none"``.
     """
 
     batch_size: int = 1
@@ -130,20 +141,31 @@ class EvalSettings:
     metric: str = "waymo"
 
     def __post_init__(self) -> None:
-        # nuScenes detectors (with the NDS metric in training and tools/test.py) come with the
-        # nuScenes configs; until then a nuScenes metric here would silently evaluate nothing.
-        if self.metric not in ("waymo", "none"):
-            raise ValueError(f"eval.metric must be waymo or none, got {self.metric!r}")
+        if self.metric not in METRICS:
+            raise ValueError(f"eval.metric must be one of {', '.join(METRICS)}, got {self.metric!r}")
 
 
 @dataclass(frozen=True)
 class DataSettings:
-    """The ``dataset`` section: where the converted data is, and the ``DatasetConfig`` options."""
+    """The ``dataset`` section: where the converted data is, and the ``DatasetConfig`` options.
+
+    Attributes:
+        root, train_split, val_split: the converted layout and its splits.
+        options: the ``DatasetConfig`` options.
+        nuscenes_dataroot: the raw nuScenes dataroot whose annotations ``eval.metric: nuscenes``
+            evaluates against (None: the one ``tools/create_data.py`` recorded in ``meta.json``).
+        nuscenes_version: its table folder (None: the converted layout's ``meta.json`` version).
+        nuscenes_eval_split: the devkit split of the evaluated frames (None: the evaluated split's
+            name, which the conversion takes from the devkit or ``splits.json``).
+    """
 
     root: str
     train_split: str
     val_split: str
     options: Mapping[str, Any]
+    nuscenes_dataroot: str | None = None
+    nuscenes_version: str | None = None
+    nuscenes_eval_split: str | None = None
 
 
 @dataclass(frozen=True)
@@ -354,7 +376,7 @@ def validate(data: Mapping[str, Any], path: str = "") -> Config:
     grid, max_points, max_voxels = _grid(data.get("voxelization") or {}, where)
 
     ds = dict(data.get("dataset") or {})
-    location = {k: ds.pop(k, None) for k in ("root", "train_split", "val_split")}
+    location = {k: ds.pop(k, None) for k in LOCATION_KEYS}
     ds.setdefault("point_cloud_range", list(grid.point_cloud_range))
     try:
         from pointformer.data.dataset import DatasetConfig
@@ -367,6 +389,7 @@ def validate(data: Mapping[str, Any], path: str = "") -> Config:
         train_split=str(location["train_split"] or "training"),
         val_split=str(location["val_split"] or "validation"),
         options=ds,
+        **{k: None if location[k] is None else str(location[k]) for k in LOCATION_KEYS[3:]},
     )
 
     model = data.get("model") or {}

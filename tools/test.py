@@ -1,10 +1,12 @@
 #!/usr/bin/env python
-"""Evaluate a trained detector on a converted split: the official Waymo table, optional submission
-files and pictures.
+"""Evaluate a trained detector on a converted split: the official Waymo table or the nuScenes summary
+(by the config's eval.metric), optional submission files and pictures.
 
 python tools/test.py --cfg waymo_flatformer.yaml --ckpt work_dirs/waymo_flatformer/checkpoints/epoch_24.pt
 python tools/test.py --cfg demo/waymo_flatformer_demo.yaml --ckpt CKPT --submission outputs/pred.bin \
     --gt-file outputs/gt.bin --render 4 --out-dir outputs/test
+python tools/test.py --cfg nuscenes_flatformer.yaml --ckpt CKPT --submission outputs/results_nusc.json \
+    --out-dir outputs/test   # metrics.json and the devkit's metrics_summary.json
 """
 
 from __future__ import annotations

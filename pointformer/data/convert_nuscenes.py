@@ -34,6 +34,9 @@ holds are converted. Default splits: ``mini_train mini_val`` for a ``*-mini`` ve
 val`` for ``*-trainval``, ``test`` for ``*-test``. The gt database is built for ``train`` and
 ``mini_train`` unless told otherwise.
 
+``meta.json`` records the ``version`` and the absolute ``dataroot`` (where nuScenes evaluation
+finds the annotations; ``dataset.nuscenes_dataroot`` in a config overrides it).
+
 Resume: a scene is fingerprinted by the version, the sweeps setting, its scene token, and each
 keyframe's sample token and LIDAR_TOP file name and size.
 """
@@ -273,7 +276,9 @@ def convert_nuscenes(
         on_error=on_error,
         progress=progress,
         total_frames=total,
-        extra_meta={"version": version},
+        # Where the annotations are: nuScenes evaluation (eval.metric nuscenes) reads the ground
+        # truth from the dataroot's tables, as the devkit does.
+        extra_meta={"version": version, "dataroot": str(Path(root).resolve())},
     )
 
 

@@ -218,7 +218,7 @@ class LayoutDataset(torch.utils.data.Dataset):
         return self.training and (stop is None or self.epoch < stop)
 
     def generator(self, index: int) -> np.random.Generator:
-        """The generator of frame ``index`` in the current epoch."""
+        """The generator of frame (or draw, see ``get``) ``index`` in the current epoch."""
         return np.random.default_rng([self.config.seed, self.epoch, index])
 
     def load(self, index: int) -> FrameSample:
@@ -242,14 +242,22 @@ class LayoutDataset(torch.utils.data.Dataset):
         )
 
     def __getitem__(self, index: int) -> FrameSample:
+        return self.get(index)
+
+    def get(self, index: int, key: int | None = None) -> FrameSample:
+        """Frame ``index`` with the randomness of draw ``key`` (default ``index``): the generator
+        and the gt-sampling pool position follow ``(seed, epoch, key)``. A resampling wrapper
+        (``pointformer.data.cbgs``) passes each draw's position so that a frame drawn twice in one
+        epoch gets two augmentations."""
         if not 0 <= index < len(self):
             raise IndexError(f"frame {index} out of range for {len(self)} frames")
+        key = index if key is None else int(key)
         sample = self.load(index)
-        rng = self.generator(index)
+        rng = self.generator(key)
         augmenting = self.augmenting
         if augmenting:
             if self.gt_sampler is not None:
-                sample = self.gt_sampler(sample, rng, epoch=self.epoch, index=index)
+                sample = self.gt_sampler(sample, rng, epoch=self.epoch, index=key)
             sample = self.augmentations(sample, rng)
         sample = self.processing(sample, rng)
         if augmenting and self.config.shuffle_points:

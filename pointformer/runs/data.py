@@ -50,12 +50,30 @@ class FrameSubset(torch.utils.data.Subset):
     def set_epoch(self, epoch: int) -> None:
         self.dataset.set_epoch(epoch)
 
+    def get(self, index: int, key: int | None = None):
+        """``LayoutDataset.get`` of the subset's frame ``index`` (the draw key passes through)."""
+        return self.dataset.get(self.indices[index], key=key)
+
 
 def subset(dataset: LayoutDataset, max_frames: int | None) -> torch.utils.data.Dataset:
     """The first ``max_frames`` frames (all when None)."""
     if max_frames is None or max_frames >= len(dataset):
         return dataset
     return FrameSubset(dataset, range(max_frames))
+
+
+def training_data(cfg: Config, dataset: LayoutDataset) -> torch.utils.data.Dataset:
+    """The frames one training epoch draws from: the first ``train.max_frames`` frames, resampled
+    class-balanced each epoch with ``train.cbgs`` (``pointformer.data.cbgs``, seeded by
+    ``train.seed``)."""
+    data = subset(dataset, cfg.train.max_frames)
+    if not cfg.train.cbgs:
+        return data
+    from pointformer.data.cbgs import ClassBalancedDataset, frame_classes
+
+    names = dataset.config.class_names
+    classes = frame_classes([dataset.frames[i] for i in range(len(data))], names, dataset.config.min_points_in_box)
+    return ClassBalancedDataset(data, classes, len(names), seed=cfg.train.seed)
 
 
 def inference_loader(dataset: torch.utils.data.Dataset, batch_size: int, workers: int) -> torch.utils.data.DataLoader:

@@ -1,11 +1,13 @@
-"""Evaluate a detector on a converted split: inference, the official Waymo table, submission files
-and pictures (``tools/test.py``; also the evaluation hook of training)."""
+"""Evaluate a detector on a converted split: inference, the official Waymo table or the nuScenes
+summary (``eval.metric``), submission files and pictures (``tools/test.py``; also the evaluation
+hook of training)."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -22,15 +24,20 @@ from pointformer.runs.inference import (
     waymo_predictions,
 )
 
+if TYPE_CHECKING:
+    from pointformer.evaluation.nuscenes import NuScenesMetrics, NuScenesResults
+
 
 @dataclass(frozen=True, eq=False)
 class EvaluationResult:
-    """Predictions of the evaluated frames and their metrics (None with ``eval.metric: none``)."""
+    """Predictions of the evaluated frames and their metrics (None with ``eval.metric: none``);
+    ``nuscenes_results``: the official results JSON content (``eval.metric: nuscenes``)."""
 
     predictions: list[FramePredictions]
-    metrics: WaymoMetrics | None
+    metrics: WaymoMetrics | NuScenesMetrics | None
     scalars: dict[str, float]
     lines: list[str]
+    nuscenes_results: NuScenesResults | None = None
 
 
 def boxes_in_range(boxes: np.ndarray, point_cloud_range) -> np.ndarray:
@@ -47,15 +54,28 @@ def evaluate_model(
     max_frames: int | None = None,
     progress: bool = True,
 ) -> EvaluationResult:
-    """Runs ``model`` over ``split`` (default the config's ``val_split``) and computes the Waymo
-    metrics against the frame table's ground truth of the model's classes whose centres lie inside
-    the model's range (boxes outside it cannot be detected by construction)."""
+    """Runs ``model`` over ``split`` (default the config's ``val_split``) and computes
+    ``eval.metric``: the Waymo metrics against the frame table's ground truth of the model's
+    classes whose centres lie inside the model's range (boxes outside it cannot be detected by
+    construction), or the nuScenes metrics against the dataroot's annotations of the evaluated
+    samples (the devkit's class ranges; ``pointformer.runs.nuscenes_eval``)."""
     split = split or cfg.data.val_split
     dataset = build_dataset(cfg, split, training=False)
+    source = None
+    if cfg.eval.metric == "nuscenes":
+        from pointformer.runs.nuscenes_eval import nuscenes_source
+
+        source = nuscenes_source(cfg, split)  # before inference: a missing dataroot fails at once
     frames_limit = max_frames if max_frames is not None else cfg.eval.max_frames
     data = subset(dataset, frames_limit)
     loader = inference_loader(data, cfg.eval.batch_size, min(cfg.train.workers, 2))
     predictions = predict(model, loader, device, progress=progress)
+    if source is not None:
+        from pointformer.runs.nuscenes_eval import evaluate_nuscenes, sample_tokens
+
+        frames = [dataset.frames[i] for i in range(len(data))]
+        ev = evaluate_nuscenes(frames, sample_tokens(cfg.data.root, split, frames), predictions, source)
+        return EvaluationResult(predictions, ev.metrics, ev.scalars, ev.lines, ev.results)
     if cfg.eval.metric != "waymo":
         return EvaluationResult(predictions, None, {}, [])
     frames = [_in_range(dataset.frames[i], cfg.grid.point_cloud_range) for i in range(len(data))]

@@ -1,5 +1,5 @@
-"""``tools/test.py``: inference with a checkpoint, the official Waymo table, submission files and
-pictures."""
+"""``tools/test.py``: inference with a checkpoint, the official Waymo table or the nuScenes summary
+(``eval.metric``), submission files and pictures."""
 
 from __future__ import annotations
 
@@ -23,9 +23,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default=None, help="split to evaluate (default: dataset.val_split)")
     p.add_argument("--max-frames", type=int, default=None, help="evaluate the first N frames only")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--out-dir", type=Path, default=None, help="where metrics.json, pictures and files go")
-    p.add_argument("--submission", type=Path, default=None, help="write the predictions as a Waymo Objects .bin")
-    p.add_argument("--gt-file", type=Path, default=None, help="write the evaluated ground truth as a Waymo .bin")
+    p.add_argument("--out-dir", type=Path, default=None, help="where metrics.json (and, for nuScenes, the devkit's "
+                   "metrics_summary.json), pictures and files go")  # fmt: skip
+    p.add_argument("--submission", type=Path, default=None, help="write the predictions as a Waymo Objects .bin, "
+                   "or with eval.metric nuscenes as the official nuScenes results JSON")  # fmt: skip
+    p.add_argument("--gt-file", type=Path, default=None, help="write the evaluated ground truth as a Waymo .bin "
+                   "(Waymo only: nuScenes ground truth is the dataroot's tables)")  # fmt: skip
     p.add_argument("--predictions-json", type=Path, default=None, help="write per-frame predictions as JSON")
     p.add_argument("--render", type=int, default=0, metavar="N", help="render N frames of detections to PNG")
     p.add_argument("--no-progress", action="store_true")
@@ -49,11 +52,20 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, FileNotFoundError) as e:
         print(f"error: {e}")
         return 2
+    nuscenes = cfg.eval.metric == "nuscenes"
+    if args.gt_file and cfg.eval.metric != "waymo":
+        print(f"error: --gt-file writes Waymo ground truth; with eval.metric {cfg.eval.metric} there is none to write"
+              + (" (nuScenes ground truth is the dataroot's tables, which tools/eval.py nuscenes reads)"
+                 if nuscenes else ""))  # fmt: skip
+        return 2
+    if args.submission and cfg.eval.metric == "none":
+        print("error: --submission needs eval.metric waymo or nuscenes (--set eval.metric=...)")
+        return 2
     load_weights(model, args.ckpt)
     model.to(args.device)
     try:
         result = evaluate_model(model, cfg, args.split, args.device, args.max_frames, progress=not args.no_progress)
-    except DatasetMissingError as e:
+    except (DatasetMissingError, ConfigError) as e:
         print(f"error: {e}")
         return 2
     for line in result.lines:
@@ -62,13 +74,19 @@ def main(argv: list[str] | None = None) -> int:
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "metrics.json").write_text(json.dumps(result.scalars, indent=2) + "\n")
-    need_frames = args.submission or args.gt_file or args.render
+        if nuscenes:
+            print(f"metrics summary: {result.metrics.write_summary(out_dir / 'metrics_summary.json')}")
+    if args.submission and nuscenes:
+        from pointformer.evaluation.nuscenes import write_results
+
+        print(f"submission: {write_results(args.submission, result.nuscenes_results)}")
+    need_frames = (args.submission and not nuscenes) or args.gt_file or args.render
     if need_frames:
         from pointformer.runs.data import build_dataset
 
         dataset = build_dataset(cfg, args.split or cfg.data.val_split, training=False)
         frames = [_in_range(dataset.frames[i], cfg.grid.point_cloud_range) for i in range(len(result.predictions))]
-    if args.submission:
+    if args.submission and not nuscenes:
         print(f"submission: {write_submission(args.submission, frames, result.predictions)}")
     if args.gt_file:
         from pointformer.data.formats.waymo_objects import write_objects

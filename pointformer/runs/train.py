@@ -21,7 +21,7 @@ from pointformer.engine import (
     setup_logging,
 )
 from pointformer.models import build_detector
-from pointformer.runs.data import build_dataset, subset
+from pointformer.runs.data import build_dataset, training_data
 
 log = logging.getLogger("pointformer.train")
 
@@ -65,11 +65,16 @@ def run_training(
         setup_logging(work_dir, info.rank)
         seed_everything(cfg.train.seed)
         dataset = build_dataset(cfg, cfg.data.train_split, training=True)
-        train_data = subset(dataset, cfg.train.max_frames)
+        train_data = training_data(cfg, dataset)
+        if cfg.eval.metric == "nuscenes":
+            from pointformer.runs.nuscenes_eval import nuscenes_source
+
+            nuscenes_source(cfg, cfg.data.val_split)  # fail now, not after training, on a missing dataroot
         model = build_detector(cfg)
         if info.rank == 0:
-            log.info("config %s, %d training frames, device %s, %d process(es)\n%s", cfg.path, len(train_data),
-                     info.device, info.world_size, model.summary())  # fmt: skip
+            log.info("config %s, %d training frames%s, device %s, %d process(es)\n%s", cfg.path, len(train_data),
+                     " (class-balanced draws per epoch)" if cfg.train.cbgs else "", info.device, info.world_size,
+                     model.summary())  # fmt: skip
         loader = build_train_loader(train_data, cfg.train.batch_size, collate_frames, cfg.train.workers,
                                     seed=cfg.train.seed)  # fmt: skip
         if len(loader) == 0:
@@ -99,7 +104,7 @@ def run_training(
             amp=cfg.train.amp,
             checkpoint_keep=cfg.train.checkpoint_keep,
             eval_interval=cfg.train.eval_interval,
-            evaluate=evaluate if cfg.eval.metric == "waymo" else None,
+            evaluate=evaluate if cfg.eval.metric != "none" else None,
             log_interval=cfg.train.log_interval,
             seed=cfg.train.seed,
             device=info.device,
