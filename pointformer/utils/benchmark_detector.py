@@ -24,8 +24,9 @@ import functools
 import os
 import statistics
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -39,6 +40,7 @@ from pointformer.ops import reference_only
 from pointformer.structures import SparseVoxels
 from pointformer.utils.benchmark import Report, Row, RunConfig, Timing, peak_memory_mib, synchronize, with_speedups
 
+T = TypeVar("T")
 DEFAULT_CONFIG = "waymo_flatformer.yaml"
 QUICK_WIDTH_DIVISOR = 8  # --quick: every laser keeps 1/8 of its azimuth columns (~23k points)
 SCATTER_POINTS = {False: 180_000, True: 20_000}  # make_lidar_frame points (--quick: True)
@@ -258,27 +260,43 @@ def _reduced_note(timing: Timing) -> str:
 
 
 def _present(module: nn.Module | None) -> bool:
-    return module is not None and not isinstance(module, nn.Identity)
+    """Whether a part does work (not absent, not an identity such as ``nn.Identity`` or ``IdentityNeck``)."""
+    return (
+        module is not None and not isinstance(module, nn.Identity) and not type(module).__name__.startswith("Identity")
+    )
 
 
-def partition_builder(backbone: nn.Module) -> Callable[[SparseVoxels], list] | None:
-    """What fills a voxel layout's partition cache (``SparseVoxels.cached``) the way ``backbone``'s
-    forward does, or None for a backbone without partitions (its row then includes any it builds).
+@dataclass(frozen=True, eq=False)
+class RecordingVoxels(SparseVoxels):
+    """``SparseVoxels`` that remembers how each entry of its derived-data cache is computed.
 
-    FlatFormer: the partitions of its four orders (x, x-shifted, y, y-shifted); another backbone
-    can offer ``build_partitions(voxels) -> list``.
+    A 3D backbone's forward on it records the partitions (and whatever else) it caches on its
+    input layout (FlatFormer: the four orders' partitions; DSVT: the first stage's rotated sets
+    and pooling map; layouts a backbone derives inside its forward are not this object and are
+    not recorded). ``rebuild()`` computes them all again, for timing.
     """
-    from pointformer.models.backbones.flatformer import ORDERS, FlatFormer
 
-    if isinstance(backbone, FlatFormer):
-        return lambda voxels: [backbone.partition(voxels, axis, shift) for axis, shift in ORDERS]
-    build = getattr(backbone, "build_partitions", None)
-    return build if callable(build) else None
+    builds: list[tuple[Hashable, Callable[[], Any]]] = field(default_factory=list, repr=False)
+
+    def cached(self, key: Hashable, compute: Callable[[], T]) -> T:
+        if key not in self._cache:
+            self.builds.append((key, compute))
+        return super().cached(key, compute)
+
+    def rebuild(self) -> list[Any]:
+        """Every recorded cache entry computed again (the cache itself is left as it is)."""
+        return [compute() for _, compute in self.builds]
 
 
-def _fresh(voxels: SparseVoxels) -> SparseVoxels:
-    """The same voxels with an empty derived-data cache (so partitions are built again)."""
-    return SparseVoxels(voxels.features, voxels.coords, voxels.spatial_shape, voxels.batch_size, voxels.stride)
+def _describe(entries: Sequence[Any]) -> str:
+    """Group counts of the recorded partitions, for a row's notes."""
+    out = []
+    for entry in entries:
+        groups = getattr(entry, "num_groups", None)
+        if groups is None and getattr(entry, "partitions", None) is not None:
+            groups = "+".join(str(getattr(p, "num_groups", "?")) for p in entry.partitions)
+        out.append(str(groups) if groups is not None else type(entry).__name__)
+    return ", ".join(out)
 
 
 @dataclass(frozen=True)
@@ -317,29 +335,31 @@ def detector_stages(model: Detector, batch: FrameBatch) -> list[Stage]:
         encoded = model.voxel_encoder(points, voxelization)
         add(f"voxel encoder ({name(model.voxel_encoder)})", model.voxel_encoder, points, voxelization,
             note=f"-> {_shape(encoded.features)} features")  # fmt: skip
-        voxels = encoded
+        voxels = model.backbone3d(encoded) if not _present(model.backbone3d) else encoded
         if _present(model.backbone3d):
             backbone = model.backbone3d
-            build = partition_builder(backbone)
-            cached = _fresh(encoded)
-            if build is not None:
-                partitions = build(cached)
-                groups = ", ".join(str(getattr(p, "num_groups", "?")) for p in partitions)
-                add(f"partition ({name(backbone)}, {len(partitions)} layouts)", lambda: build(_fresh(encoded)),
-                    note=f"groups per layout: {groups}")  # fmt: skip
-            note = "partitions cached (built in the row above)" if build is not None else "includes its partitions"
+            cached = RecordingVoxels(encoded.features, encoded.coords, encoded.spatial_shape, encoded.batch_size,
+                                     encoded.stride)  # fmt: skip
+            voxels = backbone(cached)  # records and fills the layout's cache
+            if cached.builds:
+                add(f"partition ({name(backbone)}, {len(cached.builds)} layouts)", cached.rebuild,
+                    note=f"groups per layout: {_describe(cached.rebuild())}")  # fmt: skip
+            note = (
+                "partitions cached (built in the row above)"
+                if cached.builds
+                else "caches nothing on its input: all inside"
+            )
             add(f"3D backbone ({name(backbone)})", backbone, cached, note=note)
-            voxels = backbone(cached)
         bev = model.bev(voxels)
         add(f"BEV ({name(model.bev)})", model.bev, voxels, note=f"-> {_shape(bev)}")
-        maps = bev
+        # An identity 2D backbone or neck still runs (IdentityNeck unpacks the list), without a row.
+        maps = model.backbone2d(bev)
+        maps = [maps] if isinstance(maps, torch.Tensor) else maps
         if _present(model.backbone2d):
-            maps = model.backbone2d(bev)
             add(f"2D backbone ({name(model.backbone2d)})", model.backbone2d, bev,
                 note="-> " + ", ".join(_shape(m) for m in maps))  # fmt: skip
-        features = maps
+        features = model.neck(maps)
         if _present(model.neck):
-            features = model.neck(maps)
             add(f"neck ({name(model.neck)})", model.neck, maps, note=f"-> {_shape(features)}")
         outputs = model.head(features)
         add(f"head ({name(model.head)})", model.head, features)
@@ -502,10 +522,11 @@ def _footnotes(
         f"range, {num_voxels} non-empty voxels; features {', '.join(batch.point_features)} with the config's "
         f"transforms; {batch.boxes.shape[0]} boxes ({per_class}, {labels}) for the training step. Batch of one frame.",
         "Stage rows run one stage of `Detector.forward` on the previous stage's output (computed once, native fp32), "
-        "under `torch.no_grad()` in eval mode; 'partition' builds every layout the 3D backbone uses (FlatFormer: the "
-        "x, x-shifted, y, y-shifted orders) on a fresh voxel layout, and the 3D backbone row reuses them from the "
-        "layout's cache, as one forward does after its first use. 'inference total' is `model(batch)` in eval mode "
-        "(voxelize to decode, partitions built inside).",
+        "under `torch.no_grad()` in eval mode; 'partition' rebuilds every layout the 3D backbone caches on its input "
+        "voxels (`SparseVoxels.cached`; FlatFormer: the x, x-shifted, y, y-shifted orders), and the 3D backbone row "
+        "reuses them from the cache, as the layers after the first use of a layout do (layouts a backbone derives "
+        "inside its forward, DSVT's later stages say, stay in its row). 'inference total' is `model(batch)` in eval "
+        "mode (voxelize to decode, partitions built inside).",
         "Training step: a train-mode copy of the model (same initial weights per variant), `model(batch)` -> summed "
         f"losses, zero_grad, backward, clip to {conf.train.grad_clip} (train.grad_clip), one "
         f"{conf.optimizer.get('type', 'adamw')} step (no schedule); the reference variant also runs the backward "

@@ -11,8 +11,9 @@ import torch
 from torch import nn
 
 from pointformer.config import load_config
+from pointformer.models.necks.identity import IdentityNeck
 from pointformer.utils.benchmark import RunConfig
-from pointformer.utils.benchmark_detector import detector_stages, load_model, make_frame, time_rounds
+from pointformer.utils.benchmark_detector import _present, detector_stages, load_model, make_frame, time_rounds
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "tools" / "benchmark.py"
@@ -60,6 +61,7 @@ def test_stages_skip_a_missing_3d_backbone() -> None:
         reduced = [s.case for s in detector_stages(model, frame.batch)]
     assert full[2:4] == ["partition (FlatFormer, 4 layouts)", "3D backbone (FlatFormer)"]
     assert reduced == full[:2] + full[4:]
+    assert not _present(IdentityNeck(64)) and not _present(nn.Identity()) and _present(model.neck)
     assert not frame.random_labels and frame.batch.boxes.shape[0] > 0
     assert frame.batch.points.shape[1] == 5 and float(frame.batch.points[:, 3].abs().max()) < 1.0  # tanh
 
