@@ -48,3 +48,24 @@ def tiny_overrides(tiny_nuscenes):
                 "train.workers=0"]  # fmt: skip
 
     return overrides
+
+
+@pytest.fixture(scope="session")
+def reduced_flatformer(tiny_overrides):
+    """``overrides(half_range)``: ``tiny_overrides`` plus a ``+-half_range`` m grid and the demo's
+    narrower FlatFormer (the same parts: one block of the four orders, 9 x 9 windows, groups of 64;
+    the 2D backbone and head at stride 2) for ``nuscenes_flatformer.yaml``."""
+
+    def overrides(half_range: float) -> list[str]:
+        h = half_range
+        return tiny_overrides(h) + [
+            f"voxelization.point_cloud_range=[-{h},-{h},-5,{h},{h},3]",
+            f"model.head.post_center_range=[-{h},-{h},-10,{h},{h},10]",
+            "model.voxel_encoder.feat_channels=[32]", "model.backbone3d.num_heads=4", "model.backbone3d.num_blocks=1",
+            "model.backbone3d.window_shape=[9,9]", "model.backbone3d.group_size=64", "model.backbone3d.ffn_channels=64",
+            "model.backbone2d.out_channels=[32,64]", "model.backbone2d.strides=[2,2]",
+            "model.backbone2d.layer_nums=[1,1]", "model.neck.out_channels=[32,32]", "model.head.out_size_factor=2",
+            "model.head.shared_channels=16", "model.head.head_channels=16",
+        ]  # fmt: skip
+
+    return overrides

@@ -37,19 +37,10 @@ def captured():
             handler.close()
 
 
-def reduced(tiny_overrides) -> list[str]:
+def reduced(reduced_flatformer) -> list[str]:
     """The tiny data, a +-12.8 m grid (80 x 80 pillars of 0.32 m) and the demo's narrower model
     (the same parts; the 2D backbone and head at stride 2), one training frame."""
-    return tiny_overrides(12.8) + [
-        "voxelization.point_cloud_range=[-12.8,-12.8,-5,12.8,12.8,3]",
-        "model.head.post_center_range=[-12.8,-12.8,-10,12.8,12.8,10]",
-        "model.voxel_encoder.feat_channels=[32]", "model.backbone3d.num_heads=4", "model.backbone3d.num_blocks=1",
-        "model.backbone3d.window_shape=[9,9]", "model.backbone3d.group_size=64", "model.backbone3d.ffn_channels=64",
-        "model.backbone2d.out_channels=[32,64]", "model.backbone2d.strides=[2,2]", "model.backbone2d.layer_nums=[1,1]",
-        "model.neck.out_channels=[32,32]", "model.head.out_size_factor=2", "model.head.shared_channels=16",
-        "model.head.head_channels=16",
-        "train.max_frames=1", "train.epochs=1", "train.log_interval=1",
-    ]  # fmt: skip
+    return reduced_flatformer(12.8) + ["train.max_frames=1", "train.epochs=1", "train.log_interval=1"]
 
 
 def as_args(sets: list[str]) -> list[str]:
@@ -76,9 +67,9 @@ def test_cbgs_training_data_over_converted_frames(tiny_overrides):
 
 
 @pytest.fixture(scope="module")
-def trained(tiny_overrides, tmp_path_factory):
+def trained(reduced_flatformer, tmp_path_factory):
     """One epoch of one iteration: the training frame's class-balanced draws in one batch."""
-    sets = reduced(tiny_overrides)
+    sets = reduced(reduced_flatformer)
     cfg = load_config(CFG, sets)
     dataset = build_dataset(cfg, cfg.data.train_split, training=True)
     draws = int(class_draw_counts(frame_classes([dataset.frames[0]], cfg.class_names, 1), 10).sum())
