@@ -17,6 +17,8 @@ Two departures from submitting the file to the devkit, both only where the devki
   the evaluated samples only (the devkit requires every sample of the split);
 * results without any box (an untrained model): AP 0 and TP errors 1 (NDS 0) instead of the
   devkit's assertion.
+
+A split without annotations (``v1.0-test``) gives the results only (no metrics).
 """
 
 from __future__ import annotations
@@ -186,10 +188,11 @@ def summary_scalars(metrics: NuScenesMetrics) -> dict[str, float]:
 
 @dataclass(frozen=True, eq=False)
 class NuScenesEvaluation:
-    """The results file's content, its metrics and the printed summary lines."""
+    """The results file's content, its metrics (None for a split without annotations) and the
+    printed summary lines."""
 
     results: NuScenesResults
-    metrics: NuScenesMetrics
+    metrics: NuScenesMetrics | None
     scalars: dict[str, float]
     lines: list[str]
 
@@ -206,6 +209,10 @@ def evaluate_nuscenes(
     partial = set(tokens) != set(gt.sample_tokens)
     gt = restrict_ground_truth(gt, tokens)
     notes = []
+    if len(gt.boxes) == 0:
+        return NuScenesEvaluation(results, None, {}, [
+            f"(split {source.split!r} of {source.version} has no annotations: results only, no metrics)"
+        ])  # fmt: skip
     if partial:
         notes.append(f"(ground truth of the {len(tokens)} evaluated samples of the {source.split!r} split only)")
     if len(results.boxes) == 0:

@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "metrics.json").write_text(json.dumps(result.scalars, indent=2) + "\n")
-        if nuscenes:
+        if nuscenes and result.metrics is not None:
             print(f"metrics summary: {result.metrics.write_summary(out_dir / 'metrics_summary.json')}")
     if args.submission and nuscenes:
         from pointformer.evaluation.nuscenes import write_results

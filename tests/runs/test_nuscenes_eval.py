@@ -174,3 +174,17 @@ def test_box_cap_and_models_without_velocity(cfg, tmp_path):
     assert boxes.scores.min() > 0.15 and (boxes.velocity == 0).all()
     write_results(tmp_path / "r.json", result.nuscenes_results)
     assert len(read_results(tmp_path / "r.json").boxes) == len(boxes)
+
+
+def test_split_without_annotations_gives_results_only(cfg, tiny_nuscenes, monkeypatch):
+    """A test split (v1.0-test has no annotations): the results JSON, no metrics."""
+    import pointformer.runs.nuscenes_eval as nuscenes_eval
+    from pointformer.evaluation.nuscenes import DetectionBoxes, NuScenesGroundTruth
+
+    tokens = read_frame_columns(tiny_nuscenes.root, "b", ["sample_token"])["sample_token"]
+    empty = NuScenesGroundTruth(DetectionBoxes.from_records([(t, []) for t in tokens], ground_truth=True),
+                                np.zeros((len(tokens), 3)), {}, "b", False)  # fmt: skip
+    monkeypatch.setattr(nuscenes_eval, "ground_truth", lambda source: empty)
+    result = evaluate_model(Oracle(cfg.class_names), cfg, progress=False)
+    assert result.metrics is None and result.scalars == {} and "no annotations" in result.lines[0]
+    assert len(result.nuscenes_results.boxes) > 0
