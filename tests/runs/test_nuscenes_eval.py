@@ -188,3 +188,35 @@ def test_split_without_annotations_gives_results_only(cfg, tiny_nuscenes, monkey
     result = evaluate_model(Oracle(cfg.class_names), cfg, progress=False)
     assert result.metrics is None and result.scalars == {} and "no annotations" in result.lines[0]
     assert len(result.nuscenes_results.boxes) > 0
+
+
+def test_the_devkit_reads_the_results_and_agrees(tiny_nuscenes, tiny_overrides, tmp_path):
+    """nuscenes-devkit's own DetectionEval on the written results JSON (an imperfect oracle: a +-30 m
+    range and random scores) gives our numbers."""
+    pytest.importorskip("nuscenes")
+    from nuscenes import NuScenes
+    from nuscenes.eval.common.config import config_factory
+    from nuscenes.eval.detection.evaluate import DetectionEval
+
+    class RandomScores(Oracle):
+        def forward(self, batch):
+            out = super().forward(batch)
+            return [Detections(d.boxes, torch.rand(len(d)), d.labels) for d in out]
+
+    torch.manual_seed(0)
+    cfg = load_config(CFG, tiny_overrides(30))
+    result = evaluate_model(RandomScores(cfg.class_names), cfg, progress=False)
+    path = write_results(tmp_path / "results_nusc.json", result.nuscenes_results)
+    nusc = NuScenes(VERSION, str(tiny_nuscenes.dataroot), verbose=False)
+    devkit = DetectionEval(nusc, config_factory("detection_cvpr_2019"), str(path), eval_set="b",
+                           output_dir=str(tmp_path / "devkit"), verbose=False)  # fmt: skip
+    theirs, _ = devkit.evaluate()
+    ours = result.metrics
+    assert 0.1 < ours.mean_ap < 0.9
+    assert ours.nd_score == pytest.approx(theirs.nd_score, abs=1e-9)
+    assert ours.mean_ap == pytest.approx(theirs.mean_ap, abs=1e-9)
+    for m, e in theirs.tp_errors.items():
+        assert ours.tp_errors[m] == pytest.approx(e, abs=1e-9), m
+    for c, aps in theirs._label_aps.items():
+        for th, ap in aps.items():
+            assert ours.label_aps[c][th] == pytest.approx(ap, abs=1e-9), (c, th)
