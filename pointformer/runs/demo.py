@@ -22,9 +22,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cfg", default=DEFAULT_CONFIG)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--raw", type=Path, default=Path("data/synthetic_waymo"), help="synthetic Waymo v1 files")
-    p.add_argument("--train-sequences", type=int, default=6)
+    p.add_argument("--train-sequences", type=int, default=30)
     p.add_argument("--val-sequences", type=int, default=2)
-    p.add_argument("--frames", type=int, default=10, help="frames per sequence")
+    p.add_argument("--frames", type=int, default=2, help="frames per training sequence")
+    p.add_argument("--val-frames", type=int, default=10, help="frames per validation sequence")
     p.add_argument("--work-dir", type=Path, default=Path("work_dirs/demo"))
     p.add_argument("--out", type=Path, default=Path("outputs/demo"))
     p.add_argument("--render", type=int, default=3, help="frames to render")
@@ -38,9 +39,9 @@ def _has_split(root: Path, split: str) -> bool:
     return (root / "meta.json").is_file() and frame_table_path(root, split).is_file()
 
 
-def prepare_data(raw: Path, root: Path, splits: dict[str, tuple[int, int]], frames: int, progress: bool) -> None:
+def prepare_data(raw: Path, root: Path, splits: dict[str, tuple[int, int, int]], progress: bool) -> None:
     """Generates (``tools/make_synthetic.py``) and converts (``tools/create_data.py``) the splits
-    that ``root`` lacks. ``splits``: split -> (number of sequences, first seed)."""
+    that ``root`` lacks. ``splits``: split -> (sequences, frames per sequence, first seed)."""
     from pointformer.data.convert import main as create_data
     from pointformer.data.synthetic.cli import main as make_synthetic
 
@@ -49,7 +50,7 @@ def prepare_data(raw: Path, root: Path, splits: dict[str, tuple[int, int]], fram
         print(f"[demo] data: {root} has {', '.join(splits)} (reused)")
         return
     for split in missing:
-        sequences, seed = splits[split]
+        sequences, frames, seed = splits[split]
         if not any((raw / split).glob("*.tfrecord")):
             print(f"[demo] generating {sequences} x {frames} synthetic Waymo v1 frames for {split} -> {raw}")
             args = ["--format", "waymo-v1", "--frames", str(frames), "--sequences", str(sequences), "--seed",
@@ -84,8 +85,13 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(args.cfg, args.overrides)
     root = Path(cfg.data.root)
     progress = not args.no_progress
-    prepare_data(args.raw, root, {cfg.data.train_split: (args.train_sequences, 0),
-                                  cfg.data.val_split: (args.val_sequences, 1000)}, args.frames, progress)  # fmt: skip
+    # Many short training sequences: scenes differ far more between sequences than between the
+    # frames of one (0.1 s apart), and diversity is what the model generalises from.
+    splits = {
+        cfg.data.train_split: (args.train_sequences, args.frames, 0),
+        cfg.data.val_split: (args.val_sequences, args.val_frames, 1000),
+    }
+    prepare_data(args.raw, root, splits, progress)
     t_data = time.perf_counter()
 
     from pointformer.runs.train import run_training

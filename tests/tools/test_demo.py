@@ -21,7 +21,8 @@ LINE = re.compile(r"^OBJECT_TYPE_TYPE_VEHICLE_LEVEL_1: \[mAP [0-9.e-]+\] \[mAPH 
 def _run(tmp_path, *extra: str) -> str:
     args = [
         "--raw", str(tmp_path / "raw"), "--work-dir", str(tmp_path / "work"), "--out", str(tmp_path / "out"),
-        "--train-sequences", "1", "--val-sequences", "1", "--frames", "2", "--render", "1", "--no-progress",
+        "--train-sequences", "1", "--val-sequences", "1", "--frames", "2", "--val-frames", "2", "--render", "1",
+        "--no-progress",
         "--set", f"dataset.root={tmp_path / 'converted'}", "--set", "train.epochs=1", "--set", "train.batch_size=1",
         "--set", "voxelization.point_cloud_range=[-12.8,-12.8,-2,12.8,12.8,4]",
         "--set", "dataset.point_cloud_range=[-12.8,-12.8,-2,12.8,12.8,4]", *extra,
