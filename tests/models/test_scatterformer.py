@@ -10,6 +10,8 @@ import torch.nn.functional as F
 
 pytest.importorskip("spconv", reason="ScatterFormer's stem needs the `spconv` package")
 
+from random_voxels import count, random_voxels, sample_alone
+
 from pointformer.models.backbones.scatterformer import ScatterFormer, ScatterFormerBlock  # noqa: E402
 from pointformer.models.bev.pillar_pool import AttentionPillarPool  # noqa: E402
 from pointformer.models.bev.scatter import ScatterToBEV  # noqa: E402
@@ -25,28 +27,7 @@ from pointformer.structures import SparseVoxels  # noqa: E402
 GRID = (6, 16, 16)  # (Z, Y, X) of the tiny model
 
 
-def _count(module: torch.nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
-def _voxels(counts, channels, grid, generator, dtype=torch.float32) -> SparseVoxels:
-    """Distinct random voxels, ``counts[b]`` in sample b, rows grouped by sample."""
-    z, y, x = grid
-    rows = []
-    for b, n in enumerate(counts):
-        cell = torch.randperm(z * y * x, generator=generator)[:n]
-        rows.append(torch.stack([torch.full_like(cell, b), cell // (y * x), (cell // x) % y, cell % x], 1))
-    coords = torch.cat(rows).int()
-    features = torch.randn(coords.shape[0], channels, generator=generator, dtype=dtype)
-    return SparseVoxels(features, coords, grid, len(counts))
-
-
-def _sample(voxels: SparseVoxels, b: int) -> SparseVoxels:
-    """Sample ``b`` alone, as a batch of one."""
-    keep = voxels.coords[:, 0] == b
-    coords = voxels.coords[keep].clone()
-    coords[:, 0] = 0
-    return SparseVoxels(voxels.features[keep], coords, voxels.spatial_shape, 1, voxels.stride)
+_count, _voxels, _sample = count, random_voxels, sample_alone
 
 
 def _tiny_model(**kwargs) -> ScatterFormer:

@@ -9,6 +9,8 @@ import torch.nn.functional as F
 
 pytest.importorskip("spconv", reason="VoxelResBackBone8x needs the `spconv` package")
 
+from random_voxels import count, random_voxels, sample_alone
+
 from pointformer.models.backbones.sparse_resnet import VoxelResBackBone8x  # noqa: E402
 from pointformer.models.bev.scatter import ScatterToBEV  # noqa: E402
 from pointformer.models.layers.sparse_conv import SparseBasicBlock, conv_output_size, spconv_tensor  # noqa: E402
@@ -19,26 +21,7 @@ GRID = (24, 16, 16)  # the smallest Z the unpadded z convs of conv4 and conv_out
 TINY = dict(channels=(4, 8, 8, 8), out_channels=8)
 
 
-def _count(module: torch.nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
-def _voxels(counts, channels, grid, generator, dtype=torch.float32) -> SparseVoxels:
-    z, y, x = grid
-    rows = []
-    for b, n in enumerate(counts):
-        cell = torch.randperm(z * y * x, generator=generator)[:n]
-        rows.append(torch.stack([torch.full_like(cell, b), cell // (y * x), (cell // x) % y, cell % x], 1))
-    coords = torch.cat(rows).int()
-    features = torch.randn(coords.shape[0], channels, generator=generator, dtype=dtype)
-    return SparseVoxels(features, coords, grid, len(counts))
-
-
-def _sample(voxels: SparseVoxels, b: int) -> SparseVoxels:
-    keep = voxels.coords[:, 0] == b
-    coords = voxels.coords[keep].clone()
-    coords[:, 0] = 0
-    return SparseVoxels(voxels.features[keep], coords, voxels.spatial_shape, 1, voxels.stride)
+_count, _voxels, _sample = count, random_voxels, sample_alone
 
 
 def _randomise_norms(model: torch.nn.Module, generator: torch.Generator) -> None:
