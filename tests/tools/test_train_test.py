@@ -89,8 +89,8 @@ def data_root(tmp_path_factory) -> Path:
 
 def reduced(root: Path, epochs: int = 1) -> list[str]:
     """--set overrides that make the demo config train one iteration and evaluate one frame."""
-    sets = [f"dataset.root={root}", f"train.epochs={epochs}", "train.max_frames=2", "train.workers=0",
-            "eval.max_frames=1", "train.log_interval=1"]  # fmt: skip
+    sets = [f"dataset.root={root}", f"train.epochs={epochs}", "train.max_frames=2", "train.batch_size=2",
+            "train.workers=0", "eval.max_frames=1", "train.log_interval=1"]  # fmt: skip
     return [a for s in sets for a in ("--set", s)]
 
 
