@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from pointformer.engine import latest_checkpoint
     from pointformer.models import build_detector
-    from pointformer.runs.evaluate import _in_range, evaluate_model, write_submission
+    from pointformer.runs.evaluate import evaluate_model, waymo_frames, write_submission
     from pointformer.runs.inference import waymo_ground_truth
     from pointformer.runs.render import frames_with_boxes, render_detections
     from pointformer.runs.test_cli import load_weights
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     from pointformer.runs.data import build_dataset
 
     dataset = build_dataset(cfg, cfg.data.val_split, training=False)
-    frames = [_in_range(dataset.frames[i], cfg.grid.point_cloud_range) for i in range(len(dataset))]
+    frames = waymo_frames(dataset.frames, cfg.grid.point_cloud_range, len(dataset))
     pred_bin = write_submission(args.out / "predictions.bin", frames, result.predictions)
     gt_bin = args.out / "ground_truth.bin"
     write_objects(gt_bin, waymo_ground_truth(frames, model.class_names))

@@ -78,7 +78,7 @@ def evaluate_model(
         return EvaluationResult(predictions, ev.metrics, ev.scalars, ev.lines, ev.results)
     if cfg.eval.metric != "waymo":
         return EvaluationResult(predictions, None, {}, [])
-    frames = [_in_range(dataset.frames[i], cfg.grid.point_cloud_range) for i in range(len(data))]
+    frames = waymo_frames(dataset.frames, cfg.grid.point_cloud_range, len(data))
     class_names = getattr(model, "module", model).class_names
     metrics = evaluate_waymo(frames, predictions, class_names)
     return EvaluationResult(
@@ -86,13 +86,19 @@ def evaluate_model(
     )
 
 
-def _in_range(rec, point_cloud_range):
+def waymo_frames(records, point_cloud_range, count: int) -> list:
+    """The first ``count`` frame-table rows (``FrameRecord``) as the Waymo evaluation sees them:
+    only the boxes centred inside the model's x/y range."""
     import dataclasses
 
-    keep = boxes_in_range(rec.boxes, point_cloud_range)
     fields = ("boxes", "names", "difficulty", "tracking_difficulty", "num_points_in_box", "object_ids",
               "speed_global", "accel_global")  # fmt: skip
-    return dataclasses.replace(rec, **{f: getattr(rec, f)[keep] for f in fields})
+    out = []
+    for i in range(count):
+        rec = records[i]
+        keep = boxes_in_range(rec.boxes, point_cloud_range)
+        out.append(dataclasses.replace(rec, **{f: getattr(rec, f)[keep] for f in fields}))
+    return out
 
 
 def write_submission(path: str | Path, frames, predictions: list[FramePredictions]) -> Path:

@@ -12,7 +12,7 @@ import torch
 from pointformer.config import ConfigError, load_config
 from pointformer.models import build_detector
 from pointformer.runs.data import DatasetMissingError
-from pointformer.runs.evaluate import _in_range, evaluate_model, write_predictions_json, write_submission
+from pointformer.runs.evaluate import evaluate_model, waymo_frames, write_predictions_json, write_submission
 
 
 def parser() -> argparse.ArgumentParser:
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         from pointformer.runs.data import build_dataset
 
         dataset = build_dataset(cfg, args.split or cfg.data.val_split, training=False)
-        frames = [_in_range(dataset.frames[i], cfg.grid.point_cloud_range) for i in range(len(result.predictions))]
+        frames = waymo_frames(dataset.frames, cfg.grid.point_cloud_range, len(result.predictions))
     if args.submission and not nuscenes:
         print(f"submission: {write_submission(args.submission, frames, result.predictions)}")
     if args.gt_file:

@@ -260,7 +260,7 @@ class Oracle(torch.nn.Module):
 
 
 def test_oracle_scores_one_and_files_agree_with_eval_tool(data_root, tmp_path, capsys):
-    from pointformer.runs.evaluate import _in_range, evaluate_model, write_submission
+    from pointformer.runs.evaluate import evaluate_model, waymo_frames, write_submission
     from pointformer.runs.inference import waymo_ground_truth
 
     cfg = load_config(DEMO, [f"dataset.root={data_root}"])
@@ -277,7 +277,7 @@ def test_oracle_scores_one_and_files_agree_with_eval_tool(data_root, tmp_path, c
     from pointformer.runs.data import build_dataset
 
     dataset = build_dataset(cfg, cfg.data.val_split, training=False)
-    frames = [_in_range(dataset.frames[i], cfg.grid.point_cloud_range) for i in range(len(result.predictions))]
+    frames = waymo_frames(dataset.frames, cfg.grid.point_cloud_range, len(result.predictions))
     write_submission(tmp_path / "pred.bin", frames, result.predictions)
     write_objects(tmp_path / "gt.bin", waymo_ground_truth(frames, Oracle.class_names))
     capsys.readouterr()
