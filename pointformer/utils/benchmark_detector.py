@@ -97,10 +97,15 @@ class _Source:
     timestamp_micros: int
 
 
+@functools.lru_cache(maxsize=2)  # every config of a multi-config run reads the same points (arrays not mutated)
 def _raycast_source(quick: bool, seed: int) -> _Source:
     from pointformer.data.synthetic import generate_sequence
 
-    frame = generate_sequence(seed, 1, "waymo", lidars=_lidars(quick))[0]
+    threads = torch.get_num_threads()
+    try:
+        frame = generate_sequence(seed, 1, "waymo", lidars=_lidars(quick))[0]
+    finally:  # the ray caster's numba threads leave torch's count at every core (OMP_NUM_THREADS ignored)
+        torch.set_num_threads(threads)
     raw = frame.points()  # x, y, z, intensity, elongation, nlz
     labels = frame.labels
     return _Source(
@@ -201,13 +206,13 @@ class Variant:
         return torch.autocast(device.type, dtype=self.autocast)
 
 
-def variants(device: torch.device) -> list[Variant]:
+def variants(device: torch.device, reference: bool = True) -> list[Variant]:
     """fp32 reference then native; on CUDA also both under bf16 autocast (the reference fp32 row is
-    every speedup's baseline)."""
+    every speedup's baseline). ``reference=False``: the native variants only."""
     out = [Variant(True), Variant(False)]
     if device.type == "cuda":
         out += [Variant(True, torch.bfloat16), Variant(False, torch.bfloat16)]
-    return out
+    return out if reference else [v for v in out if not v.reference]
 
 
 # --- timing -------------------------------------------------------------------------------------
@@ -301,11 +306,91 @@ def _describe(entries: Sequence[Any]) -> str:
 
 @dataclass(frozen=True)
 class Stage:
-    """One timed stage: a row title, the call (run under no_grad and the variant), a note."""
+    """One timed stage: a row title, the call (run under no_grad and the variant), a note, and the
+    parts of the stage's module timed inside its calls (``module_parts``; empty: none)."""
 
     case: str
     run: Callable[[], object]
     note: str = ""
+    parts: Sequence[tuple[str, Sequence[nn.Module]]] = ()
+
+
+def module_parts(module: nn.Module) -> list[tuple[str, list[nn.Module]]]:
+    """The parts of ``module`` a breakdown times: its direct children in registration order, the
+    members of a ``ModuleList``/``ModuleDict`` child (nested ones flattened) together under the child's
+    name (a container is never called itself). Labels name the type: ``"stem (SparseChain)"``,
+    ``"blocks (8 x FlatFormerLayer)"``."""
+    containers = (nn.ModuleList, nn.ModuleDict)
+
+    def called(m: nn.Module) -> list[nn.Module]:  # the modules inside nested containers
+        return [x for c in m.children() for x in called(c)] if isinstance(m, containers) else [m]
+
+    out = []
+    for name, child in module.named_children():
+        if isinstance(child, containers):
+            members = called(child)
+            if not members:
+                continue
+            types = sorted({type(m).__name__ for m in members})
+            out.append((f"{name} ({len(members)} x {'/'.join(types)})", members))
+        else:
+            out.append((f"{name} ({type(child).__name__})", [child]))
+    return out
+
+
+class PartClock:
+    """Times the parts of a module inside each call of ``fn`` (forward pre-hooks and hooks,
+    synchronizing the device at each part's start and end): ``calls`` holds, per call of the
+    wrapper, the milliseconds of each part label (a part called several times: the sum) and
+    ``"total"``. A part not called in a call has 0 there.
+
+    The hooks are attached only while the wrapper runs. Parts are siblings, so their times add
+    up; the rest of the call (``total`` minus their sum) is the module's own code between them.
+    """
+
+    def __init__(self, fn: Callable[[], object], parts: Sequence[tuple[str, Sequence[nn.Module]]],
+                 device: torch.device) -> None:  # fmt: skip
+        self.fn, self.parts, self.device = fn, list(parts), device
+        self.calls: list[dict[str, float]] = []
+
+    def __call__(self) -> object:
+        times = {label: 0.0 for label, _ in self.parts}
+        started: dict[int, float] = {}
+        handles = []
+
+        def pre(module: nn.Module, args: object) -> None:
+            synchronize(self.device)
+            started[id(module)] = time.perf_counter()
+
+        def post(label: str) -> Callable[..., None]:
+            def hook(module: nn.Module, args: object, output: object) -> None:
+                synchronize(self.device)
+                times[label] += (time.perf_counter() - started.pop(id(module))) * 1e3
+
+            return hook
+
+        for label, members in self.parts:
+            for member in members:
+                handles.append(member.register_forward_pre_hook(pre))
+                handles.append(member.register_forward_hook(post(label)))
+        try:
+            synchronize(self.device)
+            start = time.perf_counter()
+            out = self.fn()
+            synchronize(self.device)
+            times["total"] = (time.perf_counter() - start) * 1e3
+        finally:
+            for handle in handles:
+                handle.remove()
+        self.calls.append(times)
+        return out
+
+    def medians(self, last: int) -> dict[str, float]:
+        """Per part label, and ``"rest"`` (total minus the parts), the median over the last ``last`` calls."""
+        calls = self.calls[-last:]
+        out = {label: statistics.median(c[label] for c in calls) for label, _ in self.parts}
+        out["rest"] = statistics.median(c["total"] - sum(c[label] for label, _ in self.parts) for c in calls)
+        return out
 
 
 def _shape(t: torch.Tensor) -> str:
@@ -349,7 +434,8 @@ def detector_stages(model: Detector, batch: FrameBatch) -> list[Stage]:
                 if cached.builds
                 else "caches nothing on its input: all inside"
             )
-            add(f"3D backbone ({name(backbone)})", backbone, cached, note=note)
+            stages.append(Stage(f"3D backbone ({name(backbone)})", functools.partial(backbone, cached), note,
+                                module_parts(backbone)))  # fmt: skip
         bev = model.bev(voxels)
         add(f"BEV ({name(model.bev)})", model.bev, voxels, note=f"-> {_shape(bev)}")
         # An identity 2D backbone or neck still runs (IdentityNeck unpacks the list), without a row.
@@ -423,11 +509,30 @@ def _memory_notes(fns: Sequence[Callable[[], object]], device: torch.device) -> 
 
 
 def _rows(case: str, names: list[str], timings: list[Timing], notes: list[str]) -> list[Row]:
+    """One row per variant; speedups against the first when there are several."""
     rows = [
         Row(case, name, timing, "; ".join(n for n in (note, _reduced_note(timing)) if n))
         for name, timing, note in zip(names, timings, notes, strict=True)
     ]
-    return with_speedups(rows, baseline=0)
+    return with_speedups(rows, baseline=0) if len(rows) > 1 else rows
+
+
+PART_MARK = "  ↳ "  # prefix of a part row's case, under its stage's rows
+
+
+def _part_rows(stage: Stage, names: list[str], clocks: list[PartClock], timings: list[Timing]) -> list[Row]:
+    """A row per part of ``stage`` (and the rest of its calls) per variant: medians over the same
+    calls as the stage's rows."""
+    medians = [clock.medians(t.repeats) for clock, t in zip(clocks, timings, strict=True)]
+    labels = [label for label, _ in stage.parts] + ["rest"]
+    rows = []
+    for label in labels:
+        if label != "rest" and all(m[label] == 0.0 for m in medians):
+            continue  # a part never called (an unused branch)
+        case = PART_MARK + (label if label != "rest" else "rest (outside these parts)")
+        timings_of = [Timing(m[label], m[label], t.repeats, t.reduced) for m, t in zip(medians, timings, strict=True)]
+        rows += _rows(case, names, timings_of, ["median of the stage's calls, min = median"] * len(names))
+    return rows
 
 
 def _load() -> float | None:
@@ -444,16 +549,21 @@ def run_detector(
     config: str = DEFAULT_CONFIG,
     overrides: Sequence[str] = (),
     frame_kind: str = "raycast",
+    reference: bool = True,
+    train_step: bool = True,
 ) -> Report:
     """Per-stage, total-inference and training-step rows of ``config``'s detector (with ``--set``
-    style ``overrides``) on a ``frame_kind`` frame (see ``make_frame`` and the module docstring)."""
+    style ``overrides``) on a ``frame_kind`` frame (see ``make_frame`` and the module docstring).
+
+    ``reference=False``: the native variants only; ``train_step=False``: no training-step rows.
+    """
     load_before = _load()
     conf = load_config(config, overrides)
     frame = make_frame(conf, quick, kind=frame_kind)
     batch = frame.batch.to(cfg.device)
     torch.manual_seed(0)
     model = load_model(conf, cfg.device)
-    kinds = variants(cfg.device)
+    kinds = variants(cfg.device, reference)
     names = [v.name for v in kinds]
     report = Report()
 
@@ -461,9 +571,12 @@ def run_detector(
     stage_sums = [0.0] * len(kinds)
     for stage in stages:
         fns = [_inference_call(stage, v, cfg.device) for v in kinds]
-        timings = time_rounds(fns, cfg)
+        clocks = [PartClock(fn, stage.parts, cfg.device) for fn in fns] if stage.parts else []
+        timings = time_rounds(clocks or fns, cfg)
         stage_sums = [s + t.median_ms for s, t in zip(stage_sums, timings, strict=True)]
         report.rows += _rows(stage.case, names, timings, [stage.note] * len(kinds))
+        if clocks:
+            report.rows += _part_rows(stage, names, clocks, timings)
 
     total = Stage("inference total (model(batch), eval)", lambda: model(batch))
     fns = [_inference_call(total, v, cfg.device) for v in kinds]
@@ -473,15 +586,16 @@ def run_detector(
     notes = ["; ".join(n for n in pair if n) for pair in zip(notes, memory, strict=True)]
     report.rows += _rows(total.case, names, timings, notes)
 
-    train_model = load_model(conf, cfg.device)  # the same weights (seeded), a separate copy per variant
-    steps = [_training_step(train_model, conf, batch, v, cfg.device) for v in kinds]
-    del train_model
-    timings = time_rounds(steps, cfg)
-    memory = _memory_notes(steps, cfg.device)
-    case = "training step (forward + loss + backward + clip + optimizer)"
-    report.rows += _rows(case, names, timings, memory)
+    if train_step:
+        train_model = load_model(conf, cfg.device)  # the same weights (seeded), a separate copy per variant
+        steps = [_training_step(train_model, conf, batch, v, cfg.device) for v in kinds]
+        del train_model
+        timings = time_rounds(steps, cfg)
+        memory = _memory_notes(steps, cfg.device)
+        case = "training step (forward + loss + backward + clip + optimizer)"
+        report.rows += _rows(case, names, timings, memory)
 
-    report.footnotes += _footnotes(conf, model, frame, batch, cfg, quick, load_before)
+    report.footnotes += _footnotes(conf, model, frame, batch, cfg, quick, load_before, reference, train_step)
     return report
 
 
@@ -494,7 +608,15 @@ def load_model(conf: Config, device: torch.device) -> Detector:
 
 
 def _footnotes(
-    conf: Config, model: Detector, frame: BenchFrame, batch: FrameBatch, cfg: RunConfig, quick: bool, load: float | None
+    conf: Config,
+    model: Detector,
+    frame: BenchFrame,
+    batch: FrameBatch,
+    cfg: RunConfig,
+    quick: bool,
+    load: float | None,
+    reference: bool = True,
+    train_step: bool = True,
 ) -> list[str]:
     grid = conf.grid
     z, y, x = grid.shape
@@ -527,20 +649,29 @@ def _footnotes(
         "reuses them from the cache, as the layers after the first use of a layout do (layouts a backbone derives "
         "inside its forward, DSVT's later stages say, stay in its row). 'inference total' is `model(batch)` in eval "
         "mode (voxelize to decode, partitions built inside).",
+        f"'{PART_MARK.strip()}' rows: the 3D backbone row's own calls split by its parts (its direct children; the "
+        "members of a ModuleList together), timed by forward hooks that synchronize the device at each part's start "
+        "and end; 'rest' is the backbone's code between the parts (DSVT's later-stage partitions and its BEV "
+        "placement, say). Medians per part over the same calls; the parts' medians need not add up exactly.",
         "Training step: a train-mode copy of the model (same initial weights per variant), `model(batch)` -> summed "
         f"losses, zero_grad, backward, clip to {conf.train.grad_clip} (train.grad_clip), one "
         f"{conf.optimizer.get('type', 'adamw')} step (no schedule); the reference variant also runs the backward "
-        "inside `reference_only()`.",
+        "inside `reference_only()`."
+        if train_step
+        else "No training-step rows (`--no-train-step`).",
         "Reference = the same calls inside `pointformer.ops.reference_only()`: every pointformer op (voxelize, "
         "segment_reduce, partitions, grouped attention, NMS) on its pure-PyTorch reference; the torch parts (linear "
         "layers, convolutions, norms) are the same in both. Native attention = the device's default backend of "
         "`grouped_attention`. The variants of a row are timed interleaved, round by round; speedup = the fp32 "
-        "reference's median / the row's median.",
+        "reference's median / the row's median."
+        if reference
+        else "Native ops only (`--no-reference`: no pure-PyTorch reference rows, no speedups). Native attention = the "
+        "device's default backend of `grouped_attention`.",
         "decode + NMS: with random weights the heatmap probabilities sit near the head's initial prior (CenterHead: "
         "sigmoid(-2.19) = 0.1), so most cells pass `score_threshold` and every class fills its `pre_max_sizes` "
         "(the candidate count is in the row's notes): NMS's worst case for this config. The reference NMS (the full "
         "rotated IoU matrix, then a Python greedy loop) then dominates the reference inference; a trained model "
-        "hands NMS fewer candidates.",
+        "hands NMS fewer candidates." + ("" if reference else " (The reference NMS is not run here.)"),
         budget,
         "bf16 rows (CUDA only): the same calls under `torch.autocast('cuda', torch.bfloat16)` (forward only; the "
         "backward outside it, as the trainer does)."

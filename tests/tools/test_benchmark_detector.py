@@ -44,7 +44,9 @@ def test_detector_quick_times_every_stage_native_and_reference(tmp_path: Path) -
         assert [r[1] for r in mine] == ["pure-PyTorch reference", "pointformer native"], stage
         assert mine[0][4] == "baseline" and mine[1][4].endswith("x"), stage
         assert all(float(r[2]) > 0 for r in mine), stage
-    assert len(rows) == 2 * len(STAGES)
+    parts = [r for r in rows if r[0].startswith("↳")]  # the 3D backbone's parts, per variant
+    assert [r[0] for r in parts[::2]] == ["↳ blocks (4 x PostNormAttentionLayer)", "↳ rest (outside these parts)"]
+    assert len(rows) == 2 * len(STAGES) + len(parts)
     decode = next(r for r in rows if r[0] == "decode + NMS")
     assert "~96 candidates into NMS" in decode[5]  # every class fills its (overridden) cap
     assert "groups per layout" in next(r for r in rows if r[0].startswith("partition"))[5]
