@@ -582,15 +582,22 @@ TITLE = (
 )
 
 
-def upsert_section(document: str | None, heading: str, section: str) -> str:
+def upsert_section(document: str | None, heading: str, section: str, group: str | None = None) -> str:
     """``document`` with the section under ``heading`` (up to the next ``## `` heading) replaced
-    by ``section``, or ``section`` appended; a new document starts with the title."""
+    by ``section``; a new section goes after the last section whose heading starts with ``group``
+    (``"## detector"``, say: a benchmark's sections stay together), else at the end. A new document
+    starts with the title."""
     if document is None:
         return TITLE + "\n" + section
     lines = document.splitlines()
     starts = [i for i, line in enumerate(lines) if line.rstrip() == heading]
     if not starts:
-        return document.rstrip("\n") + "\n\n" + section
+        kin = [i for i, line in enumerate(lines) if group and line.startswith("## ") and line.startswith(group)]
+        if not kin:
+            return document.rstrip("\n") + "\n\n" + section
+        end = next((i for i in range(kin[-1] + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+        before, after = "\n".join(lines[:end]).rstrip("\n"), "\n".join(lines[end:])
+        return before + "\n\n" + section + ("\n" + after + "\n" if after else "")
     start = starts[0]
     end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
     before = "\n".join(lines[:start])
@@ -626,14 +633,14 @@ def write_atomic(path: str, text: str) -> None:
         raise
 
 
-def write_section(path: str, heading: str, section: str) -> None:
-    """Upserts ``section`` into the markdown file at ``path`` (created if missing)."""
+def write_section(path: str, heading: str, section: str, group: str | None = None) -> None:
+    """Upserts ``section`` into the markdown file at ``path`` (created if missing; see ``upsert_section``)."""
     try:
         with open(path, encoding="utf-8") as f:
             document: str | None = f.read()
     except FileNotFoundError:
         document = None
-    write_atomic(path, upsert_section(document, heading, section))
+    write_atomic(path, upsert_section(document, heading, section, group))
 
 
 # --- command line -------------------------------------------------------------------------------
@@ -673,7 +680,7 @@ def run_and_report(args: argparse.Namespace, command: str, name: str, run: Calla
     print(section, end="")
     print(f"\n(benchmark took {elapsed:.1f} s; repeats {cfg.repeats}, warm-up {cfg.warmup})", file=sys.stderr)
     if args.write:
-        write_section(args.write, heading, section)
+        write_section(args.write, heading, section, group="## " + name.split()[0])
         print(f"wrote {heading!r} to {args.write}", file=sys.stderr)
     return 0
 
@@ -711,24 +718,75 @@ def eval_command(args: argparse.Namespace, command: str) -> int:
     return run_and_report(args, command, "eval", run_eval)
 
 
-def detector_command(args: argparse.Namespace, command: str) -> int:
-    """``detector``: per-stage latency and the training step of a config's detector, native vs reference."""
-    from pointformer.config import resolve_config_path
-    from pointformer.utils.benchmark_detector import run_detector  # it imports this module
+def detector_configs(names: Sequence[str]) -> list[str]:
+    """``--cfg`` values as config paths, in order, each once; ``all``: every config directly under configs/."""
+    from pointformer.config import CONFIG_DIR, resolve_config_path
 
+    out: list[str] = []
+    for name in names:
+        paths = sorted(str(p) for p in CONFIG_DIR.glob("*.yaml")) if name == "all" else [str(resolve_config_path(name))]
+        out += [p for p in paths if p not in out]
+    return out
+
+
+def detector_command(args: argparse.Namespace, command: str) -> int:
+    """``detector``: per config, per-stage latency and the training step of its detector, native vs
+    reference; then the 3D backbones and inference against the baseline config's."""
+    from pathlib import Path
+
+    from pointformer.config import load_config, resolve_config_path
+    from pointformer.utils.benchmark_backbones import DEFAULT_BASELINE, run_comparison  # they import this module
+    from pointformer.utils.benchmark_detector import run_detector
+
+    configs = detector_configs(args.cfg or [DEFAULT_DETECTOR_CONFIG])
     frame = "" if args.frame == "raycast" else f", {args.frame} frame"
-    name = f"detector {resolve_config_path(args.cfg).stem}{frame}"
-    return run_and_report(
-        args, command, name, lambda cfg, quick: run_detector(cfg, quick, args.cfg, args.overrides, args.frame)
-    )
+    kind = " ".join(k for k, on in (("native", not args.reference), ("inference", not args.train_step)) if on)
+    kind = f", {kind}" if kind else ""
+    for config in configs:
+        name = f"detector {Path(config).stem}{frame}{kind}"
+
+        def run(cfg: RunConfig, quick: bool, config: str = config) -> Report:
+            return run_detector(cfg, quick, config, args.overrides, args.frame, args.reference, args.train_step)
+
+        run_and_report(args, command, name, run)
+    if not args.compare:
+        return 0
+    for baseline in args.baselines or [DEFAULT_BASELINE]:
+        base = str(resolve_config_path(baseline))
+        metric = load_config(base, args.overrides).eval.metric
+        group = [c for c in configs if load_config(c, args.overrides).eval.metric == metric]
+        if base not in configs or len(group) < 2:
+            continue  # the baseline not asked for, or nothing to compare it with
+        pairs = {c: args.overrides for c in group}
+        name = f"detector 3D backbones vs {Path(base).stem}{frame}"
+
+        def compare(cfg: RunConfig, quick: bool, pairs: dict = pairs, base: str = base) -> Report:
+            return run_comparison(cfg, quick, pairs, base, args.frame)
+
+        run_and_report(args, command, name, compare)
+    return 0
+
+
+DEFAULT_DETECTOR_CONFIG = "waymo_flatformer.yaml"
 
 
 def _detector_options(parser: argparse.ArgumentParser) -> None:
-    from pointformer.utils.benchmark_detector import DEFAULT_CONFIG, FRAMES
+    from pointformer.utils.benchmark_backbones import DEFAULT_BASELINE
+    from pointformer.utils.benchmark_detector import FRAMES
 
-    parser.add_argument(
-        "--cfg", default=DEFAULT_CONFIG, help=f"config file or name under configs/ (default {DEFAULT_CONFIG})"
-    )
+    parser.add_argument("--cfg", nargs="+", action="extend", metavar="CFG",
+                        help="config files or names under configs/, or 'all' (every config there); default "
+                             f"{DEFAULT_DETECTOR_CONFIG}; one section per config")  # fmt: skip
+    parser.add_argument("--no-reference", dest="reference", action="store_false",
+                        help="native ops only: no pure-PyTorch reference rows")  # fmt: skip
+    parser.add_argument("--no-train-step", dest="train_step", action="store_false",
+                        help="inference only: no training-step rows")  # fmt: skip
+    parser.add_argument("--baseline", dest="baselines", action="append", metavar="CFG",
+                        help=f"when this config and others of its metric are among --cfg, a section compares their "
+                             f"3D backbones and inference with its, on the same frame (default {DEFAULT_BASELINE}; "
+                             "repeatable, e.g. also nuscenes_centerpoint.yaml)")  # fmt: skip
+    parser.add_argument("--no-compare", dest="compare", action="store_false",
+                        help="no comparison section")  # fmt: skip
     parser.add_argument(
         "--set",
         dest="overrides",

@@ -57,6 +57,12 @@ def test_upsert_section_creates_appends_and_replaces() -> None:
     assert replaced == "# Benchmarks\n\n## export (cpu)\n\nx\n\n## ops (cpu)\n\nsecond\n"
     middle = upsert_section(f"# B\n\n{HEADING}\n\nold\n\n## export (cpu)\n\nx\n", HEADING, f"{HEADING}\n\nnew\n")
     assert middle == f"# B\n\n{HEADING}\n\nnew\n\n## export (cpu)\n\nx\n"
+    # A new section of a group goes after the group's last section, not at the end.
+    doc = "# B\n\n## detector a (cpu)\n\na\n\n## detector b (cpu)\n\nb\n\n## demo (cpu)\n\nd\n"
+    grouped = upsert_section(doc, "## detector c (cpu)", "## detector c (cpu)\n\nc\n", group="## detector")
+    assert grouped == doc.replace("## demo", "## detector c (cpu)\n\nc\n\n## demo")
+    alone = upsert_section(doc, "## eval (cpu)", "## eval (cpu)\n\ne\n", group="## eval")
+    assert alone == doc + "\n## eval (cpu)\n\ne\n"
 
 
 def test_grouping_quick_covers_every_layout_and_agrees_with_the_reference(tmp_path: Path) -> None:

@@ -102,3 +102,71 @@ def test_time_rounds_interleaves_and_respects_the_budget() -> None:
     calls.clear()  # a single requested round is never reduced
     timings = time_rounds([_counting(calls, "a", 0.01)], RunConfig(cpu, repeats=1, warmup=0, budget_s=0.005))
     assert calls == ["a"] and not timings[0].reduced
+
+
+# --- every config, and the 3D backbones against CenterPoint's ----------------------------------
+
+# Half ranges (m) that each model's windows, strides and pooling divide (see tests/models/test_configs.py):
+# DSVT and ScatterFormer 72 cells of 0.32 m; FlatFormer 80; CenterPoint 256 cells of 0.1 m (32 at stride 8);
+# nuScenes DSVT-P 60 cells of 0.3 m (windows of 30, BEV stride 4); nuScenes CenterPoint 320 of 0.075 m.
+HALF_RANGE = {"waymo_flatformer": 12.8, "waymo_dsvt_pillar": 11.52, "waymo_dsvt_voxel": 11.52,
+              "waymo_scatterformer": 11.52, "waymo_centerpoint": 12.8, "nuscenes_flatformer": 12.8,
+              "nuscenes_dsvt_pillar": 9.0, "nuscenes_centerpoint": 12.0}  # fmt: skip
+WAYMO = [name for name in HALF_RANGE if name.startswith("waymo")]
+
+
+def small(name: str) -> list[str]:
+    """The config's published model over a +-HALF_RANGE m range (z as configured)."""
+    conf = load_config(name)
+    h, (z0, z1) = HALF_RANGE[name], (conf.grid.point_cloud_range[2], conf.grid.point_cloud_range[5])
+    return [f"{s}.point_cloud_range=[{-h},{-h},{z0},{h},{h},{z1}]" for s in ("voxelization", "dataset")]
+
+
+def test_every_config_gets_its_stage_rows_and_the_waymo_backbones_their_ratio_to_centerpoint() -> None:
+    from pointformer.utils.benchmark_backbones import run_comparison
+    from pointformer.utils.benchmark_detector import PART_MARK, run_detector
+
+    cpu = torch.device("cpu")
+    once = RunConfig(cpu, repeats=1, warmup=0)
+    assert sorted(HALF_RANGE) == sorted(p.stem for p in (ROOT / "configs").glob("*.yaml"))  # every full config
+    for name in HALF_RANGE:
+        report = run_detector(once, True, name, small(name), reference=False, train_step=False)
+        cases = [r.case for r in report.rows]
+        assert {r.implementation for r in report.rows} == {"pointformer native"}, name
+        assert all(r.timing is not None and r.timing.median_ms > 0 for r in report.rows if PART_MARK not in r.case)
+        assert cases[0] == "voxelize" and cases[-1].startswith("inference total") and "training step" not in cases[-1]
+        backbone = next(i for i, c in enumerate(cases) if c.startswith("3D backbone"))
+        parts = [c for c in cases[backbone + 1 :] if c.startswith(PART_MARK)]  # its parts, then 'rest'
+        assert len(parts) >= 2 and parts[-1] == PART_MARK + "rest (outside these parts)", (name, cases)
+        assert all(r.speedup == "" for r in report.rows)  # one variant: no speedups
+
+    report = run_comparison(once, True, {n: small(n) for n in WAYMO}, "waymo_centerpoint")
+    rows = report.rows
+    assert len(rows) == 2 * len(WAYMO)  # a 3D backbone row and an inference row per config (fp32 on the CPU)
+    for title in ("3D backbone", "inference total"):
+        mine = [r for r in rows if r.case.startswith(title)]
+        assert mine[0].case == f"{title}: VoxelResBackBone8x (waymo_centerpoint)" and mine[0].speedup == "baseline"
+        assert [r.case.split("(")[-1].rstrip(")") for r in mine] == WAYMO[-1:] + WAYMO[:-1]
+        for r in mine[1:]:
+            speedup, ratio = float(r.speedup.rstrip("x")), float(r.notes.split("latency ")[1].split("x")[0])
+            assert speedup > 0 and ratio > 0 and abs(speedup * ratio - 1) < 0.02, r
+    assert "same points for every config" in report.footnotes[0] and "GPU rows await" in " ".join(report.footnotes)
+
+
+def test_detector_command_several_configs_and_the_comparison_section(tmp_path: Path) -> None:
+    path = tmp_path / "bench.md"
+    path.write_text("# Benchmarks\n\n## detector waymo_flatformer (cpu)\n\nold\n\n## demo (cpu)\n\nx\n")
+    h = 12.8  # FlatFormer's 80 pillars, CenterPoint's 256 cells
+    ranges = [f"{s}.point_cloud_range=[{-h},{-h},-2,{h},{h},4]" for s in ("voxelization", "dataset")]
+    command = [sys.executable, str(SCRIPT), "detector", "--cfg", "waymo_centerpoint", "--cfg", "waymo_flatformer.yaml",
+               "--quick", "--repeats", "1", "--warmup", "0", "--no-reference", "--no-train-step",
+               "--set", ranges[0], "--set", ranges[1], "--write", str(path)]  # fmt: skip
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    headings = [line for line in path.read_text().splitlines() if line.startswith("## ")]
+    assert headings == ["## detector waymo_flatformer (cpu)", "## detector waymo_centerpoint, native inference (cpu)",
+                        "## detector waymo_flatformer, native inference (cpu)",
+                        "## detector 3D backbones vs waymo_centerpoint (cpu)", "## demo (cpu)"]  # fmt: skip
+    text = path.read_text()
+    assert "| 3D backbone: FlatFormer (waymo_flatformer) | pointformer native |" in text
+    assert "latency" in text and "old" in text
