@@ -4,10 +4,10 @@ over them.
 Each op has a native kernel (CPU, and CUDA in CUDA builds) registered under
 ``torch.ops.pointformer`` and a pure-PyTorch reference used by the tests and as the fallback where
 no kernel is built. ``backends()`` says which are available; ``reference_only()`` forces the
-references.
+references, ``export_mode()`` the exportable form (``pointformer.export``).
 """
 
-from pointformer.ops._library import backends, reference_only
+from pointformer.ops._library import backends, export_mode, reference_only
 from pointformer.ops.attention import (
     grouped_attention,
     indexed_attention,
@@ -44,6 +44,7 @@ __all__ = [
     "circle_nms",
     "dsvt_pooling_map",
     "dsvt_window_configs",
+    "export_mode",
     "grouped_attention",
     "indexed_attention",
     "nms_bev",

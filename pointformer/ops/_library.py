@@ -64,6 +64,32 @@ def reference_only() -> Iterator[None]:
         _reference_only = previous
 
 
+# Export mode (``export_mode``): every op on its reference, attention on the padded-group path.
+_exporting = False
+
+
+@contextlib.contextmanager
+def export_mode() -> Iterator[None]:
+    """Runs the model in its exportable form inside the block (``pointformer.export``): every public
+    op on its pure-PyTorch reference (no ``pointformer::`` op in a traced graph, so ONNX and
+    TensorRT need no plugins), grouped attention on the padded ``(G, S)`` groups through
+    ``scaled_dot_product_attention`` (static-rank gathers, no data-dependent lengths), and the
+    model parts skip the steps whose sizes depend on data (the caller passes only kept points)."""
+    global _exporting
+    previous = _exporting
+    with reference_only():
+        _exporting = True
+        try:
+            yield
+        finally:
+            _exporting = previous
+
+
+def exporting() -> bool:
+    """Whether ``export_mode`` is active."""
+    return _exporting
+
+
 def has_kernel(op: str, device: torch.device) -> bool:
     """Whether the public op should call ``torch.ops.pointformer.<op>``: a native kernel exists for
     ``device``'s type and ``reference_only`` is not active."""

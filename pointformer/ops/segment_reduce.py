@@ -56,28 +56,35 @@ def segment_reduce_reference(
     values: torch.Tensor, segment: torch.Tensor, num_segments: int, reduce: str
 ) -> torch.Tensor:
     """Pure-PyTorch ``segment_reduce`` on ``(N, C)`` values; differentiable by torch's autograd,
-    with the same gradient rules (max through a gather of the first arg-max row)."""
+    with the same gradient rules (max through a gather of the first arg-max row).
+
+    Export-friendly (``pointformer.export`` traces it): rows outside ``[0, num_segments)`` go to
+    one extra dump row that is cut off at the end, so no size depends on the data (no
+    ``nonzero``, no ``bincount``)."""
     valid = (segment >= 0) & (segment < num_segments)
-    rows = torch.nonzero(valid).squeeze(1)
-    x, seg = values[rows], segment[rows]
+    seg = torch.where(valid, segment, torch.full_like(segment, num_segments))
+    rows = num_segments + 1  # the last row collects the invalid rows
     channels = values.shape[1]
     if reduce in ("sum", "mean"):
         acc_dtype = torch.float32 if values.dtype in (torch.float16, torch.bfloat16) else values.dtype
-        out = values.new_zeros(num_segments, channels, dtype=acc_dtype).index_add(0, seg, x.to(acc_dtype))
+        out = values.new_zeros(rows, channels, dtype=acc_dtype).index_add(0, seg, values.to(acc_dtype))
         if reduce == "mean":
-            counts = torch.bincount(seg, minlength=num_segments).clamp(min=1)
-            out = out / counts[:, None].to(acc_dtype)
-        return out.to(values.dtype)
+            counts = values.new_zeros(rows, dtype=acc_dtype).index_add(0, seg, values.new_ones(seg.shape, dtype=acc_dtype))
+            out = out / counts.clamp(min=1)[:, None]
+        return out[:num_segments].to(values.dtype)
+    x = values
     seg_c = seg[:, None].expand(-1, channels)
-    best = values.new_zeros(num_segments, channels).scatter_reduce(0, seg_c, x.detach(), "amax", include_self=False)
+    best = values.new_zeros(rows, channels).scatter_reduce(0, seg_c, x.detach(), "amax", include_self=False)
     # First row (in input order) reaching the maximum, per segment and channel.
-    position = torch.arange(x.shape[0], device=values.device)[:, None].expand(-1, channels)
     sentinel = x.shape[0]
+    position = torch.arange(sentinel, device=values.device)[:, None].expand(-1, channels)
     at_max = torch.where(x.detach() == best[seg], position, torch.full_like(position, sentinel))
-    first = torch.full((num_segments, channels), sentinel, dtype=torch.int64, device=values.device)
-    first = first.scatter_reduce(0, seg_c, at_max, "amin", include_self=True)
+    first = torch.full((rows, channels), sentinel, dtype=torch.int64, device=values.device)
+    first = first.scatter_reduce(0, seg_c, at_max, "amin", include_self=True)[:num_segments]
     empty = first == sentinel
-    gathered = x.gather(0, first.clamp(max=max(sentinel - 1, 0))) if sentinel > 0 else values.new_zeros(first.shape)
+    # An empty input gathers from a one-row zero pad (no branch on the size).
+    padded = torch.cat([x, x.new_zeros(1, channels)])
+    gathered = padded.gather(0, first)
     return torch.where(empty, torch.zeros_like(gathered), gathered)
 
 

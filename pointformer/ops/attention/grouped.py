@@ -283,6 +283,8 @@ def fused_supports(q: torch.Tensor, num_heads: int) -> bool:
 
 
 def _resolve_backend(backend: str | None, q: torch.Tensor, num_heads: int, name: str) -> str:
+    if _library._exporting:  # the padded-group path: fixed-rank gathers, no data-dependent lengths
+        return "sdpa"
     if _library._reference_only:
         return "reference"
     if backend is None:
