@@ -194,15 +194,34 @@ class DSVT(nn.Module):
         window, shift = self.window_configs[stage][config]
         tau = self.set_sizes[stage]
         return voxels.cached(
-            ("dsvt_sets", window, shift, tau),
+            self.sets_key(stage, config),
             lambda: partition_rotated_sets(voxels.coords, voxels.batch_size, voxels.spatial_shape, window, tau, shift),
         )
+
+    def sets_key(self, stage: int, config: int) -> tuple:
+        """The ``SparseVoxels.cached`` key of ``sets(voxels, stage, config)`` (export gives it precomputed)."""
+        window, shift = self.window_configs[stage][config]
+        return ("dsvt_sets", window, shift, self.set_sizes[stage])
+
+    def pooling_key(self, stage: int) -> tuple:
+        """The ``SparseVoxels.cached`` key of ``pooling_map(voxels, stage)``."""
+        return ("dsvt_pooling", self.downsample_strides[stage])
+
+    @staticmethod
+    def pooled_cache_key(stage: int) -> tuple:
+        """The key, in stage ``stage``'s cache, of the cache of the voxels pooled after it."""
+        return ("dsvt_pooled", stage)
+
+    def configs_attended(self, stage: int) -> tuple[int, ...]:
+        """The window configurations whose partitions the blocks of ``stage`` attend in."""
+        first = sum(self.num_blocks[:stage])
+        return tuple(sorted({(first + b) % 2 for b in range(self.num_blocks[stage])}))
 
     def pooling_map(self, voxels: SparseVoxels, stage: int) -> PoolingMap:
         """Where stage ``stage``'s voxels go in the pooling after it (cached on ``voxels``)."""
         stride = self.downsample_strides[stage]
         return voxels.cached(
-            ("dsvt_pooling", stride),
+            self.pooling_key(stage),
             lambda: dsvt_pooling_map(voxels.coords, voxels.batch_size, voxels.spatial_shape, stride),
         )
 
@@ -237,7 +256,10 @@ class DSVT(nn.Module):
                 pooling = self.pooling_map(voxels, stage)
                 x = self.poolings[stage](x, pooling)
                 stride = tuple(a * b for a, b in zip(voxels.stride, pooling.stride, strict=True))
-                voxels = SparseVoxels(x, pooling.coords, pooling.spatial_shape, voxels.batch_size, stride)
+                # The pooled layout is derived from this one: its cache (the next stage's sets) lives
+                # in this layout's cache, so that it is built once per input layout (and can be given).
+                cache = voxels.cached(self.pooled_cache_key(stage), dict)
+                voxels = SparseVoxels(x, pooling.coords, pooling.spatial_shape, voxels.batch_size, stride, cache)
         return voxels.replace_features(x)
 
     def position_embedding(self, voxels: SparseVoxels, stage: int, block: int, layer: int, config: int) -> torch.Tensor:

@@ -81,14 +81,21 @@ class FlatFormer(nn.Module):
             raise ValueError(
                 f"FlatFormer: window_shape (wx, wy) = {self.window_shape} is larger than the grid (X, Y) = {(x, y)}"
             )
-        window = (1, wy, wx)
-        key = ("flattened", window, self.group_size, axis, shift)
         return voxels.cached(
-            key,
+            self.partition_key(axis, shift),
             lambda: partition_flattened(
-                voxels.coords, voxels.batch_size, voxels.spatial_shape, window, self.group_size, axis, shift
+                voxels.coords, voxels.batch_size, voxels.spatial_shape, self.window, self.group_size, axis, shift
             ),
         )
+
+    @property
+    def window(self) -> tuple[int, int, int]:
+        """The window in ``(z, y, x)`` cells."""
+        return (1, self.window_shape[1], self.window_shape[0])
+
+    def partition_key(self, axis: str, shift: bool) -> tuple:
+        """The ``SparseVoxels.cached`` key of one ordering's partition (export gives it precomputed)."""
+        return ("flattened", self.window, self.group_size, axis, shift)
 
     def forward(self, voxels: SparseVoxels) -> SparseVoxels:
         """``voxels``: ``(N, C)`` features on pillars (``Z = 1``; for ``Z > 1`` the voxels of a column

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from pointformer.ops import Voxelization, segment_reduce
+from pointformer.ops import Voxelization, _library, segment_reduce
 from pointformer.structures import SparseVoxels, VoxelGrid
 
 
@@ -96,9 +96,12 @@ class DynamicVFE(nn.Module):
             raise ValueError(
                 f"DynamicVFE: point_to_voxel has {voxels.point_to_voxel.shape[0]} entries for {points.shape[0]} points"
             )
-        kept = torch.nonzero(voxels.point_to_voxel >= 0).squeeze(1)
-        voxel_of_point = voxels.point_to_voxel[kept]
-        features = self.point_inputs(points[kept], voxel_of_point, voxels)
+        if _library.exporting():  # the export inputs hold the kept points only: no data-dependent size
+            kept_points, voxel_of_point = points, voxels.point_to_voxel
+        else:
+            kept = torch.nonzero(voxels.point_to_voxel >= 0).squeeze(1)
+            kept_points, voxel_of_point = points[kept], voxels.point_to_voxel[kept]
+        features = self.point_inputs(kept_points, voxel_of_point, voxels)
         for layer in self.layers[:-1]:
             point_features = layer(features)
             voxel_features = segment_reduce(point_features, voxel_of_point, voxels.num_voxels, "max")

@@ -14,22 +14,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from pointformer.models.heads.coder import CODE_SIZE, CODE_SIZE_NO_VELOCITY, BEVCoder
-from pointformer.models.heads.decode import decode_task
-from pointformer.models.heads.losses import (
-    axis_aligned_diou_3d,
-    clamped_sigmoid,
-    gaussian_focal_loss,
-    paired_iou_3d,
-    weighted_l1_loss,
-)
-from pointformer.models.heads.targets import TaskTargets, build_task_targets
+from pointformer.models.heads.decode import DecodeSettings, decode_detections
 from pointformer.models.outputs import Detections
 from pointformer.structures import VoxelGrid
+
+if TYPE_CHECKING:
+    from pointformer.models.heads.targets import TaskTargets
 
 # CenterNet's heatmap prior: sigmoid(-2.19) ~ 0.1, so the focal loss starts small on the many negatives.
 HEATMAP_INIT_BIAS = -2.19
@@ -327,6 +323,9 @@ class CenterHead(nn.Module):
         batch_size: int,
     ) -> list[TaskTargets]:
         """Training targets per task (see ``build_task_targets``); labels are over all class names."""
+        # Training-only modules load here, so that inference imports none of them.
+        from pointformer.models.heads.targets import build_task_targets
+
         h, w = self._check_map(outputs)
         result = []
         for t, task in enumerate(self.tasks):
@@ -363,6 +362,14 @@ class CenterHead(nn.Module):
         """
         if outputs.batch_size != batch_size:
             raise ValueError(f"outputs have batch size {outputs.batch_size}, but batch_size is {batch_size}")
+        from pointformer.models.heads.losses import (
+            axis_aligned_diou_3d,
+            clamped_sigmoid,
+            gaussian_focal_loss,
+            paired_iou_3d,
+            weighted_l1_loss,
+        )
+
         all_targets = self.targets(outputs, boxes, labels, box_batch_index, batch_size)
         losses: dict[str, torch.Tensor] = {}
         for t, (out, tgt) in enumerate(zip(outputs.tasks, all_targets, strict=True)):
@@ -396,29 +403,26 @@ class CenterHead(nn.Module):
                 losses["loss_iou" + suffix] = self.iou_weight * (iou_pred - iou_target).abs().sum() / normalizer
         return losses
 
+    def decode_settings(self) -> DecodeSettings:
+        """Everything ``decode`` needs besides the dense outputs (plain numbers: exported as JSON)."""
+        return DecodeSettings(
+            task_sizes=tuple(len(t) for t in self.tasks),
+            range_min=self.coder.range_min,
+            cell_size=self.coder.cell_size,
+            score_power=tuple(float(v) for v in self.score_power.tolist()),
+            iou_power=tuple(float(v) for v in self.iou_power.tolist()),
+            with_iou=self.with_iou,
+            iou_signed=self.iou_signed,
+            score_threshold=self.score_threshold,
+            pre_max_sizes=self.pre_max_sizes,
+            post_max_sizes=self.post_max_sizes,
+            nms_iou_thresholds=self.nms_iou_thresholds,
+            post_center_range=self.post_center_range,
+        )
+
     @torch.no_grad()
     def decode(self, outputs: CenterHeadOutputs) -> list[Detections]:
         """Detections per frame: boxes ``(M, 9)`` with velocity (``(M, 7)`` without), scores, labels over
         all class names."""
-        per_task = []
-        for t, out in enumerate(outputs.tasks):
-            sl = self._task_slice(t)
-            per_task.append(
-                decode_task(
-                    out.heatmap, out.code(), out.iou if self.with_iou else None, self.coder,
-                    self.score_power[sl], self.iou_power[sl], self.score_threshold,
-                    self.pre_max_sizes[sl], self.post_max_sizes[sl], self.nms_iou_thresholds[sl],
-                    self.post_center_range, self.iou_signed,
-                )
-            )  # fmt: skip
-        detections = []
-        for b in range(outputs.batch_size):
-            frame = [per_task[t][b] for t in range(len(self.tasks))]
-            detections.append(
-                Detections(
-                    boxes=torch.cat([f[0] for f in frame]).float(),
-                    scores=torch.cat([f[1] for f in frame]).float(),
-                    labels=torch.cat([f[2] + self.class_offsets[t] for t, f in enumerate(frame)]),
-                )
-            )
-        return detections
+        maps = [(out.heatmap, out.code(), out.iou) for out in outputs.tasks]
+        return decode_detections(maps, self.decode_settings())

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from pointformer.models.heads.coder import BEVCoder
+from pointformer.models.outputs import Detections
 from pointformer.ops import nms_bev
 
 
@@ -106,3 +110,82 @@ def decode_task(
                 (boxes.new_zeros(0, d), boxes.new_zeros(0), torch.zeros(0, dtype=torch.int64, device=device))
             )
     return results
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    """What turns a ``CenterHead``'s dense outputs into detections, as plain numbers (the head's
+    ``decode_settings()``; ``pointformer.export`` writes it to JSON for the deployed runtime).
+
+    Attributes:
+        task_sizes: classes per task; labels are numbered over the tasks in order.
+        range_min, cell_size: the ``BEVCoder`` of the head map, ``(x, y)`` metres.
+        score_power, iou_power: per class over all tasks (see ``rectified_scores``).
+        with_iou, iou_signed: the IoU branch is used for rescoring; it predicts ``2 IoU - 1``.
+        score_threshold, pre_max_sizes, post_max_sizes, nms_iou_thresholds, post_center_range:
+            see ``decode_task`` (per class where a sequence).
+    """
+
+    task_sizes: tuple[int, ...]
+    range_min: tuple[float, float]
+    cell_size: tuple[float, float]
+    score_power: tuple[float, ...]
+    iou_power: tuple[float, ...]
+    with_iou: bool
+    iou_signed: bool
+    score_threshold: float
+    pre_max_sizes: tuple[int, ...]
+    post_max_sizes: tuple[int, ...]
+    nms_iou_thresholds: tuple[float, ...]
+    post_center_range: tuple[float, ...] | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DecodeSettings:
+        names = {f.name for f in dataclasses.fields(cls)}
+        missing, unknown = sorted(names - set(data)), sorted(set(data) - names)
+        if missing or unknown:
+            raise ValueError(f"DecodeSettings: missing keys {missing}, unknown keys {unknown}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+def decode_detections(
+    maps: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]], settings: DecodeSettings
+) -> list[Detections]:
+    """Detections per frame from the dense outputs of every task.
+
+    Args:
+        maps: per task ``(heatmap logits (B, K_t, H, W), code (B, 8|10, H, W), iou (B, 1, H, W) or None)``.
+        settings: the head's ``DecodeSettings``.
+
+    Returns:
+        one ``Detections`` per frame, labels over all tasks' classes.
+    """
+    coder = BEVCoder(tuple(settings.range_min), tuple(settings.cell_size))
+    per_task, start = [], 0
+    for (heatmap, code, iou), size in zip(maps, settings.task_sizes, strict=True):
+        sl = slice(start, start + size)
+        per_task.append(
+            decode_task(
+                heatmap, code, iou if settings.with_iou else None, coder,
+                torch.tensor(settings.score_power[sl], device=heatmap.device),
+                torch.tensor(settings.iou_power[sl], device=heatmap.device), settings.score_threshold,
+                settings.pre_max_sizes[sl], settings.post_max_sizes[sl], settings.nms_iou_thresholds[sl],
+                settings.post_center_range, settings.iou_signed,
+            )
+        )  # fmt: skip
+        start += size
+    offsets = [sum(settings.task_sizes[:t]) for t in range(len(settings.task_sizes))]
+    detections = []
+    for b in range(maps[0][0].shape[0]):
+        frame = [task[b] for task in per_task]
+        detections.append(
+            Detections(
+                boxes=torch.cat([f[0] for f in frame]).float(),
+                scores=torch.cat([f[1] for f in frame]).float(),
+                labels=torch.cat([f[2] + offsets[t] for t, f in enumerate(frame)]),
+            )
+        )
+    return detections

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pointformer.ops import indexed_attention
+from pointformer.ops import _library, indexed_attention
 from pointformer.ops.grouping import PoolingMap
 
 
@@ -69,6 +69,8 @@ class AttentionPooling(nn.Module):
         q = F.linear(query, w[:c], b[:c])
         k = F.linear(slots + self.pos_embedding.to(slots.dtype).repeat(m, 1), w[c : 2 * c], b[c : 2 * c])
         v = F.linear(slots, w[2 * c :], b[2 * c :])
+        if _library.exporting():  # every cell has exactly P keys: plain batched attention, fixed rank
+            return self.norm(query + self.out_proj(_cell_attention(q, k, v, p, self.num_heads)))
         device = features.device
         cells = torch.arange(m, device=device)
         out = indexed_attention(
@@ -78,3 +80,14 @@ class AttentionPooling(nn.Module):
             num_heads=self.num_heads, backend=self.backend,
         )  # fmt: skip
         return self.norm(query + self.out_proj(out))
+
+
+def _cell_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_slots: int, num_heads: int) -> torch.Tensor:
+    """``indexed_attention`` of one query per cell over the cell's ``P`` consecutive key rows, as one
+    ``scaled_dot_product_attention``: ``q`` ``(M, C)``, ``k``/``v`` ``(M * P, C)`` -> ``(M, C)``."""
+    m, c = q.shape
+    d = c // num_heads
+    qh = q.view(m, 1, num_heads, d).transpose(1, 2)
+    kh = k.view(m, num_slots, num_heads, d).transpose(1, 2)
+    vh = v.view(m, num_slots, num_heads, d).transpose(1, 2)
+    return F.scaled_dot_product_attention(qh, kh, vh).transpose(1, 2).reshape(m, c)
