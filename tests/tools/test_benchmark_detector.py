@@ -170,3 +170,12 @@ def test_detector_command_several_configs_and_the_comparison_section(tmp_path: P
     text = path.read_text()
     assert "| 3D backbone: FlatFormer (waymo_flatformer) | pointformer native |" in text
     assert "latency" in text and "old" in text
+
+
+def test_detector_configs_expand_all_once_in_order() -> None:
+    from pointformer.utils.benchmark import detector_configs
+
+    every = detector_configs(["all"])
+    assert [Path(p).stem for p in every] == sorted(HALF_RANGE)  # the full configs, not configs/demo
+    again = detector_configs(["waymo_centerpoint", "all", "configs/waymo_centerpoint.yaml"])
+    assert again[0] == str(ROOT / "configs" / "waymo_centerpoint.yaml") and sorted(again) == sorted(every)
