@@ -1,0 +1,127 @@
+"""``tools/export.py``: a trained detector -> ONNX model + ``deploy.json`` (+ a TensorRT engine).
+
+The frames that trace the graph and give the size profile (min / median / max voxels and groups)
+are the first ``--frames`` frames of the config's validation split when it is converted, else one
+ray-cast synthetic Waymo-scale frame (said in the output). After writing, the tool runs the export
+on onnxruntime against the PyTorch model on the first frame and prints the largest difference.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from pointformer.config import ConfigError, load_config
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Export a detector to ONNX for deployment (tools/export.py).")
+    p.add_argument("--cfg", required=True, help="config path, or a name under configs/")
+    p.add_argument("--ckpt", required=True, type=Path, help="checkpoint written by tools/train.py")
+    p.add_argument("--out", required=True, type=Path, help="output directory (model.onnx, deploy.json, ...)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key (as for tools/train.py)")  # fmt: skip
+    p.add_argument("--fp16", action="store_true", help="export weights and float inputs in float16")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset, 17-23 (default: the exporter's)")
+    p.add_argument("--frames", type=int, default=8, help="frames of the validation split measured (default 8)")
+    p.add_argument("--split", default=None, help="split the frames come from (default: dataset.val_split)")
+    p.add_argument("--tensorrt", action="store_true", help="also build a TensorRT engine (needs tensorrt and a GPU)")
+    p.add_argument("--no-check", action="store_true", help="skip the onnxruntime-vs-PyTorch check")
+    return p
+
+
+class ExportError(Exception):
+    """A bad input the tool reports as ``error: ...`` (exit status 2)."""
+
+
+def load_weights(model: torch.nn.Module, path: Path) -> None:
+    """The checkpoint's model weights (``weights_only=True``); errors name the file."""
+    if not path.is_file():
+        raise ExportError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle errors, truncated files, non-weights content
+        raise ExportError(f"{path}: not a loadable checkpoint ({type(e).__name__}: {e})") from e
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
+        raise ExportError(f"{path}: no 'model' state dict (a checkpoint of tools/train.py has one)")
+    missing, unexpected = model.load_state_dict(state["model"], strict=False)
+    if missing or unexpected:
+        raise ExportError(f"{path}: the weights do not fit the config's model: missing keys {missing[:5]}"
+                          f"{' ...' if len(missing) > 5 else ''}, unexpected keys {unexpected[:5]}"
+                          f"{' ...' if len(unexpected) > 5 else ''}")  # fmt: skip
+
+
+def example_frames(cfg, count: int, split: str | None) -> tuple[list[torch.Tensor], str]:
+    """Point frames for tracing and the size profile, and where they come from."""
+    from pointformer.runs.data import DatasetMissingError, build_dataset
+
+    split = split or cfg.data.val_split
+    try:
+        dataset = build_dataset(cfg, split, training=False)
+    except DatasetMissingError:
+        from pointformer.utils.benchmark_detector import make_frame
+
+        frame = make_frame(cfg, quick=False, kind="raycast")
+        return [frame.batch.points], (f"one synthetic ray-cast Waymo-scale frame (no converted {split!r} split "
+                                      f"under {cfg.data.root})")  # fmt: skip
+    n = min(count, len(dataset))
+    if n == 0:
+        raise ExportError(f"split {split!r} under {cfg.data.root} has no frames")
+    frames = [torch.from_numpy(dataset[i].points) for i in range(n)]
+    return frames, f"the first {n} frames of {cfg.data.root} {split!r}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return _run(args)
+    except (ExportError, ConfigError, FileNotFoundError, ValueError, ImportError) as e:
+        print(f"error: {e}")
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pointformer.export.onnx_export import export_onnx, import_onnx_exporter, max_abs_difference
+    from pointformer.models import build_detector
+
+    if args.opset is not None and not 17 <= args.opset <= 23:
+        raise ExportError(f"--opset must be between 17 and 23 (the dynamo exporter's range), got {args.opset}")
+    if args.frames < 1:
+        raise ExportError(f"--frames must be >= 1, got {args.frames}")
+    import_onnx_exporter()
+    cfg = load_config(args.cfg, args.overrides)
+    model = build_detector(cfg)
+    load_weights(model, args.ckpt)
+    model.eval()
+    frames, source = example_frames(cfg, args.frames, args.split)
+    print(f"frames: {source}")
+    result = export_onnx(model, cfg, frames, args.out, fp16=args.fp16, opset=args.opset,
+                         source={"config": cfg.path or cfg.name, "checkpoint": str(args.ckpt)})  # fmt: skip
+    spec = result.spec
+    print(f"graph: {spec.part} -> head maps; parts in the ONNX model: {', '.join(result.in_graph)}")
+    if result.outside:
+        print(f"NOT EXPORTED (run by pointformer.export.Runtime in PyTorch, weights in prefix.pt): "
+              f"{', '.join(result.outside)}: {spec.reason}")  # fmt: skip
+    model_file = args.out / "model.onnx"
+    print(f"wrote {model_file} ({model_file.stat().st_size / 2**20:.1f} MiB, opset {spec.opset}, {spec.precision}), "
+          f"{args.out / 'deploy.json'}" + (f", {args.out / 'prefix.pt'}" if result.outside else ""))  # fmt: skip
+    sizes = ", ".join(f"{k} {v['min']}/{v['opt']}/{v['max']}" for k, v in spec.profile["sizes"].items())
+    print(f"size profile (min/median/max over {spec.profile['frames']} frames): {sizes}")
+    if not args.no_check:
+        from pointformer.export.runtime import Runtime
+
+        diffs = max_abs_difference(Runtime(args.out), model, frames[0])
+        worst = max(diffs.values())
+        print(f"check, onnxruntime (CPU) vs PyTorch on the first frame: max |difference| {worst:.3g} "
+              f"({', '.join(f'{k} {v:.2g}' for k, v in diffs.items())})")  # fmt: skip
+    if args.tensorrt:
+        from pointformer.export.tensorrt import build_engine, unavailable_reason
+
+        reason = unavailable_reason()
+        if reason is not None:
+            print(f"tensorrt: skipped: {reason}")
+        else:
+            print(f"tensorrt: wrote {build_engine(args.out, fp16=args.fp16)}")
+    return 0

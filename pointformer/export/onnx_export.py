@@ -1,0 +1,184 @@
+"""ONNX export of a detector's network (``NetworkGraph``), its ``deploy.json``, and the check that
+onnxruntime gives PyTorch's outputs."""
+
+from __future__ import annotations
+
+import copy
+import os
+import statistics
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from pointformer.export.graph import NetworkGraph, parts_in_graph
+from pointformer.export.runtime import prepare_inputs
+from pointformer.export.spec import BEV, MODEL_FILE, POINTS, PREFIX_FILE, DeploySpec
+from pointformer.ops import export_mode
+
+
+def import_onnx_exporter():
+    """Checks that ``torch.onnx.export``'s (dynamo) exporter can run: it needs onnx and onnxscript."""
+    missing = []
+    for name in ("onnx", "onnxscript"):
+        try:
+            __import__(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise ImportError(f"ONNX export needs {' and '.join(missing)}: pip install onnx==1.23.1 onnxscript==0.7.2")
+
+
+def deploy_spec(detector, cfg, graph: NetworkGraph, precision: str = "fp32", opset: int | None = None,
+                source: dict[str, str] | None = None) -> DeploySpec:  # fmt: skip
+    """The ``DeploySpec`` of ``graph`` (profile not yet measured)."""
+    options = cfg.data.options
+    inputs = tuple(replace(i, dtype="float16") if precision == "fp16" and i.dtype == "float32" else i
+                   for i in graph.inputs)  # fmt: skip
+    bev_input = None
+    if graph.part == BEV:
+        shape, stride = graph.bev_input_shape()
+        bev_input = {"spatial_shape": list(shape), "stride": list(stride)}
+    return DeploySpec(
+        part=graph.part,
+        reason=graph.reason,
+        point_cloud_range=tuple(cfg.grid.point_cloud_range),
+        voxel_size=tuple(cfg.grid.voxel_size),
+        grid_shape=tuple(cfg.grid.shape),
+        max_points_per_voxel=detector.max_points_per_voxel,
+        max_voxels=detector.max_voxels,
+        point_features=tuple(options.get("point_features", ("x", "y", "z", "intensity", "elongation"))),
+        feature_transforms=dict(options.get("feature_transforms") or {}),
+        class_names=tuple(detector.class_names),
+        layout=graph.layout,
+        bev_input=bev_input,
+        inputs=inputs,
+        outputs=tuple(graph.outputs),
+        decode=detector.head.decode_settings(),
+        precision=precision,
+        opset=opset,
+        prefix={"weights": PREFIX_FILE, "config": dict(cfg.raw)} if graph.part == BEV else None,
+        source=dict(source or {}),
+    )
+
+
+def size_profile(spec: DeploySpec, frames: Sequence[torch.Tensor], prefix=None) -> dict:
+    """Every dynamic size of the graph's inputs over ``frames``: ``{"frames": n, "sizes": {name:
+    {"min", "opt" (median), "max"}}}`` (the optimization profile of a TensorRT engine)."""
+    seen: dict[str, list[int]] = {}
+    for points in frames:
+        inputs = prepare_inputs(spec, points, prefix)
+        frame = {size: int(inputs[i.name].shape[axis]) for i in spec.inputs for axis, size in enumerate(i.shape)
+                 if isinstance(size, str)}  # fmt: skip
+        for name, value in frame.items():
+            seen.setdefault(name, []).append(value)
+    sizes = {n: {"min": min(v), "opt": int(statistics.median(v)), "max": max(v)} for n, v in seen.items()}
+    return {"frames": len(frames), "sizes": sizes}
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What ``export_onnx`` wrote: the directory, the spec, the parts in and out of the graph."""
+
+    directory: Path
+    spec: DeploySpec
+    in_graph: tuple[str, ...]
+    outside: tuple[str, ...]
+
+
+def export_onnx(
+    detector,
+    cfg,
+    frames: Sequence[torch.Tensor],
+    out_dir: str | os.PathLike,
+    fp16: bool = False,
+    opset: int | None = None,
+    source: dict[str, str] | None = None,
+) -> ExportResult:
+    """Exports ``detector`` (eval mode, CPU) to ``<out_dir>/model.onnx`` with ``deploy.json`` (and
+    ``prefix.pt`` for a ``"bev"`` graph).
+
+    Args:
+        detector: the detector with its trained weights (left unchanged).
+        cfg: its ``Config`` (range, features, and for ``"bev"`` the config saved for the runtime).
+        frames: ``(N, F)`` point frames: the first is the tracing example, all give the size profile.
+        fp16: export in float16 (weights and float inputs).
+        opset: ONNX opset (None: the exporter's default).
+    """
+    import_onnx_exporter()
+    if not frames:
+        raise ValueError("export_onnx: needs at least one frame of points (the tracing example)")
+    if opset is not None and not 17 <= int(opset) <= 23:
+        raise ValueError(f"export_onnx: opset must be between 17 and 23 (the dynamo exporter's range), got {opset}")
+    out_dir = Path(out_dir)
+    detector = detector.cpu().eval()
+    precision = "fp16" if fp16 else "fp32"
+    graph = NetworkGraph(copy.deepcopy(detector)).eval()
+    if fp16:
+        graph = graph.half()
+    spec = deploy_spec(detector, cfg, graph, precision, opset, source)
+    prefix = detector if spec.part == BEV else None
+    example = prepare_inputs(spec, frames[0].cpu(), prefix)
+    args = tuple(example[n] for n in graph.input_names)
+    with export_mode(), torch.no_grad():
+        program = torch.onnx.export(
+            graph, args, dynamo=True, dynamic_shapes=(graph.dynamic_shapes(),), input_names=graph.input_names,
+            output_names=graph.outputs, opset_version=opset, verbose=False,
+        )  # fmt: skip
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{MODEL_FILE}.", suffix=".tmp", dir=out_dir)
+    os.close(fd)
+    try:
+        program.save(tmp)
+        os.replace(tmp, out_dir / MODEL_FILE)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    opset_used = next((o.version for o in _opsets(out_dir / MODEL_FILE) if o.domain in ("", "ai.onnx")), opset)
+    spec = replace(spec, opset=opset_used, profile=size_profile(spec, [f.cpu() for f in frames], prefix))
+    if spec.part == BEV:
+        state = {k: v for k, v in detector.state_dict().items() if k.split(".")[0] in ("voxel_encoder", "backbone3d")}
+        fd, tmp = tempfile.mkstemp(prefix=f".{PREFIX_FILE}.", suffix=".tmp", dir=out_dir)
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+        os.replace(tmp, out_dir / PREFIX_FILE)
+    spec.write(out_dir)
+    in_graph = parts_in_graph(spec.part)
+    outside = tuple(n for n in ("voxel_encoder", "backbone3d") if n not in in_graph)
+    return ExportResult(out_dir, spec, in_graph, outside)
+
+
+def _opsets(path: Path):
+    import onnx
+
+    return onnx.load(str(path), load_external_data=False).opset_import
+
+
+@torch.no_grad()
+def torch_outputs(detector, points: torch.Tensor) -> list[torch.Tensor]:
+    """The detector's dense outputs for one frame, by its own eager path (native ops), in the
+    graph's output order (per task heatmap, code, iou)."""
+    batch_index = torch.zeros(points.shape[0], dtype=torch.int64, device=points.device)
+    voxels = detector.voxel_encoder(points, detector.voxelize(points, batch_index, 1))
+    outputs = detector.head(detector.neck(detector.backbone2d(detector.bev(detector.backbone3d(voxels)))))
+    flat = []
+    for task in outputs.tasks:
+        flat += [task.heatmap, task.code()] + ([task.iou] if detector.head.with_iou else [])
+    return flat
+
+
+def max_abs_difference(runtime, detector, points: torch.Tensor) -> dict[str, float]:
+    """Per output, ``max |onnxruntime - PyTorch|`` for one frame (``runtime``: a ``Runtime`` of the
+    export, ``detector``: the PyTorch model it was exported from, eval mode)."""
+    ours = runtime.run_graph(runtime.inputs(points))
+    reference = torch_outputs(detector.eval(), points.to(next(detector.parameters()).device))
+    return {
+        name: float((o.float() - r.float().cpu()).abs().max()) if o.numel() else 0.0
+        for name, o, r in zip(runtime.spec.outputs, ours, reference, strict=True)
+    }
+
+
+__all__ = ["POINTS", "BEV", "ExportResult", "deploy_spec", "export_onnx", "max_abs_difference", "size_profile",
+           "torch_outputs"]  # fmt: skip
