@@ -742,7 +742,9 @@ def detector_command(args: argparse.Namespace, command: str) -> int:
     frame = "" if args.frame == "raycast" else f", {args.frame} frame"
     kind = " ".join(k for k, on in (("native", not args.reference), ("inference", not args.train_step)) if on)
     kind = f", {kind}" if kind else ""
-    for config in configs:
+    if args.compare_only and not args.compare:
+        raise SystemExit("detector: --compare-only and --no-compare leave nothing to run")
+    for config in configs if not args.compare_only else ():
         name = f"detector {Path(config).stem}{frame}{kind}"
 
         def run(cfg: RunConfig, quick: bool, config: str = config) -> Report:
@@ -787,6 +789,8 @@ def _detector_options(parser: argparse.ArgumentParser) -> None:
                              "repeatable, e.g. also nuscenes_centerpoint.yaml)")  # fmt: skip
     parser.add_argument("--no-compare", dest="compare", action="store_false",
                         help="no comparison section")  # fmt: skip
+    parser.add_argument("--compare-only", action="store_true",
+                        help="only the comparison section (no per-config stage sections)")  # fmt: skip
     parser.add_argument(
         "--set",
         dest="overrides",

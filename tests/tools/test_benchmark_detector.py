@@ -171,6 +171,13 @@ def test_detector_command_several_configs_and_the_comparison_section(tmp_path: P
     assert "| 3D backbone: FlatFormer (waymo_flatformer) | pointformer native |" in text
     assert "latency" in text and "old" in text
 
+    # --compare-only: the comparison section alone, rewritten in place
+    only = [c for c in command if c != "--no-train-step"] + ["--compare-only"]
+    result = subprocess.run(only, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("## ") == 1 and "## detector 3D backbones vs waymo_centerpoint (cpu)" in result.stdout
+    assert [line for line in path.read_text().splitlines() if line.startswith("## ")] == headings
+
 
 def test_detector_configs_expand_all_once_in_order() -> None:
     from pointformer.utils.benchmark import detector_configs
