@@ -21,7 +21,7 @@ TORCH_LIBRARY(pointformer, m) {
       "int max_voxels) -> (Tensor, Tensor, Tensor)");
   // reduce/: values (N, C), segment (N,) int64 -> (out (S, C), counts (S,) int64). The backward
   // reads values and out only for "max" (to find each output's first arg-max row).
-  m.def("segment_reduce(Tensor values, Tensor segment, int num_segments, str reduce) -> (Tensor, Tensor)");
+  m.def("segment_reduce(Tensor values, Tensor segment, SymInt num_segments, str reduce) -> (Tensor, Tensor)");
   m.def(
       "segment_reduce_backward(Tensor grad_out, Tensor segment, Tensor counts, Tensor values, Tensor out, "
       "str reduce) -> Tensor");

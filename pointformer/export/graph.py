@@ -104,7 +104,8 @@ class NetworkGraph(nn.Module):
         if self.part == POINTS:
             coords = named["coords"]
             # num_points: unused by the voxel encoders that export (a placeholder of the right shape).
-            voxelization = Voxelization(named["point_to_voxel"], coords, coords.new_zeros(coords.shape[0]), d.grid, 1)
+            voxelization = Voxelization(named["point_to_voxel"], coords, coords.new_zeros(coords.shape[0]), d.grid, 1,
+                                        all_points_kept=True)  # fmt: skip
             voxels = d.voxel_encoder(named["points"], voxelization)
             LAYOUTS[self.layout["kind"]].attach(d.backbone3d, voxels, named)
             voxels = d.backbone3d(voxels)

@@ -72,9 +72,9 @@ _exporting = False
 def export_mode() -> Iterator[None]:
     """Runs the model in its exportable form inside the block (``pointformer.export``): every public
     op on its pure-PyTorch reference (no ``pointformer::`` op in a traced graph, so ONNX and
-    TensorRT need no plugins), grouped attention on the padded ``(G, S)`` groups through
-    ``scaled_dot_product_attention`` (static-rank gathers, no data-dependent lengths), and the
-    model parts skip the steps whose sizes depend on data (the caller passes only kept points)."""
+    TensorRT need no plugins), and grouped attention on the padded ``(G, S)`` groups through
+    ``scaled_dot_product_attention`` (static-rank gathers, no data-dependent lengths; DSVT-V's
+    pooling likewise)."""
     global _exporting
     previous = _exporting
     with reference_only():

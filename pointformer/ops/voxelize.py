@@ -38,6 +38,9 @@ class Voxelization:
         num_points: ``(M,)`` int32 points assigned to each voxel (after ``max_points_per_voxel``).
         grid: the voxel grid.
         batch_size: number of samples.
+        all_points_kept: True when no entry of ``point_to_voxel`` is -1 (the exported graph's
+            input, ``pointformer.export``: encoders then skip selecting the kept points, whose
+            count depends on the data).
     """
 
     point_to_voxel: torch.Tensor
@@ -45,6 +48,7 @@ class Voxelization:
     num_points: torch.Tensor
     grid: VoxelGrid
     batch_size: int
+    all_points_kept: bool = False
 
     @property
     def num_voxels(self) -> int:

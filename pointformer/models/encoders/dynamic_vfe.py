@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from pointformer.ops import Voxelization, _library, segment_reduce
+from pointformer.ops import Voxelization, segment_reduce
 from pointformer.structures import SparseVoxels, VoxelGrid
 
 
@@ -96,7 +96,7 @@ class DynamicVFE(nn.Module):
             raise ValueError(
                 f"DynamicVFE: point_to_voxel has {voxels.point_to_voxel.shape[0]} entries for {points.shape[0]} points"
             )
-        if _library.exporting():  # the export inputs hold the kept points only: no data-dependent size
+        if voxels.all_points_kept:  # e.g. the exported graph's inputs: no data-dependent size
             kept_points, voxel_of_point = points, voxels.point_to_voxel
         else:
             kept = torch.nonzero(voxels.point_to_voxel >= 0).squeeze(1)
