@@ -65,15 +65,18 @@ def segment_reduce_reference(
     seg = torch.where(valid, segment, torch.full_like(segment, num_segments))
     rows = num_segments + 1  # the last row collects the invalid rows
     channels = values.shape[1]
+    seg_c = seg[:, None].expand(-1, channels)
     if reduce in ("sum", "mean"):
+        # scatter_add, not index_add: exported, index_add becomes ScatterND(add), which onnxruntime
+        # 1.30 gets wrong with more than one thread when indices repeat; ScatterElements is right.
         acc_dtype = torch.float32 if values.dtype in (torch.float16, torch.bfloat16) else values.dtype
-        out = values.new_zeros(rows, channels, dtype=acc_dtype).index_add(0, seg, values.to(acc_dtype))
+        out = values.new_zeros(rows, channels, dtype=acc_dtype).scatter_add(0, seg_c, values.to(acc_dtype))
         if reduce == "mean":
-            counts = values.new_zeros(rows, dtype=acc_dtype).index_add(0, seg, values.new_ones(seg.shape, dtype=acc_dtype))
+            ones = values.new_ones(seg.shape, dtype=acc_dtype)
+            counts = values.new_zeros(rows, dtype=acc_dtype).scatter_add(0, seg, ones)
             out = out / counts.clamp(min=1)[:, None]
         return out[:num_segments].to(values.dtype)
     x = values
-    seg_c = seg[:, None].expand(-1, channels)
     best = values.new_zeros(rows, channels).scatter_reduce(0, seg_c, x.detach(), "amax", include_self=False)
     # First row (in input order) reaching the maximum, per segment and channel.
     sentinel = x.shape[0]
