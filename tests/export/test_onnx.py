@@ -40,7 +40,8 @@ def exported(request, tmp_path_factory):
     cfg, model = reduced_model(name)
     out = tmp_path_factory.mktemp(name)
     result = export_onnx(model, cfg, sample_frames(name), out)
-    return name, cfg, model, Runtime(out, threads=1), result
+    # Two onnxruntime threads: a racy scatter (ScatterND with repeated indices) once showed only so.
+    return name, cfg, model, Runtime(out, threads=2), result
 
 
 def test_onnxruntime_equals_pytorch(exported):
