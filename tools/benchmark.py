@@ -4,6 +4,7 @@
 python tools/benchmark.py ops [--quick] [--repeats N] [--warmup N] [--device cpu|cuda] [--write docs/benchmarks.md]
 python tools/benchmark.py detector --cfg waymo_flatformer.yaml [--frame raycast|scatter] [--set KEY=VALUE] [...]
 python tools/benchmark.py detector --cfg all --no-reference --no-train-step --repeats 3  # + vs CenterPoint
+python tools/benchmark.py export [--cfg waymo_flatformer ...] [--device cuda]  # onnxruntime vs PyTorch
 """
 
 from __future__ import annotations

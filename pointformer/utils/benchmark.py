@@ -772,6 +772,19 @@ def detector_command(args: argparse.Namespace, command: str) -> int:
 DEFAULT_DETECTOR_CONFIG = "waymo_flatformer.yaml"
 
 
+def export_command(args: argparse.Namespace, command: str) -> int:
+    """``export``: onnxruntime vs PyTorch on each config's exported network and pipeline."""
+    from pointformer.utils.benchmark_export import DEFAULT_CONFIGS, run_export  # it imports this module
+
+    configs = tuple(args.cfg or DEFAULT_CONFIGS)
+    return run_and_report(args, command, "export", lambda cfg, quick: run_export(cfg, quick, configs))
+
+
+def _export_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cfg", nargs="+", action="extend", metavar="CFG",
+                        help="configs to export (default: every Waymo config)")  # fmt: skip
+
+
 def _detector_options(parser: argparse.ArgumentParser) -> None:
     from pointformer.utils.benchmark_backbones import DEFAULT_BASELINE
     from pointformer.utils.benchmark_detector import FRAMES
@@ -818,10 +831,15 @@ SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace, str], int]]] = {
              "predictions, ours vs nuscenes-devkit)", eval_command),
     "detector": ("per-stage latency (voxelize to NMS) and training step of a config's detector on a ray-cast "
                  "Waymo-scale frame, native vs reference ops", detector_command),
+    "export": ("onnxruntime vs PyTorch on each config's exported network (and points -> boxes) on a ray-cast "
+               "Waymo-scale frame", export_command),
 }  # fmt: skip
 
 # name -> function adding the subcommand's own options to its parser (besides the common ones).
-SUBCOMMAND_OPTIONS: dict[str, Callable[[argparse.ArgumentParser], None]] = {"detector": _detector_options}
+SUBCOMMAND_OPTIONS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
+    "detector": _detector_options,
+    "export": _export_options,
+}
 
 
 def _non_negative(text: str) -> int:

@@ -1,0 +1,123 @@
+"""The ``export`` benchmark: onnxruntime against PyTorch on the exported network of each config.
+
+Per config: the detector (random weights from seed 0, BatchNorm and head scale as a trained model's,
+see ``calibrated``) is exported with ``pointformer.export.export_onnx`` to a temporary directory,
+and on one ray-cast Waymo-scale frame (``benchmark_detector.make_frame``) three rows are timed,
+interleaved round by round:
+
+* the network in PyTorch (``NetworkGraph`` eager, native ops, the Runtime's inputs);
+* the same network on onnxruntime (CPUExecutionProvider; CUDAExecutionProvider with ``--device cuda``);
+* the whole ``Runtime`` (voxelize + layouts + onnxruntime + decode + NMS) next to ``model(batch)``
+  (the tools/test.py path), both from points to boxes.
+
+The notes give the largest |onnxruntime - PyTorch| over the graph's outputs and the largest output.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from pointformer.utils.benchmark import Report, Row, RunConfig, with_speedups
+
+DEFAULT_CONFIGS = ("waymo_flatformer", "waymo_dsvt_pillar", "waymo_dsvt_voxel", "waymo_scatterformer",
+                   "waymo_centerpoint")  # fmt: skip
+
+
+@torch.no_grad()
+def calibrated(model: nn.Module, points: torch.Tensor) -> nn.Module:
+    """BatchNorm statistics from ``points`` and the regression branches' last convs scaled by 0.1:
+    random weights otherwise blow outputs up to hundreds (ScatterFormer), where fp32 rounding alone
+    exceeds 1e-4; a trained head's maps are of unit scale."""
+    for task in model.head.task_heads:
+        for name, branch in task.heads.items():
+            if name != "heatmap":
+                branch[-1].weight.mul_(0.1)
+    model.eval()
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None
+            m.train()
+    index = torch.zeros(points.shape[0], dtype=torch.int64, device=points.device)
+    voxels = model.voxel_encoder(points, model.voxelize(points, index, 1))
+    model.head(model.neck(model.backbone2d(model.bev(model.backbone3d(voxels)))))
+    return model.eval()
+
+
+def run_export(cfg: RunConfig, quick: bool, configs: Sequence[str] = DEFAULT_CONFIGS) -> Report:
+    from pointformer.config import load_config
+    from pointformer.export import NetworkGraph, Runtime, export_onnx
+    from pointformer.export.onnx_export import torch_outputs
+    from pointformer.models import build_detector
+    from pointformer.utils.benchmark_detector import _load, _load_note, make_frame
+
+    load_before = _load()
+    device = cfg.device.type
+    report = Report()
+    details = []
+    for name in configs:
+        conf = load_config(name)
+        frame = make_frame(conf, quick, kind="raycast")
+        points = frame.batch.points
+        torch.manual_seed(0)
+        model = calibrated(build_detector(conf), points)
+        with tempfile.TemporaryDirectory() as out:
+            result = export_onnx(model, conf, [points], out)
+            runtime = Runtime(out, device=device, threads=torch.get_num_threads())
+            model = model.to(cfg.device)
+            graph = NetworkGraph(model).eval()
+            inputs = runtime.inputs(points)
+            args = tuple(inputs[n].to(cfg.device) for n in graph.input_names)
+            size = os.path.getsize(Path(out) / "model.onnx") / 2**20
+
+            def torch_net():
+                with torch.no_grad():
+                    return graph(*args)
+
+            ours = runtime.run_graph(inputs)
+            reference = torch_outputs(model, points.to(cfg.device))
+            diff = max(float((o.float() - r.float().cpu()).abs().max()) for o, r in zip(ours, reference, strict=True))
+            scale = max(float(r.abs().max()) for r in reference)
+            batch = frame.batch.to(cfg.device)
+
+            def torch_pipeline():
+                with torch.no_grad():
+                    return model(batch)
+
+            timings = cfg.time_together([torch_net, lambda: runtime.run_graph(inputs)])
+            provider = "CUDA" if device == "cuda" else "CPU"
+            case = f"{name}: network ({result.spec.part} -> head maps)"
+            note = f"max abs diff {diff:.1e} (outputs up to {scale:.1f})"
+            rows = [Row(case, "PyTorch eager (native ops)", timings[0]),
+                    Row(case, f"onnxruntime {provider}", timings[1], note)]  # fmt: skip
+            report.rows += with_speedups(rows, baseline=0)
+            timings = cfg.time_together([torch_pipeline, lambda: runtime(points)])
+            case = f"{name}: points -> boxes"
+            outside = "" if not result.outside else f"{' + '.join(result.outside)} in PyTorch"
+            rows = [Row(case, "model(batch) (tools/test.py path)", timings[0]),
+                    Row(case, "Runtime (onnxruntime)", timings[1], outside)]  # fmt: skip
+            report.rows += with_speedups(rows, baseline=0)
+            voxels = inputs["coords"].shape[0]
+            details.append(f"{name}: {points.shape[0]} points in range, {voxels} "
+                           f"{'voxels' if result.spec.part == 'points' else 'voxels out of the 3D backbone'}, "
+                           f"model.onnx {size:.1f} MiB (opset {result.spec.opset})")  # fmt: skip
+    threads = torch.get_num_threads()
+    report.footnotes += [
+        "Weights random from seed 0, BatchNorm statistics from the frame and the regression branches' last convs "
+        "scaled by 0.1 (`benchmark_export.calibrated`), so that the outputs have a trained head's scale.",
+        "Frame: one ray-cast synthetic Waymo frame (`make_frame`, five lasers, two returns"
+        f"{', an eighth of the azimuth columns (--quick)' if quick else ''}), cropped to each config's range. "
+        + "; ".join(details) + ".",
+        f"PyTorch and onnxruntime on {threads} thread(s) each. 'network' rows time "
+        "the graph on the same precomputed inputs; 'points -> boxes' rows include voxelization, the layouts "
+        "(native ops), decode and NMS. ScatterFormer and CenterPoint export only their BEV part (spconv has no ONNX "
+        "form): their Runtime runs the voxel encoder and 3D backbone in PyTorch.",
+        _load_note(load_before),
+    ]
+    return report
