@@ -74,7 +74,8 @@ def prepare_inputs(spec: DeploySpec, points: torch.Tensor, prefix=None) -> dict[
     grid = VoxelGrid.from_config(spec.point_cloud_range, spec.voxel_size)
     batch_index = torch.zeros(points.shape[0], dtype=torch.int64, device=points.device)
     voxels = voxelize(points, grid.voxel_size, grid.point_cloud_range, batch_index=batch_index,
-                      max_points_per_voxel=spec.max_points_per_voxel, max_voxels=spec.max_voxels, batch_size=1)  # fmt: skip
+                      max_points_per_voxel=spec.max_points_per_voxel, max_voxels=spec.max_voxels,
+                      batch_size=1)  # fmt: skip
     if spec.part == POINTS:
         kept = torch.nonzero(voxels.point_to_voxel >= 0).squeeze(1)
         inputs = {"points": points[kept], "point_to_voxel": voxels.point_to_voxel[kept], "coords": voxels.coords}

@@ -76,7 +76,7 @@ def run_export(cfg: RunConfig, quick: bool, configs: Sequence[str] = DEFAULT_CON
             args = tuple(inputs[n].to(cfg.device) for n in graph.input_names)
             size = os.path.getsize(Path(out) / "model.onnx") / 2**20
 
-            def torch_net():
+            def torch_net(graph=graph, args=args):
                 with torch.no_grad():
                     return graph(*args)
 
@@ -86,18 +86,18 @@ def run_export(cfg: RunConfig, quick: bool, configs: Sequence[str] = DEFAULT_CON
             scale = max(float(r.abs().max()) for r in reference)
             batch = frame.batch.to(cfg.device)
 
-            def torch_pipeline():
+            def torch_pipeline(model=model, batch=batch):
                 with torch.no_grad():
                     return model(batch)
 
-            timings = cfg.time_together([torch_net, lambda: runtime.run_graph(inputs)])
+            timings = cfg.time_together([torch_net, lambda rt=runtime, i=inputs: rt.run_graph(i)])
             provider = "CUDA" if device == "cuda" else "CPU"
             case = f"{name}: network ({result.spec.part} -> head maps)"
             note = f"max abs diff {diff:.1e} (outputs up to {scale:.1f})"
             rows = [Row(case, "PyTorch eager (native ops)", timings[0]),
                     Row(case, f"onnxruntime {provider}", timings[1], note)]  # fmt: skip
             report.rows += with_speedups(rows, baseline=0)
-            timings = cfg.time_together([torch_pipeline, lambda: runtime(points)])
+            timings = cfg.time_together([torch_pipeline, lambda rt=runtime, p=points: rt(p)])
             case = f"{name}: points -> boxes"
             outside = "" if not result.outside else f"{' + '.join(result.outside)} in PyTorch"
             rows = [Row(case, "model(batch) (tools/test.py path)", timings[0]),
@@ -113,7 +113,8 @@ def run_export(cfg: RunConfig, quick: bool, configs: Sequence[str] = DEFAULT_CON
         "scaled by 0.1 (`benchmark_export.calibrated`), so that the outputs have a trained head's scale.",
         "Frame: one ray-cast synthetic Waymo frame (`make_frame`, five lasers, two returns"
         f"{', an eighth of the azimuth columns (--quick)' if quick else ''}), cropped to each config's range. "
-        + "; ".join(details) + ".",
+        + "; ".join(details)
+        + ".",
         f"PyTorch and onnxruntime on {threads} thread(s) each. 'network' rows time "
         "the graph on the same precomputed inputs; 'points -> boxes' rows include voxelization, the layouts "
         "(native ops), decode and NMS. ScatterFormer and CenterPoint export only their BEV part (spconv has no ONNX "

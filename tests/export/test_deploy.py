@@ -139,7 +139,7 @@ def test_runtime_imports_no_training_code(tmp_path):
 import sys, torch
 from pointformer.export import Runtime
 runtime = Runtime({str(tmp_path)!r}, threads=1)
-detections = runtime(torch.load({str(tmp_path / 'frame.pt')!r}))
+detections = runtime(torch.load({str(tmp_path / "frame.pt")!r}))
 assert len(detections) > 0
 training = ("pointformer.engine", "pointformer.runs", "pointformer.data.dataset", "pointformer.data.augment",
             "pointformer.data.gt_sampling", "pointformer.models.heads.losses", "pointformer.models.heads.targets",
