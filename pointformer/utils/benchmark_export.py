@@ -119,6 +119,9 @@ def run_export(cfg: RunConfig, quick: bool, configs: Sequence[str] = DEFAULT_CON
         "the graph on the same precomputed inputs; 'points -> boxes' rows include voxelization, the layouts "
         "(native ops), decode and NMS. ScatterFormer and CenterPoint export only their BEV part (spconv has no ONNX "
         "form): their Runtime runs the voxel encoder and 3D backbone in PyTorch.",
+        "CUDA provider: `--device cuda` (onnxruntime-gpu) times the same rows on the GPU; not measured here (no GPU)."
+        if device == "cpu"
+        else "CUDA: onnxruntime's CUDAExecutionProvider against PyTorch on CUDA.",
         _load_note(load_before),
     ]
     return report
