@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from pointformer.models.layers.pooled_pointnet import pooled_linear_bn_relu
 from pointformer.ops import Voxelization, segment_reduce
 from pointformer.structures import SparseVoxels, VoxelGrid
 
@@ -106,5 +107,7 @@ class DynamicVFE(nn.Module):
             point_features = layer(features)
             voxel_features = segment_reduce(point_features, voxel_of_point, voxels.num_voxels, "max")
             features = torch.cat([point_features, voxel_features[voxel_of_point]], dim=1)
-        point_features = self.layers[-1](features)
-        return voxels.to_sparse_voxels(segment_reduce(point_features, voxel_of_point, voxels.num_voxels, "max"))
+        # The last layer's per-point outputs are only max-pooled: compute them in pooled form.
+        linear, norm, _ = self.layers[-1]
+        pooled = pooled_linear_bn_relu(features, voxel_of_point, voxels.num_voxels, linear, norm)
+        return voxels.to_sparse_voxels(pooled)

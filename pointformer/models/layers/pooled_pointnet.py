@@ -1,0 +1,97 @@
+"""A PointNet layer followed by a max over each voxel's points, computed in pooled form.
+
+``segment_max(ReLU(BN(x W^T + b)))`` is what a pillar/voxel feature encoder computes for every
+point (``P`` rows, e.g. 170k points of a Waymo frame) before keeping one value per voxel and channel
+(``M`` rows, e.g. 5k pillars). BatchNorm is a per-channel affine map with scale
+``s = gamma / sqrt(var + eps)`` and ReLU is monotone, so the max moves inside both:
+
+    max_p ReLU(s (y_p - mu) + beta) = ReLU(|s| (max_p (sign(s) y_p) - sign(s) mu) + beta)
+
+and ``sign(s) = sign(gamma)``. The batch statistics ``mu`` and ``var`` of ``y = x W^T + b`` follow from
+the mean and covariance of ``x`` when ``x`` is narrow (``W mean(x) + b`` and ``diag(W cov(x) W^T)``).
+So the per-point work is one matrix product and one segment max; BatchNorm, ReLU and their backward
+passes run on ``M`` rows instead of ``P``. The values, the gradients (to ``x``, ``W``, ``b``, ``gamma``,
+``beta``) and the running-statistics updates are those of the per-point layer, up to float rounding.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from pointformer.ops import segment_reduce
+
+# Inputs at most this wide take their BatchNorm statistics from the input covariance (an F x F
+# product); wider inputs from the per-point outputs, which is cheaper then.
+COVARIANCE_MAX_INPUTS = 32
+
+
+def pooled_linear_bn_relu(
+    x: torch.Tensor, segment: torch.Tensor, num_segments: int, linear: nn.Linear, norm: nn.BatchNorm1d
+) -> torch.Tensor:
+    """``segment_reduce(relu(norm(linear(x))), segment, num_segments, "max")`` in pooled form.
+
+    Args:
+        x: ``(P, F)`` float per-point inputs (all rows enter the BatchNorm statistics, as in the
+            per-point layer; rows whose segment is outside ``[0, num_segments)`` are not pooled).
+        segment: ``(P,)`` integer segment (voxel) id of each row.
+        num_segments: ``M``.
+        linear: ``nn.Linear(F, C)``, with or without bias.
+        norm: ``nn.BatchNorm1d(C)``; in training mode its running statistics are updated exactly as
+            its own forward would (momentum, or the cumulative average when momentum is None).
+
+    Returns:
+        ``(M, C)`` pooled features; empty segments are 0, as the per-point layer's max gives.
+    """
+    batch_stats = norm.training or norm.running_mean is None
+    if x.shape[0] < 2 and batch_stats:
+        # Too few rows for batch statistics: the per-point layer, with BatchNorm's own error.
+        return segment_reduce(torch.relu(norm(linear(x))), segment, num_segments, "max")
+    channels = linear.out_features
+    gamma = norm.weight if norm.affine else x.new_ones(channels)
+    beta = norm.bias if norm.affine else x.new_zeros(channels)
+    sign = torch.where(gamma.detach() < 0, -1.0, 1.0).to(x.dtype)
+    weight = linear.weight * sign[:, None]
+    # x @ (contiguous F x C): autograd then forms the weight gradient as x^T G, several times faster
+    # for P >> F than the G^T x that F.linear (or a transposed view) leads to.
+    y = x @ weight.t().contiguous()
+    if linear.bias is not None:
+        y = y + linear.bias * sign
+    top = segment_reduce(y, segment, num_segments, "max")
+
+    if batch_stats:
+        mean, var = _signed_batch_stats(x, y, weight, linear.bias, sign)
+        if norm.training and norm.track_running_stats:
+            _update_running_stats(norm, sign * mean.detach(), var.detach(), x.shape[0])
+    else:
+        mean, var = sign * norm.running_mean, norm.running_var
+    scale = gamma.abs() * torch.rsqrt(var + norm.eps)
+    out = torch.relu(scale * (top - mean) + beta)
+    counts = torch.bincount(segment[(segment >= 0) & (segment < num_segments)], minlength=num_segments)
+    return torch.where(counts[:, None] > 0, out, torch.zeros_like(out))
+
+
+def _signed_batch_stats(x, y, weight, bias, sign):
+    """Mean (of ``sign * y``) and biased variance of each channel of ``y`` over the rows."""
+    if x.shape[1] > COVARIANCE_MAX_INPUTS:
+        return y.mean(0), y.var(0, unbiased=False)
+    # float64: the moments of raw coordinates (tens of metres) lose digits in float32.
+    x64, w64 = x.double(), weight.double()
+    mean_x = x64.mean(0)
+    centred = x64 - mean_x
+    cov = centred.t() @ centred / x.shape[0]
+    mean = w64 @ mean_x
+    if bias is not None:
+        mean = mean + (bias * sign).double()
+    var = ((w64 @ cov) * w64).sum(1).clamp(min=0)
+    return mean.to(x.dtype), var.to(x.dtype)
+
+
+@torch.no_grad()
+def _update_running_stats(norm: nn.BatchNorm1d, mean: torch.Tensor, var: torch.Tensor, rows: int) -> None:
+    """``BatchNorm1d``'s running-statistics update from the batch mean and biased variance."""
+    if norm.num_batches_tracked is not None:
+        norm.num_batches_tracked.add_(1)
+    factor = 1.0 / float(norm.num_batches_tracked) if norm.momentum is None else norm.momentum
+    norm.running_mean.mul_(1 - factor).add_(mean, alpha=factor)
+    norm.running_var.mul_(1 - factor).add_(var * (rows / (rows - 1)), alpha=factor)
