@@ -44,7 +44,7 @@ def pooled_linear_bn_relu(
         ``(M, C)`` pooled features; empty segments are 0, as the per-point layer's max gives.
     """
     batch_stats = norm.training or norm.running_mean is None
-    if x.shape[0] < 2 and batch_stats:
+    if batch_stats and x.shape[0] < 2:
         # Too few rows for batch statistics: the per-point layer, with BatchNorm's own error.
         return segment_reduce(torch.relu(norm(linear(x))), segment, num_segments, "max")
     channels = linear.out_features
@@ -67,8 +67,10 @@ def pooled_linear_bn_relu(
         mean, var = sign * norm.running_mean, norm.running_var
     scale = gamma.abs() * torch.rsqrt(var + norm.eps)
     out = torch.relu(scale * (top - mean) + beta)
-    counts = torch.bincount(segment[(segment >= 0) & (segment < num_segments)], minlength=num_segments)
-    return torch.where(counts[:, None] > 0, out, torch.zeros_like(out))
+    # Empty segments: 0, as the max of nothing is in segment_reduce. (A segment sum rather than a
+    # bincount keeps every size static, for export.)
+    counts = segment_reduce(x.new_ones(x.shape[0], 1), segment, num_segments, "sum")
+    return torch.where(counts > 0, out, torch.zeros_like(out))
 
 
 def _signed_batch_stats(x, y, weight, bias, sign):
