@@ -28,7 +28,9 @@ def _randomize_norms(vfe: DynamicVFE, generator: torch.Generator) -> None:
         bn.bias.data.copy_(torch.randn(bn.num_features, generator=generator))
 
 
-def _loop_reference(vfe: DynamicVFE, points: torch.Tensor, point_to_voxel, coords, grid: VoxelGrid) -> torch.Tensor:
+def _loop_reference(
+    vfe: DynamicVFE, points: torch.Tensor, point_to_voxel, coords, grid: VoxelGrid, absolute_xyz: bool = True
+) -> torch.Tensor:
     """Voxel by voxel, point by point where it matters: the eval-mode DynamicVFE."""
 
     def layer_apply(layer, x):
@@ -44,7 +46,8 @@ def _loop_reference(vfe: DynamicVFE, points: torch.Tensor, point_to_voxel, coord
         mean = pts[:, :3].mean(0)
         _, z, y, x = (int(v) for v in coords[m])
         centre = torch.tensor([grid.range_min[d] + (idx + 0.5) * grid.voxel_size[d] for d, idx in enumerate((x, y, z))])
-        feats = torch.cat([pts, pts[:, :3] - mean, pts[:, :3] - centre], dim=1)
+        own = pts if absolute_xyz else pts[:, 3:]
+        feats = torch.cat([own, pts[:, :3] - mean, pts[:, :3] - centre], dim=1)
         for i, layer in enumerate(vfe.layers):
             point_feats = layer_apply(layer, feats)
             voxel_feat = point_feats.max(0).values
@@ -64,7 +67,8 @@ def test_parameter_count_official_config() -> None:
     assert sum(p.numel() for p in plain.parameters()) == 17_472 - 6 * 64
 
 
-def test_matches_loop_reference(generator: torch.Generator) -> None:
+@pytest.mark.parametrize("absolute_xyz", [True, False])
+def test_matches_loop_reference(absolute_xyz: bool, generator: torch.Generator) -> None:
     torch.manual_seed(0)
     grid = VoxelGrid(RANGE, VOXEL)
     points = _points(60, 4, generator)
@@ -72,12 +76,13 @@ def test_matches_loop_reference(generator: torch.Generator) -> None:
     batch = (torch.arange(60) >= 35).long()
     vox = voxelize(points, VOXEL, RANGE, batch, batch_size=2)
     assert (vox.point_to_voxel == -1).sum() == 4
-    vfe = DynamicVFE(4, grid, feat_channels=(8, 16, 12))
+    vfe = DynamicVFE(4, grid, feat_channels=(8, 16, 12), with_absolute_xyz=absolute_xyz)
+    assert vfe.layers[0][0].in_features == (4 if absolute_xyz else 1) + 6
     _randomize_norms(vfe, generator)
     vfe.eval()
     with torch.no_grad():
         out = vfe(points, vox)
-        expected = _loop_reference(vfe, points, vox.point_to_voxel, vox.coords, grid)
+        expected = _loop_reference(vfe, points, vox.point_to_voxel, vox.coords, grid, absolute_xyz)
     assert out.features.shape == (vox.num_voxels, 12)
     assert torch.equal(out.coords, vox.coords)
     assert out.spatial_shape == grid.shape and out.batch_size == 2

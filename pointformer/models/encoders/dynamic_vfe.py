@@ -27,6 +27,10 @@ class DynamicVFE(nn.Module):
         feat_channels: output channels of each layer.
         with_cluster_center: add the offset to the mean of the voxel's kept points.
         with_voxel_center: add the offset to the voxel centre, ``range_min + (index + 0.5) * size``.
+        with_absolute_xyz: keep the points' own x, y, z among the inputs (mmdet3d and FlatFormer do;
+            OpenPCDet's ``USE_ABSLOTE_XYZ: False`` drops them). Without them a layer sees where a
+            point lies in its voxel but not where the voxel is; with the voxel-centre offset, a
+            pillar's z offset still carries the absolute height.
         norm_eps, norm_momentum: BatchNorm1d settings (FlatFormer: 1e-3, 0.01).
     """
 
@@ -37,6 +41,7 @@ class DynamicVFE(nn.Module):
         feat_channels: Sequence[int] = (64, 128),
         with_cluster_center: bool = True,
         with_voxel_center: bool = True,
+        with_absolute_xyz: bool = True,
         norm_eps: float = 1e-3,
         norm_momentum: float = 0.01,
     ) -> None:
@@ -49,10 +54,11 @@ class DynamicVFE(nn.Module):
         self.grid = grid
         self.with_cluster_center = with_cluster_center
         self.with_voxel_center = with_voxel_center
+        self.with_absolute_xyz = with_absolute_xyz
         # (x, y, z) order, to match the point columns; kept as buffers so they follow .to(device).
         self.register_buffer("voxel_size", torch.tensor(grid.voxel_size, dtype=torch.float32), persistent=False)
         self.register_buffer("range_min", torch.tensor(grid.range_min, dtype=torch.float32), persistent=False)
-        channels = self.in_channels + 3 * int(with_cluster_center) + 3 * int(with_voxel_center)
+        channels = self.in_channels - 3 * int(not with_absolute_xyz) + 3 * int(with_cluster_center) + 3 * int(with_voxel_center)
         layers = []
         for i, out in enumerate(feat_channels):
             in_ch = channels if i == 0 else 2 * feat_channels[i - 1]
@@ -67,8 +73,9 @@ class DynamicVFE(nn.Module):
         self.out_channels = int(feat_channels[-1])
 
     def point_inputs(self, points: torch.Tensor, voxel_of_point: torch.Tensor, voxels: Voxelization) -> torch.Tensor:
-        """``(P, F + 6)`` decorated inputs of the kept points (``voxel_of_point`` ``(P,)`` int64)."""
-        parts = [points]
+        """``(P, F + 6)`` decorated inputs of the kept points (``(P, F + 3)`` without the absolute
+        x, y, z; ``voxel_of_point`` ``(P,)`` int64)."""
+        parts = [points if self.with_absolute_xyz else points[:, 3:]]
         xyz = points[:, :3]
         if self.with_cluster_center:
             mean = segment_reduce(xyz, voxel_of_point, voxels.num_voxels, "mean")
