@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+
 import pytest
 import torch
+
+from pointformer.engine.log import close_logging
 
 # Comparisons against references must not use reduced-precision matmuls.
 torch.backends.cuda.matmul.allow_tf32 = False
@@ -21,3 +26,21 @@ def device(request) -> torch.device:
 @pytest.fixture
 def generator() -> torch.Generator:
     return torch.Generator().manual_seed(0)
+
+
+@contextlib.contextmanager
+def _captured():
+    buffer = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
+            yield buffer
+    finally:
+        close_logging()
+
+
+@pytest.fixture(scope="session")
+def captured():
+    """A context manager: stdout and stderr into one ``io.StringIO`` (the training log's console
+    handler binds the stream it finds), the engine's log handlers closed afterwards so that no later
+    test writes into this buffer or a finished work dir's log."""
+    return _captured

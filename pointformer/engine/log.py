@@ -33,10 +33,7 @@ def setup_logging(
 ) -> logging.Logger:
     """Configure the ``pointformer`` logger: INFO to the console and to ``work_dir/train.log`` on rank 0,
     warnings only on other ranks. Calling it again replaces the handlers it added before."""
-    logger = logging.getLogger(LOGGER_NAME)
-    for handler in [h for h in logger.handlers if getattr(h, _TAG, False)]:
-        logger.removeHandler(handler)
-        handler.close()
+    logger = close_logging()
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", datefmt="%Y-%m-%d %H:%M:%S")
     console = _TqdmHandler()
     console.setFormatter(fmt)
@@ -51,6 +48,16 @@ def setup_logging(
         logger.addHandler(handler)
     logger.setLevel(level if rank == 0 else logging.WARNING)
     logger.propagate = False
+    return logger
+
+
+def close_logging() -> logging.Logger:
+    """Remove and close the handlers ``setup_logging`` added (console and ``train.log``), e.g. after a
+    run inside a notebook or a test, so that later records go to neither; returns the logger."""
+    logger = logging.getLogger(LOGGER_NAME)
+    for handler in [h for h in logger.handlers if getattr(h, _TAG, False)]:
+        logger.removeHandler(handler)
+        handler.close()
     return logger
 
 

@@ -22,10 +22,7 @@ model too, so that both numbers come from the same procedure."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import logging
 import re
 from pathlib import Path
 
@@ -94,23 +91,8 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-@contextlib.contextmanager
-def captured():
-    """stdout and stderr into one buffer; the engine's log handlers dropped afterwards (so that no
-    later test writes into this buffer or a finished work dir's log)."""
-    buffer = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
-            yield buffer
-    finally:
-        logger = logging.getLogger("pointformer")
-        for handler in [h for h in logger.handlers if getattr(h, "_pointformer_engine_handler", False)]:
-            logger.removeHandler(handler)
-            handler.close()
-
-
 @pytest.fixture(scope="module")
-def synthetic_waymo(tmp_path_factory) -> Path:
+def synthetic_waymo(tmp_path_factory, captured) -> Path:
     """The converted root: ``training`` (2 frames of one dense street) and ``validation`` (1 frame
     of another), generated as Waymo v1 TFRecords (all five lasers, two returns)."""
     from pointformer.data.convert import main as convert_main
@@ -216,7 +198,7 @@ def official_lines(text: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("name", CONFIGS)
-def test_train_and_test_tools_one_epoch(name, synthetic_waymo, tmp_path):
+def test_train_and_test_tools_one_epoch(name, synthetic_waymo, tmp_path, captured):
     """``tools/train.py`` (one epoch: one iteration on both training frames, a checkpoint, the final
     evaluation on the validation frame) and ``tools/test.py`` on its checkpoint, with the config's
     own augmentation (flips, rotation, scaling, ground-truth sampling from the converted database).

@@ -63,7 +63,7 @@ def test_training_mode_matches_per_point_layer(in_ch: int, bias: bool, generator
     (ref, ref_grads, ref_bn), (out, grads, bn) = _both(x, segment, segments, linear.train(), norm.train(), grad_out)
     torch.testing.assert_close(out, ref, rtol=1e-9, atol=1e-9)
     assert (out[40:] == 0).all()
-    for g, r in zip(grads, ref_grads):
+    for g, r in zip(grads, ref_grads, strict=True):
         torch.testing.assert_close(g, r, rtol=1e-8, atol=1e-9)
     torch.testing.assert_close(bn.running_mean, ref_bn.running_mean, rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(bn.running_var, ref_bn.running_var, rtol=1e-10, atol=1e-10)
@@ -76,7 +76,7 @@ def test_eval_mode_and_cumulative_momentum(generator: torch.Generator) -> None:
     grad_out = torch.randn(10, 8, generator=generator, dtype=torch.float64)
     (ref, ref_grads, _), (out, grads, _) = _both(x, segment, 10, linear.eval(), norm.eval(), grad_out)
     torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-10)
-    for g, r in zip(grads, ref_grads):
+    for g, r in zip(grads, ref_grads, strict=True):
         torch.testing.assert_close(g, r, rtol=1e-9, atol=1e-10)
     # momentum None: the cumulative average over batches, as BatchNorm1d keeps it.
     norm.train()

@@ -6,10 +6,7 @@ CBGS training data over the converted frames."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import logging
 
 import numpy as np
 import pytest
@@ -21,20 +18,6 @@ from pointformer.runs import test_cli, train_cli
 from pointformer.runs.data import FrameSubset, build_dataset, training_data
 
 CFG = "nuscenes_flatformer.yaml"
-
-
-@contextlib.contextmanager
-def captured():
-    """stdout and stderr into one buffer; the engine's log handlers dropped afterwards."""
-    buffer = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
-            yield buffer
-    finally:
-        logger = logging.getLogger("pointformer")
-        for handler in [h for h in logger.handlers if getattr(h, "_pointformer_engine_handler", False)]:
-            logger.removeHandler(handler)
-            handler.close()
 
 
 def reduced(reduced_flatformer) -> list[str]:
@@ -67,7 +50,7 @@ def test_cbgs_training_data_over_converted_frames(tiny_overrides):
 
 
 @pytest.fixture(scope="module")
-def trained(reduced_flatformer, tmp_path_factory):
+def trained(reduced_flatformer, tmp_path_factory, captured):
     """One epoch of one iteration: the training frame's class-balanced draws in one batch."""
     sets = reduced(reduced_flatformer)
     cfg = load_config(CFG, sets)
@@ -89,7 +72,7 @@ def test_one_iteration_trains_and_evaluates_with_nds(trained):
     assert "Per-class results:" in out  # the devkit's summary in the log
 
 
-def test_tools_test_writes_results_the_evaluator_reads(trained, tiny_nuscenes, tmp_path):
+def test_tools_test_writes_results_the_evaluator_reads(trained, tiny_nuscenes, tmp_path, captured):
     work_dir, _, code, sets = trained
     assert code == 0
     results, out_dir = tmp_path / "results_nusc.json", tmp_path / "out"

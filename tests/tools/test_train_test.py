@@ -5,11 +5,8 @@ Also the evaluation glue with an oracle model (mAP 1 where it sees every box).""
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
-import io
 import json
-import logging
 import os
 import re
 import shutil
@@ -59,24 +56,8 @@ def expected_keys() -> set[str]:
     return {f"OBJECT_TYPE_TYPE_{c}_LEVEL_{k}" for c in CLASSES for k in (1, 2)}
 
 
-@contextlib.contextmanager
-def captured():
-    """stdout and stderr (the training log's console handler binds the stream it finds) into one buffer;
-    the engine's log handlers are dropped afterwards so that no later test writes into this buffer or
-    the work dir's log."""
-    buffer = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
-            yield buffer
-    finally:
-        logger = logging.getLogger("pointformer")
-        for handler in [h for h in logger.handlers if getattr(h, "_pointformer_engine_handler", False)]:
-            logger.removeHandler(handler)
-            handler.close()
-
-
 @pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
+def data_root(tmp_path_factory, captured) -> Path:
     """The tiny Waymo v1 sequences (5 training, 2 validation frames) converted with the real converter."""
     base = tmp_path_factory.mktemp("tiny_waymo_train")
     inputs = tiny_waymo.write_tiny_waymo(base / "raw")
@@ -95,7 +76,7 @@ def reduced(root: Path, epochs: int = 1) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def trained(data_root, tmp_path_factory) -> tuple[Path, str, int]:
+def trained(data_root, tmp_path_factory, captured) -> tuple[Path, str, int]:
     """(work dir, console output, exit code) of one epoch of the reduced demo config."""
     work_dir = tmp_path_factory.mktemp("train") / "work"
     with captured() as out:
@@ -104,7 +85,7 @@ def trained(data_root, tmp_path_factory) -> tuple[Path, str, int]:
 
 
 @pytest.fixture(scope="module")
-def resumed(trained, data_root, tmp_path_factory) -> tuple[Path, str, int, bytes]:
+def resumed(trained, data_root, tmp_path_factory, captured) -> tuple[Path, str, int, bytes]:
     """A copy of ``trained``'s work dir resumed with epochs=2: (work dir, output, exit code, the epoch-1
     checkpoint's bytes before resuming)."""
     work_dir = tmp_path_factory.mktemp("resume") / "work"
@@ -135,7 +116,7 @@ def test_missing_dataset_message_and_exit_code(tmp_path):
     assert not list((tmp_path / "work").glob("*.pth"))
 
 
-def test_config_errors_exit_2(data_root, tmp_path, capsys):
+def test_config_errors_exit_2(data_root, tmp_path, capsys, captured):
     assert train_cli.main(["--cfg", DEMO, "--set", "train.epoch=1", "--work-dir", str(tmp_path)]) == 2
     assert "train: unknown keys ['epoch']" in capsys.readouterr().out
     # A model key only the part's constructor can judge: found at build time, reported the same way.

@@ -58,7 +58,8 @@ class DynamicVFE(nn.Module):
         # (x, y, z) order, to match the point columns; kept as buffers so they follow .to(device).
         self.register_buffer("voxel_size", torch.tensor(grid.voxel_size, dtype=torch.float32), persistent=False)
         self.register_buffer("range_min", torch.tensor(grid.range_min, dtype=torch.float32), persistent=False)
-        channels = self.in_channels - 3 * int(not with_absolute_xyz) + 3 * int(with_cluster_center) + 3 * int(with_voxel_center)
+        own = self.in_channels if with_absolute_xyz else self.in_channels - 3
+        channels = own + 3 * int(with_cluster_center) + 3 * int(with_voxel_center)
         layers = []
         for i, out in enumerate(feat_channels):
             in_ch = channels if i == 0 else 2 * feat_channels[i - 1]
