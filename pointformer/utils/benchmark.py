@@ -439,6 +439,40 @@ def bench_segment_reduce(segment: torch.Tensor, num_segments: int, channels: int
     return with_speedups(rows, baseline=0)
 
 
+def bench_pooled_pointnet(segment: torch.Tensor, num_segments: int, in_channels: int, channels: int,
+                          cfg: RunConfig, gen: torch.Generator) -> list[Row]:  # fmt: skip
+    """A VFE's last layer, training-mode forward + backward: per point ``segment max of ReLU(BN(x W^T))``
+    against ``pooled_linear_bn_relu`` (BatchNorm and ReLU on the pooled rows)."""
+    from torch import nn
+
+    from pointformer.models.layers.pooled_pointnet import pooled_linear_bn_relu
+
+    n = segment.shape[0]
+    x = (torch.randn(n, in_channels, generator=gen) * 10).to(segment.device)
+    torch.manual_seed(0)
+    linear = nn.Linear(in_channels, channels, bias=False).to(segment.device)
+    norm = nn.BatchNorm1d(channels, eps=1e-3, momentum=0.01).to(segment.device).train()
+
+    def per_point():
+        out = segment_reduce(torch.relu(norm(linear(x))), segment, num_segments, "max")
+        out.sum().backward()
+        return out
+
+    def pooled():
+        out = pooled_linear_bn_relu(x, segment, num_segments, linear, norm)
+        out.sum().backward()
+        return out
+
+    agree = "matches per-point" if torch.allclose(pooled(), per_point(), rtol=1e-4, atol=1e-4) else "DIFFERS"
+    case = f"VFE layer {in_channels}->{channels} + voxel max, fwd+bwd ({n} pts -> {num_segments} pillars)"
+    per_point_timing, pooled_timing = cfg.time_together([per_point, pooled])
+    rows = [
+        Row(case, "per point (Linear, BN, ReLU, max)", per_point_timing),
+        Row(case, "pooled_linear_bn_relu", pooled_timing, agree),
+    ]
+    return with_speedups(rows, baseline=0)
+
+
 def bench_iou(num_boxes: int, cfg: RunConfig) -> list[Row]:
     """Native pairwise BEV IoU against the pure-PyTorch reference."""
     a, b = make_boxes(2 * num_boxes, seed=1).to(cfg.device).split(num_boxes)
@@ -483,7 +517,8 @@ def bench_nms(num_boxes: int, cfg: RunConfig) -> list[Row]:
 
 
 def run_ops(cfg: RunConfig, sizes: OpsSizes) -> Report:
-    """All ``ops`` cases: voxelize (pillars, 0.1 m voxels), segment_reduce, boxes_iou_bev, nms_bev."""
+    """All ``ops`` cases: voxelize (pillars, 0.1 m voxels), segment_reduce, boxes_iou_bev, nms_bev, and
+    a VFE layer in pooled form."""
     report = Report()
     points = make_lidar_frame(sizes.num_points, seed=0).to(cfg.device)
     with torch.no_grad():
@@ -496,6 +531,9 @@ def run_ops(cfg: RunConfig, sizes: OpsSizes) -> Report:
                 report.rows += bench_segment_reduce(segment, num_segments, channels, reduce, cfg, gen)
         report.rows += bench_iou(sizes.iou_boxes, cfg)
         report.rows += bench_nms(sizes.nms_boxes, cfg)
+    gen = torch.Generator().manual_seed(0)
+    for in_channels, channels in ((11, 64), (128, 128)):  # the demo VFE; the last layer of FlatFormer's
+        report.rows += bench_pooled_pointnet(segment, num_segments, in_channels, channels, cfg, gen)
     report.footnotes += _ops_footnotes(points, segment, cfg.budget_s, cfg.reduced_repeats)
     return report
 
@@ -521,6 +559,9 @@ def _ops_footnotes(points: torch.Tensor, segment: torch.Tensor, budget_s: float,
         "Python greedy loop.",
         f"Reference rows whose warm-up plus repeats would exceed {budget_s:g} s run {reduced_repeats} time(s) "
         "without warm-up (said in their notes).",
+        "VFE layer: training-mode forward + backward of a voxel encoder's last layer over the pillar segments "
+        "(random inputs of std 10, like raw coordinates): per point as the layer is written, against "
+        "`pooled_linear_bn_relu` (the same values and gradients; BatchNorm and ReLU run on the pooled rows).",
         "Speedup = baseline median / row median (baseline: the pure-PyTorch reference, or torch scatter_reduce).",
         "The voxelize and segment_reduce implementations of a case are timed interleaved, round by round, so that "
         "load from other tenants of the machine falls on all of them alike.",

@@ -35,8 +35,9 @@ def test_ops_quick_writes_and_replaces_its_section(tmp_path: Path) -> None:
     for line in ("Machine: ", "Date: ", "Command: "):
         assert f"\n{line}" in section, line
     assert "--quick" in section
-    for case in ("voxelize", "segment_reduce", "nms_bev", "boxes_iou_bev"):
+    for case in ("voxelize", "segment_reduce", "nms_bev", "boxes_iou_bev", "VFE layer"):
         assert _table_rows(section, case), case
+    assert "DIFFERS" not in section
     assert "stale figures" not in text
     assert text.startswith("# Benchmarks\n\nintro\n")
 
