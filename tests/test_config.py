@@ -57,14 +57,18 @@ def test_base_list_applies_in_order_and_chains(tmp_path):
 def test_demo_config_inherits_from_the_waymo_config():
     demo, full = load_config("demo/waymo_flatformer_demo.yaml"), load_config("waymo_flatformer.yaml")
     # Merged dicts: the demo's keys replace, the rest is inherited.
-    assert demo.model["voxel_encoder"] == {**full.model["voxel_encoder"], "feat_channels": [64]}
+    assert demo.model["voxel_encoder"] == {
+        **full.model["voxel_encoder"],
+        "feat_channels": [64],
+        "with_absolute_xyz": False,
+    }
     assert demo.model["backbone3d"]["pos_temperature"] == 10000.0 and demo.model["backbone3d"]["num_blocks"] == 1
     assert demo.optimizer == {**full.optimizer, "lr": 0.003}
     assert demo.schedule == {**full.schedule, "div_factor": 10.0, "pct_start": 0.3}
     assert full.data.options["flip_axes"] == ["x", "y"] and demo.data.options["flip_axes"] == []  # list replaced
     assert demo.data.options["gt_sampling"] is None and demo.data.options["scaling_range"] == [0.95, 1.05]
     assert demo.data.root == "datasets/synthetic_waymo" and full.data.root == "datasets/waymo"
-    assert demo.train.epochs == 20 and demo.train.grad_clip == 10.0  # set, inherited
+    assert demo.train.epochs == 40 and demo.train.grad_clip == 10.0  # set, inherited
     # The grid is derived once, from voxelization.
     assert full.grid.shape == (1, 468, 468) and demo.grid.shape == (1, 160, 160)
     assert "_base_" not in demo.raw
