@@ -78,6 +78,13 @@ def segment_reduce_reference(
         return out[:num_segments].to(values.dtype)
     x = values
     best = values.new_zeros(rows, channels).scatter_reduce(0, seg_c, x.detach(), "amax", include_self=False)
+    if not (torch.is_grad_enabled() and x.requires_grad):
+        # Without a gradient to route, the maximum is the result (empty segments keep the zeros:
+        # include_self=False). This is also the exported form: the arg-max search below tests
+        # x == best[seg] exactly, and onnxruntime 1.30's CPU provider runs a float16 MatMul in
+        # float32 and drops the Cast back to float16 before that Equal, so in a float16 graph the
+        # unrounded x never equals its rounded maximum and every segment came out empty (0).
+        return best[:num_segments]
     # First row (in input order) reaching the maximum, per segment and channel.
     sentinel = x.shape[0]
     position = torch.arange(sentinel, device=values.device)[:, None].expand(-1, channels)

@@ -48,6 +48,18 @@ def test_known_values_and_empty_segments(device):
     assert segment_reduce(values, segment, 3, "max").cpu().tolist() == [[3.0, 5.0], [0.0, 0.0], [-4.0, 0.5]]
 
 
+def test_reference_max_without_gradient_equals_the_argmax_gather(generator):
+    """The reference's max takes a shortcut when no gradient is needed (the form that exports); it
+    gives the values of its arg-max gather, ties, empty segments and dropped rows included."""
+    values, segment = random_case(500, 8, 120, generator)
+    values = values.round()  # ties
+    grad_path = segment_reduce_reference(values.requires_grad_(), segment, 120, "max")
+    with torch.no_grad():
+        shortcut = segment_reduce_reference(values, segment, 120, "max")
+    assert grad_path.requires_grad and not shortcut.requires_grad
+    assert torch.equal(shortcut, grad_path.detach())
+
+
 def test_max_gradient_goes_to_first_argmax(device):
     values = torch.tensor([[2.0], [5.0], [5.0], [1.0]], device=device, requires_grad=True)
     segment = torch.tensor([0, 0, 0, 1], device=device)
