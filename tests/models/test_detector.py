@@ -144,13 +144,15 @@ def test_a_few_training_steps_lower_the_loss():
     batch = make_batch([random_frame(g, 600, 4)])
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     totals = []
-    for _ in range(4):
+    # Single steps from a random start overshoot (the second loss is often the highest): judge the
+    # mean of the last three of ten steps.
+    for _ in range(10):
         optimizer.zero_grad()
         loss = sum(model(batch).values())
         loss.backward()
         optimizer.step()
         totals.append(float(loss.detach()))
-    assert totals[-1] < totals[0], totals
+    assert sum(totals[-3:]) / 3 < 0.7 * totals[0], totals
 
 
 @pytest.mark.parametrize("scene", [no_points, points_out_of_range])
