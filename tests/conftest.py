@@ -44,3 +44,13 @@ def captured():
     handler binds the stream it finds), the engine's log handlers closed afterwards so that no later
     test writes into this buffer or a finished work dir's log."""
     return _captured
+
+
+@pytest.fixture
+def one_thread():
+    """Runs the test on one intra-op thread: the detector tests' tensors are small, and on a shared
+    2-core machine more threads only add synchronisation overhead. Restores the count afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

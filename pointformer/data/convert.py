@@ -80,7 +80,7 @@ import pyarrow.parquet as pq
 
 from pointformer.data import layout as L
 from pointformer.data.formats.errors import DataFormatError
-from pointformer.data.formats.tfrecord import atomic_file, fsync_files, write_atomic
+from pointformer.utils.atomic import atomic_file, fsync_files, write_atomic
 
 WAYMO_POINT_FEATURES = ("x", "y", "z", "intensity", "elongation")
 # Label.Type -> class name (OpenPCDet's names); TYPE_UNKNOWN (0) boxes are dropped.

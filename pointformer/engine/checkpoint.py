@@ -15,12 +15,13 @@ from __future__ import annotations
 import os
 import random
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from pointformer.utils.atomic import atomic_file
 
 _NAME = re.compile(r"^epoch_(\d+)\.pth$")
 
@@ -57,18 +58,8 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
     under a checkpoint name.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_file(path) as f:
+        torch.save(state, f)
     return path
 
 

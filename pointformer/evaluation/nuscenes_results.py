@@ -34,6 +34,7 @@ import numpy as np
 
 from pointformer.data.formats.nuscenes_tables import ATTRIBUTE_NAMES, DETECTION_NAMES, matrix_to_quaternion
 from pointformer.evaluation.nuscenes_results_scan import scan_results
+from pointformer.utils.atomic import atomic_file
 from pointformer.utils.jsonio import loads_json
 
 
@@ -329,11 +330,8 @@ def write_results(path: str | os.PathLike, results: NuScenesResults) -> Path:
     """Writes ``results`` as the official results JSON (NaN velocities as ``NaN``, which Python's
     and the devkit's JSON readers accept)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_file(path, "w") as f:
         json.dump(results.to_json(), f)
-    os.replace(tmp, path)
     return path
 
 

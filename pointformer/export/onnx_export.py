@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import os
 import statistics
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -17,6 +16,7 @@ from pointformer.export.graph import NetworkGraph, parts_in_graph
 from pointformer.export.runtime import prepare_inputs
 from pointformer.export.spec import BEV, MODEL_FILE, POINTS, PREFIX_FILE, DeploySpec
 from pointformer.ops import export_mode
+from pointformer.utils.atomic import atomic_file, atomic_path
 
 # A float16 export against the float32 PyTorch model: max |difference| / max |PyTorch value|, per
 # output. float16 rounds to 2^-11 (4.9e-4) relative; weights, inputs and every activation through
@@ -135,23 +135,14 @@ def export_onnx(
             graph, args, dynamo=True, dynamic_shapes=(graph.dynamic_shapes(),), input_names=graph.input_names,
             output_names=graph.outputs, opset_version=opset, verbose=False,
         )  # fmt: skip
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{MODEL_FILE}.", suffix=".tmp", dir=out_dir)
-    os.close(fd)
-    try:
-        program.save(tmp)
-        os.replace(tmp, out_dir / MODEL_FILE)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(out_dir / MODEL_FILE) as tmp:
+        program.save(str(tmp))
     opset_used = next((o.version for o in _opsets(out_dir / MODEL_FILE) if o.domain in ("", "ai.onnx")), opset)
     spec = replace(spec, opset=opset_used, profile=size_profile(spec, [f.cpu() for f in frames], prefix))
     if spec.part == BEV:
         state = {k: v for k, v in detector.state_dict().items() if k.split(".")[0] in ("voxel_encoder", "backbone3d")}
-        fd, tmp = tempfile.mkstemp(prefix=f".{PREFIX_FILE}.", suffix=".tmp", dir=out_dir)
-        with os.fdopen(fd, "wb") as f:
+        with atomic_file(out_dir / PREFIX_FILE) as f:
             torch.save(state, f)
-        os.replace(tmp, out_dir / PREFIX_FILE)
     spec.write(out_dir)
     in_graph = parts_in_graph(spec.part)
     outside = tuple(n for n in ("voxel_encoder", "backbone3d") if n not in in_graph)

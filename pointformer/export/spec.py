@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 
 from pointformer.export.layouts import TensorSpec
 from pointformer.models.heads.decode import DecodeSettings
+from pointformer.utils.atomic import write_atomic
 
 FORMAT = "pointformer-deploy/1"
 SPEC_FILE, MODEL_FILE, PREFIX_FILE, ENGINE_FILE = "deploy.json", "model.onnx", "prefix.pt", "model.engine"
@@ -124,20 +124,3 @@ class DeploySpec:
 _REQUIRED = ("part", "reason", "point_cloud_range", "voxel_size", "grid_shape", "max_points_per_voxel", "max_voxels",
              "point_features", "feature_transforms", "class_names", "layout", "bev_input", "inputs", "outputs",
              "decode")  # fmt: skip
-
-
-def write_atomic(path: Path, data: bytes) -> Path:
-    """Writes ``data`` to a temporary file next to ``path``, then renames it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path

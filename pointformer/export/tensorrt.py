@@ -11,7 +11,8 @@ import math
 import os
 from pathlib import Path
 
-from pointformer.export.spec import ENGINE_FILE, MODEL_FILE, DeploySpec, write_atomic
+from pointformer.export.spec import ENGINE_FILE, MODEL_FILE, DeploySpec
+from pointformer.utils.atomic import write_atomic
 
 # The engine accepts sizes from min / MARGIN to max * MARGIN of the measured ones (frames busier or
 # emptier than the measured frames still run); ``opt`` (the tuned size) is the median.

@@ -112,7 +112,7 @@ def write_submission(path: str | Path, frames, predictions: list[FramePrediction
 def write_predictions_json(path: str | Path, predictions: list[FramePredictions]) -> Path:
     """``{frame_id: {"boxes": [[x, y, z, dx, dy, dz, heading], ...], "scores": [...], "names": [...]}}``;
     one frame's entry is what ``tools/visualize.py frame --pred`` reads."""
-    from pointformer.data.formats.tfrecord import write_atomic
+    from pointformer.utils.atomic import write_atomic
 
     data = {
         p.frame_id: {"boxes": p.boxes[:, :7].tolist(), "scores": p.scores.tolist(), "names": p.names.tolist()}

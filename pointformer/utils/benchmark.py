@@ -18,7 +18,6 @@ import platform
 import shlex
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -30,6 +29,7 @@ from pointformer.ops import _library, boxes_iou_bev, nms_bev, segment_reduce, vo
 from pointformer.ops.boxes import REFERENCE_MAX_PAIRS, boxes_iou_reference, nms_bev_sorted_reference
 from pointformer.ops.voxelize import voxelize_reference
 from pointformer.structures.grid import VoxelGrid
+from pointformer.utils.atomic import write_atomic
 
 # --- timing -------------------------------------------------------------------------------------
 
@@ -644,34 +644,6 @@ def upsert_section(document: str | None, heading: str, section: str, group: str 
     before = "\n".join(lines[:start])
     after = "\n".join(lines[end:])
     return (before + "\n" if before else "") + section + ("\n" + after + "\n" if after else "")
-
-
-def _file_mode(path: str) -> int:
-    """The permission bits of ``path``, or those of a new file under the current umask."""
-    try:
-        return os.stat(path).st_mode & 0o777
-    except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
-
-
-def write_atomic(path: str, text: str) -> None:
-    """Writes ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _file_mode(path))  # mkstemp creates 0600
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def write_section(path: str, heading: str, section: str, group: str | None = None) -> None:

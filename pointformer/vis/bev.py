@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import struct
-import tempfile
 import zlib
 from dataclasses import dataclass
 
@@ -13,6 +12,7 @@ import numpy as np
 import torch
 
 from pointformer.structures.partition import Partition
+from pointformer.utils.atomic import write_atomic
 from pointformer.vis.scene import BACKGROUND_DARK, GT_COLOR, PRED_COLOR, box_corners, point_colors
 
 _BACKGROUND = (255, 255, 255)
@@ -70,16 +70,7 @@ def write_png(path: str, image: np.ndarray) -> None:
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
     data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".png.tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write_atomic(path, data)
 
 
 def read_png(path: str | os.PathLike) -> np.ndarray:

@@ -27,13 +27,7 @@ from pointformer.ops import export_mode  # noqa: E402
 
 ROOT = Path(__file__).parents[2]
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny ops: more threads only add overhead
 
 
 def graph_and_inputs(name: str):

@@ -18,18 +18,12 @@ from test_detector import make_batch  # noqa: E402
 from pointformer.export import Runtime, export_onnx, max_abs_difference  # noqa: E402
 from pointformer.runs.inference import predict  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny ops: more threads only add overhead
+
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
 TOLERANCE = 1e-4  # fp32
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module", params=CONFIGS)

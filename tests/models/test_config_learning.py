@@ -37,7 +37,7 @@ from pointformer.runs import test_cli, train_cli
 from pointformer.runs.data import build_dataset
 from pointformer.runs.evaluate import evaluate_model
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 STEPS = 60
 LR = 3e-3
@@ -81,14 +81,6 @@ NO_AUGMENTATION = ["dataset.gt_sampling=null", "dataset.flip_axes=[]", "dataset.
                    "dataset.scaling_range=null", "dataset.translation_std=null"]  # fmt: skip
 LINE = re.compile(r"(OBJECT_TYPE_TYPE_([A-Z]+)_LEVEL_([12])): \[mAP ([0-9.e-]+)\] \[mAPH ([0-9.e-]+)\]$")
 KEYS = {f"OBJECT_TYPE_TYPE_{c}_LEVEL_{k}" for c in ("VEHICLE", "PEDESTRIAN", "CYCLIST") for k in (1, 2)}
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,8 @@ from pointformer.structures import VoxelGrid
 sys.path.insert(0, str(Path(__file__).parent))
 from test_detector import make_batch  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny ops: more threads only add overhead
+
 CLASSES = ("Vehicle", "Pedestrian", "Cyclist")
 
 # Per part, instantiated from the official code (OpenPCDet / DSVT / ScatterFormer / HEDNet modules with
@@ -60,14 +62,6 @@ def reduced(name: str) -> list[str]:
         f"dataset.point_cloud_range=[{-h}, {-h}, -2, {h}, {h}, 4]",
         "model.head.score_threshold=0.0",
     ]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def count(module: torch.nn.Module) -> int:

@@ -13,6 +13,8 @@ from pointformer.config import load_config
 from pointformer.data.collate import FrameBatch
 from pointformer.models import Detections, Detector, build_detector
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny ops: more threads only add overhead
+
 # FlatFormer Waymo (the released model, instantiated from the official code).
 OFFICIAL_COUNTS = {
     "voxel_encoder": 17_472,
@@ -37,15 +39,6 @@ SMALL = [
     "model.head.post_max_sizes=50",
 ]
 FEATURES = ("x", "y", "z", "intensity", "elongation")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny convolutions: more threads only add overhead on a shared 2-core machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def small_detector(seed: int = 0) -> Detector:

@@ -18,6 +18,8 @@ from pointformer.runs.data import build_dataset
 from pointformer.runs.inference import to_frame_predictions
 from pointformer.runs.nuscenes_eval import nuscenes_results, sample_tokens
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny ops: more threads only add overhead
+
 CONFIGS = ("nuscenes_flatformer", "nuscenes_dsvt_pillar", "nuscenes_centerpoint")
 TASKS = [["car"], ["truck", "construction_vehicle"], ["bus", "trailer"], ["barrier"], ["motorcycle", "bicycle"],
          ["pedestrian", "traffic_cone"]]  # fmt: skip
@@ -30,14 +32,6 @@ COUNTS = {"nuscenes_flatformer": (1_059_840, 3_598_604), "nuscenes_dsvt_pillar":
 # Reduced half ranges the windows and strides still divide: FlatFormer 80 pillars of 0.32 m; DSVT 60
 # pillars of 0.3 m (windows 30, BEV stages 60/30/15, map 30); CenterPoint 256 voxels of 0.075 m (map 32).
 REDUCED_HALF = {"nuscenes_flatformer": 12.8, "nuscenes_dsvt_pillar": 9.0, "nuscenes_centerpoint": 9.6}
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("name", CONFIGS)

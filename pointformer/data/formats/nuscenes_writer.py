@@ -52,7 +52,7 @@ from pointformer.data.formats.nuscenes_tables import (
     matrix_to_quaternion,
     yaw_to_quaternion,
 )
-from pointformer.data.formats.tfrecord import write_atomic
+from pointformer.utils.atomic import write_atomic
 
 # The real dataset's LIDAR_TOP sensor token.
 LIDAR_TOP_SENSOR_TOKEN = "dc8b396651c05aedbb9cdaae573bb567"

@@ -13,10 +13,8 @@ Waymo records make a pure-Python CRC far too slow.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import struct
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -24,6 +22,7 @@ import numba
 import numpy as np
 
 from pointformer.data.formats.errors import DataFormatError
+from pointformer.utils.atomic import atomic_file
 
 _POLY = 0x82F63B78  # CRC-32C (Castagnoli), bit-reflected
 _MASK_DELTA = 0xA282EAD8
@@ -145,54 +144,6 @@ def frame_record(data: bytes | bytearray | memoryview) -> bytes:
     return b"".join((length, _FOOTER.pack(masked_crc32c(length)), bytes(data), _FOOTER.pack(masked_crc32c(data))))
 
 
-@contextlib.contextmanager
-def atomic_file(path: str | os.PathLike, durable: bool = True):
-    """A binary file object that becomes ``path`` only when the block completes without error
-    (temporary file in the same directory, fsync, then ``os.replace``; removed on any error).
-
-    ``durable=False`` skips the fsync: the rename is still atomic (readers see the old file or the
-    whole new one, never a partial one while the system runs), but after a power loss or kernel
-    crash the file may be empty or missing. Use it only where the caller makes the data durable
-    later (``fsync_files``) before recording it as complete."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        # mkstemp creates 0600 files; give the result ordinary permissions (those of the file it
-        # replaces, else rw-r--r--).
-        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            if durable:
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def fsync_files(paths: Iterable[str | os.PathLike]) -> None:
-    """Flushes the data of ``paths`` (files written with ``durable=False``) and then their
-    directories (so the renames are on disk too) to stable storage."""
-    folders = []
-    for p in paths:
-        fd = os.open(p, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        folders.append(os.path.dirname(os.path.abspath(p)))
-    for d in dict.fromkeys(folders):
-        fd = os.open(d, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def write_records(path: str | os.PathLike, records: Iterable[bytes | bytearray | memoryview]) -> int:
     """Writes ``records`` as a TFRecord file and returns their number.
 
@@ -206,10 +157,3 @@ def write_records(path: str | os.PathLike, records: Iterable[bytes | bytearray |
             f.write(frame_record(data))
             count += 1
     return count
-
-
-def write_atomic(path: str | os.PathLike, data: bytes | bytearray | memoryview) -> None:
-    """Writes ``data`` to ``path`` atomically (temporary file in the same directory, then
-    ``os.replace``)."""
-    with atomic_file(Path(path)) as f:
-        f.write(data)

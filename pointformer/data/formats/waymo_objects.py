@@ -15,8 +15,8 @@ import numpy as np
 
 from pointformer.data.formats import waymo_proto as pb
 from pointformer.data.formats.errors import DataFormatError
-from pointformer.data.formats.tfrecord import write_atomic
 from pointformer.data.formats.waymo_v1 import label_arrays
+from pointformer.utils.atomic import write_atomic
 
 __all__ = ["WaymoObjects", "decode_objects", "encode_objects", "read_objects", "write_objects"]
 

@@ -61,7 +61,6 @@ import pyarrow.parquet as pq
 
 from pointformer.data.formats.errors import DataFormatError
 from pointformer.data.formats.range_image import matrix_to_pose6
-from pointformer.data.formats.tfrecord import atomic_file
 from pointformer.data.formats.waymo_frame import (
     WaymoCameraCalibration,
     WaymoFrame,
@@ -73,6 +72,7 @@ from pointformer.data.formats.waymo_frame import (
 )
 from pointformer.data.formats.waymo_proto import LaserName
 from pointformer.data.formats.waymo_v1 import default_camera_calibrations
+from pointformer.utils.atomic import atomic_file
 
 __all__ = [
     "SCHEMAS",
