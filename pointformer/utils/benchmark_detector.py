@@ -686,7 +686,12 @@ def _load_note(before: float | None) -> str:
     after, cores = _load(), os.cpu_count() or 1
     if before is None or after is None:
         return "Load average: not available on this platform."
-    note = f"Load average (1 min) {before:.1f} at the start and {after:.1f} at the end, on {cores} cores"
-    if max(before, after) >= 0.5 * cores:
+    threads = torch.get_num_threads()
+    note = (
+        f"Load average (1 min) {before:.1f} at the start and {after:.1f} at the end (the end includes this "
+        f"benchmark's own {threads} torch thread(s)), on {cores} cores"
+    )
+    # The start shows the minute before the run; the end, the run itself plus anything else.
+    if before >= 0.5 * cores or after - threads >= 0.5 * cores:
         return note + ": other work shared the machine, so absolute times are noisy (the interleaved ratios less so)."
-    return note + "."
+    return note + ": the machine was otherwise quiet."

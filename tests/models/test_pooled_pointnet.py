@@ -110,3 +110,31 @@ def test_one_row_in_training_raises_like_batchnorm(generator: torch.Generator) -
     torch.testing.assert_close(out, _per_point(x, segment, 1, linear, norm))
     empty = pooled_linear_bn_relu(x[:0], segment[:0], 3, linear, norm)
     assert empty.shape == (3, 4) and (empty == 0).all()
+
+
+def test_row_moments_values_and_gradients(generator: torch.Generator) -> None:
+    """The wide inputs' statistics: BatchNorm's one-pass moments with a hand-written backward."""
+    from pointformer.models.layers.pooled_pointnet import _RowMoments
+
+    y = (torch.randn(40, 5, generator=generator, dtype=torch.float64) * 3 + 7).requires_grad_(True)
+    mean, var = _RowMoments.apply(y)
+    torch.testing.assert_close(mean, y.mean(0))
+    torch.testing.assert_close(var, y.var(0, unbiased=False))
+    assert torch.autograd.gradcheck(_RowMoments.apply, (y,))
+    # Only one of the two used: the other's gradient arrives as None.
+    assert torch.autograd.gradcheck(lambda t: _RowMoments.apply(t)[0], (y,))
+    assert torch.autograd.gradcheck(lambda t: _RowMoments.apply(t)[1], (y,))
+
+
+def test_float32_wide_inputs_match_per_point_layer(generator: torch.Generator) -> None:
+    """FlatFormer's last VFE layer (128 -> 128) in float32: values and gradients within float rounding."""
+    linear, norm = _layer(128, 128, False, generator)
+    linear, norm = linear.float(), norm.float()
+    x = torch.relu(torch.randn(5000, 128, generator=generator)) * 2
+    segment = torch.randint(0, 400, (5000,), generator=generator)
+    grad_out = torch.randn(400, 128, generator=generator)
+    (ref, ref_grads, ref_bn), (out, grads, bn) = _both(x, segment, 400, linear.train(), norm.train(), grad_out)
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+    for g, r in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(g, r, rtol=1e-3, atol=1e-3 * r.abs().max().item())
+    torch.testing.assert_close(bn.running_var, ref_bn.running_var)
