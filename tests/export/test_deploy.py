@@ -27,7 +27,7 @@ from pointformer.ops import export_mode  # noqa: E402
 
 ROOT = Path(__file__).parents[2]
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tiny ops: more threads only add overhead
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def graph_and_inputs(name: str):

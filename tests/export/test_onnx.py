@@ -18,7 +18,7 @@ from test_detector import make_batch  # noqa: E402
 from pointformer.export import Runtime, export_onnx, max_abs_difference  # noqa: E402
 from pointformer.runs.inference import predict  # noqa: E402
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tiny ops: more threads only add overhead
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")

@@ -27,7 +27,7 @@ from pointformer.structures import VoxelGrid
 sys.path.insert(0, str(Path(__file__).parent))
 from test_detector import make_batch  # noqa: E402
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tiny ops: more threads only add overhead
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 CLASSES = ("Vehicle", "Pedestrian", "Cyclist")
 

@@ -13,7 +13,7 @@ from pointformer.config import load_config
 from pointformer.data.collate import FrameBatch
 from pointformer.models import Detections, Detector, build_detector
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tiny ops: more threads only add overhead
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 # FlatFormer Waymo (the released model, instantiated from the official code).
 OFFICIAL_COUNTS = {

@@ -18,7 +18,7 @@ from pointformer.runs.data import build_dataset
 from pointformer.runs.inference import to_frame_predictions
 from pointformer.runs.nuscenes_eval import nuscenes_results, sample_tokens
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tiny ops: more threads only add overhead
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 CONFIGS = ("nuscenes_flatformer", "nuscenes_dsvt_pillar", "nuscenes_centerpoint")
 TASKS = [["car"], ["truck", "construction_vehicle"], ["bus", "trailer"], ["barrier"], ["motorcycle", "bicycle"],

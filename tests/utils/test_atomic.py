@@ -7,6 +7,7 @@ import stat
 
 import pytest
 
+from pointformer.utils import atomic
 from pointformer.utils.atomic import atomic_file, atomic_path, fsync_files, write_atomic
 
 
@@ -51,21 +52,11 @@ def test_atomic_path_for_writers_that_take_a_name(tmp_path):
 
 def test_permissions_are_a_normal_files_or_the_replaced_ones(tmp_path):
     # mkstemp makes 0600 files; the result must look like any other file the process writes.
-    umask = os.umask(0o022)
-    try:
-        write_atomic(tmp_path / "new.bin", b"1")
-        assert stat.S_IMODE((tmp_path / "new.bin").stat().st_mode) == 0o666 & ~_import_time_umask()
-        os.chmod(tmp_path / "new.bin", 0o640)
-        write_atomic(tmp_path / "new.bin", b"2")
-        assert stat.S_IMODE((tmp_path / "new.bin").stat().st_mode) == 0o640
-    finally:
-        os.umask(umask)
-
-
-def _import_time_umask() -> int:
-    from pointformer.utils import atomic
-
-    return atomic._UMASK
+    write_atomic(tmp_path / "new.bin", b"1")
+    assert stat.S_IMODE((tmp_path / "new.bin").stat().st_mode) == 0o666 & ~atomic._UMASK
+    os.chmod(tmp_path / "new.bin", 0o640)
+    write_atomic(tmp_path / "new.bin", b"2")
+    assert stat.S_IMODE((tmp_path / "new.bin").stat().st_mode) == 0o640
 
 
 def test_mode_is_checked(tmp_path):
