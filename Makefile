@@ -6,7 +6,7 @@ VPY    := $(VENV)/bin/python
 TORCH_PIN := torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: venv deps build test test-fast demo bench lint clean
+.PHONY: venv deps build test test-fast demo bench lint clean tsan gpu-check
 
 $(VPY):
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,18 @@ bench: build
 	$(VPY) tools/benchmark.py data --write docs/benchmarks.md
 	$(VPY) tools/benchmark.py eval --write docs/benchmarks.md
 	$(VPY) tools/benchmark.py detector --cfg waymo_flatformer.yaml --repeats 3 --warmup 1 --write docs/benchmarks.md
+
+# The op tests' CUDA cases under the emulation built with ThreadSanitizer (tests/cuda_emulation):
+# optional and slow (minutes). tsan.supp explains each suppression.
+tsan: build
+	LD_PRELOAD=$$(c++ -print-file-name=libtsan.so) PF_CUDA_EMULATION=tsan OMP_NUM_THREADS=1 \
+	TSAN_OPTIONS="halt_on_error=1 suppressions=$(CURDIR)/tests/cuda_emulation/tsan.supp" \
+	$(VPY) -m pytest -p no:cacheprovider -m "cuda_emulated and not slow" tests/ops $(PYTEST_ARGS)
+
+# On a machine with a GPU, a CUDA torch and nvcc (its own Python, not this venv): CUDA build in
+# place, CUDA tests, CUDA benchmark rows, one results file (tools/gpu_check.sh; under 8 min on an H100).
+gpu-check:
+	tools/gpu_check.sh $(GPU_CHECK_RESULTS)
 
 # Linters are development tools, not dependencies: installed into the environment on demand.
 lint: $(VENV)/.deps
