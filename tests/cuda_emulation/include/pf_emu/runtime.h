@@ -8,11 +8,16 @@
 //   like the hardware checks it (1..1024 threads per block, block.z <= 64, grid.y/z <= 65535,
 //   dynamic shared memory <= 48 KiB unless cudaFuncSetAttribute raised the kernel's limit, up to
 //   227 KiB as on an H100); a bad launch runs nothing and leaves its error for cudaGetLastError.
-// - threads: the threads of a block are OS threads; blocks run one after another (so a block's
-//   shared memory can be plain static storage). gridDim, blockDim, blockIdx, threadIdx are
-//   thread-local.
-// - __syncthreads: a barrier over the block's threads. A thread that returns leaves the barrier,
-//   and the emulation counts the barriers each thread passed: a block whose threads passed
+// - threads: blocks run one after another (so a block's shared memory can be plain static
+//   storage). The threads of a block run on one of two engines: fibers (user-level contexts on the
+//   calling thread, run in a fixed order from barrier to barrier: fast and reproducible; the
+//   default) or OS threads (one per CUDA thread, truly concurrent: the default under
+//   ThreadSanitizer, which then sees every race between them; PF_EMU_ENGINE=threads|fibers
+//   chooses). gridDim, blockDim, blockIdx, threadIdx are per thread.
+// - __syncthreads: a barrier over the block's threads (a thread that returns leaves it). With
+//   fibers, a missing barrier shows as reads of poisoned shared memory (thread 0 runs on before
+//   thread 1 has written anything); with OS threads, as a ThreadSanitizer race. Either way
+//   the emulation counts the barriers each thread passed: a block whose threads passed
 //   different numbers (a barrier in divergent code, an early return before a barrier) is reported
 //   as a launch failure naming the kernel, the block and two disagreeing threads.
 // - shared memory: static `__shared__` arrays (rewritten to registered statics) and the dynamic
@@ -36,6 +41,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <cstdlib>
+#include <deque>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -46,7 +53,16 @@
 #include <utility>
 #include <vector>
 
+#include <sys/mman.h>
+#include <ucontext.h>
+
 #include "half.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+// AddressSanitizer's fiber annotations: it must know which stack is in use after a switch.
+extern "C" void __sanitizer_start_switch_fiber(void** fake_stack_save, const void* bottom, size_t size);
+extern "C" void __sanitizer_finish_switch_fiber(void* fake_stack_save, const void** bottom_old, size_t* size_old);
+#endif
 
 // --- CUDA's vocabulary --------------------------------------------------------------------------
 
@@ -146,6 +162,17 @@ struct Region {
   size_t bytes;
 };
 
+// One emulated thread of the fiber engine: a user-level context on its own stack.
+struct Fiber {
+  ucontext_t context;
+  void* stack = nullptr;
+  size_t stack_bytes = 0;
+  bool done = false;
+#if defined(__SANITIZE_ADDRESS__)
+  void* fake_stack = nullptr;
+#endif
+};
+
 // What one launch shares between its threads.
 struct LaunchState {
   const char* name = "";
@@ -158,6 +185,15 @@ struct LaunchState {
   Barrier boundary;  // between blocks
   std::vector<uint64_t> barriers_passed;  // per thread, in the current block
   std::string failure;                    // first failure detected, empty while none
+  const std::function<void()>* body = nullptr;
+  // Fiber engine: the scheduler's context and the block's fibers (empty with the thread engine).
+  ucontext_t scheduler;
+  std::deque<Fiber>* fibers = nullptr;  // a deque: a ucontext_t points into itself, it must not move
+#if defined(__SANITIZE_ADDRESS__)
+  void* scheduler_fake_stack = nullptr;
+  const void* scheduler_stack = nullptr;
+  size_t scheduler_stack_bytes = 0;
+#endif
 };
 
 // Process-wide state. One launch at a time: blocks share static storage for __shared__.
@@ -209,10 +245,27 @@ T* dynamic_shared() {
   return reinterpret_cast<T*>(current_launch->dynamic_smem);
 }
 
+// Fiber engine: back to the scheduler, which resumes this fiber once every live fiber of the
+// block has arrived at a barrier or finished.
+inline void yield_to_scheduler(LaunchState& launch, Fiber& fiber, bool finished) {
+#if defined(__SANITIZE_ADDRESS__)
+  __sanitizer_start_switch_fiber(finished ? nullptr : &fiber.fake_stack, launch.scheduler_stack,
+                                 launch.scheduler_stack_bytes);
+#endif
+  swapcontext(&fiber.context, &launch.scheduler);
+#if defined(__SANITIZE_ADDRESS__)
+  __sanitizer_finish_switch_fiber(fiber.fake_stack, &launch.scheduler_stack, &launch.scheduler_stack_bytes);
+#endif
+}
+
 inline void syncthreads() {
   LaunchState& launch = *current_launch;
   ++launch.barriers_passed[current_thread];
-  launch.sync.arrive_and_wait();
+  if (launch.fibers) {
+    yield_to_scheduler(launch, (*launch.fibers)[current_thread], false);
+  } else {
+    launch.sync.arrive_and_wait();
+  }
 }
 
 // Runs on the last thread to finish a block, while the others wait: checks that every thread
@@ -255,6 +308,119 @@ inline std::string invalid_configuration(const dim3& grid, const dim3& block) {
   return "";
 }
 
+inline dim3 block_index(uint64_t b, const dim3& grid) {
+  return dim3(static_cast<unsigned int>(b % grid.x), static_cast<unsigned int>((b / grid.x) % grid.y),
+              static_cast<unsigned int>(b / (uint64_t(grid.x) * grid.y)));
+}
+
+// The engine: OS threads by default under ThreadSanitizer (which then sees the real threads and
+// barriers), fibers otherwise; PF_EMU_ENGINE=threads or =fibers chooses.
+inline bool use_threads() {
+  static const bool threads = [] {
+    const char* engine = std::getenv("PF_EMU_ENGINE");
+    if (engine) return std::string(engine) == "threads";
+#if defined(__SANITIZE_THREAD__)
+    return true;
+#else
+    return false;
+#endif
+  }();
+  return threads;
+}
+
+// Thread engine: one OS thread per CUDA thread, for the whole launch; blocks one after another,
+// separated by a barrier whose last arrival checks the block and poisons shared memory.
+inline void run_threads(LaunchState& launch) {
+  const uint64_t blocks = uint64_t(launch.grid.x) * launch.grid.y * launch.grid.z;
+  auto worker = [&](unsigned int t) {
+    current_launch = &launch;
+    current_thread = t;
+    gridDim = launch.grid;
+    blockDim = launch.block;
+    threadIdx = unlinear(t, launch.block);
+    for (uint64_t b = 0; b < blocks && launch.failure.empty(); ++b) {
+      blockIdx = block_index(b, launch.grid);
+      (*launch.body)();
+      launch.sync.drop();
+      const dim3 index = blockIdx;
+      launch.boundary.arrive_and_wait([&] { finish_block(launch, index); });
+    }
+    current_launch = nullptr;
+  };
+  std::vector<std::thread> threads;
+  threads.reserve(launch.threads);
+  for (unsigned int t = 0; t < launch.threads; ++t) threads.emplace_back(worker, t);
+  for (std::thread& thread : threads) thread.join();
+}
+
+// Fiber stacks, kept for later launches (mmap: untouched pages cost nothing).
+inline std::deque<Fiber>& fiber_pool(unsigned int count) {
+  static thread_local std::deque<Fiber> pool;
+  constexpr size_t kStack = 512 * 1024;
+  while (pool.size() < count) {
+    Fiber& fiber = pool.emplace_back();
+    fiber.stack = mmap(nullptr, kStack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (fiber.stack == MAP_FAILED) std::abort();
+    fiber.stack_bytes = kStack;
+    getcontext(&fiber.context);  // once, in place: makecontext reuses it for every block
+  }
+  return pool;
+}
+
+inline void fiber_main() {
+  LaunchState& launch = *current_launch;
+  Fiber& fiber = (*launch.fibers)[current_thread];
+#if defined(__SANITIZE_ADDRESS__)
+  __sanitizer_finish_switch_fiber(nullptr, &launch.scheduler_stack, &launch.scheduler_stack_bytes);
+#endif
+  (*launch.body)();
+  fiber.done = true;
+  yield_to_scheduler(launch, fiber, true);  // never resumed
+}
+
+// Fiber engine: the CUDA threads of a block are user-level contexts on the calling thread. The
+// scheduler runs thread 0, 1, ... each until its next __syncthreads (or its end), and repeats
+// until every thread has finished: a barrier phase ends when every live thread reached it, as on
+// the GPU, and the order within a phase is fixed, so runs are reproducible.
+inline void run_fibers(LaunchState& launch) {
+  std::deque<Fiber>& fibers = fiber_pool(launch.threads);
+  launch.fibers = &fibers;
+  current_launch = &launch;
+  gridDim = launch.grid;
+  blockDim = launch.block;
+  const uint64_t blocks = uint64_t(launch.grid.x) * launch.grid.y * launch.grid.z;
+  for (uint64_t b = 0; b < blocks && launch.failure.empty(); ++b) {
+    blockIdx = block_index(b, launch.grid);
+    for (unsigned int t = 0; t < launch.threads; ++t) {
+      Fiber& fiber = fibers[t];
+      fiber.context.uc_stack.ss_sp = fiber.stack;
+      fiber.context.uc_stack.ss_size = fiber.stack_bytes;
+      fiber.context.uc_link = nullptr;
+      makecontext(&fiber.context, fiber_main, 0);
+      fiber.done = false;
+    }
+    for (unsigned int live = launch.threads; live > 0;) {
+      for (unsigned int t = 0; t < launch.threads; ++t) {
+        Fiber& fiber = fibers[t];
+        if (fiber.done) continue;
+        current_thread = t;
+        threadIdx = unlinear(t, launch.block);
+#if defined(__SANITIZE_ADDRESS__)
+        __sanitizer_start_switch_fiber(&launch.scheduler_fake_stack, fiber.stack, fiber.stack_bytes);
+#endif
+        swapcontext(&launch.scheduler, &fiber.context);
+#if defined(__SANITIZE_ADDRESS__)
+        __sanitizer_finish_switch_fiber(launch.scheduler_fake_stack, nullptr, nullptr);
+#endif
+        if (fiber.done) --live;
+      }
+    }
+    finish_block(launch, blockIdx);
+  }
+  current_launch = nullptr;
+  launch.fibers = nullptr;
+}
+
 // Runs `body` (the kernel applied to its arguments) for every thread of every block.
 inline void run_launch(const char* name, const void* kernel, dim3 grid, dim3 block, size_t smem,
                        const std::function<void()>& body) {
@@ -291,27 +457,11 @@ inline void run_launch(const char* name, const void* kernel, dim3 grid, dim3 blo
     std::lock_guard<std::mutex> lock(r.state_mutex);
     for (const Region& region : r.statics[kernel]) std::memset(region.data, kPoison, region.bytes);
   }
-  const uint64_t blocks = uint64_t(grid.x) * grid.y * grid.z;
-  auto worker = [&](unsigned int t) {
-    current_launch = &launch;
-    current_thread = t;
-    gridDim = grid;
-    blockDim = block;
-    threadIdx = unlinear(t, block);
-    for (uint64_t b = 0; b < blocks && launch.failure.empty(); ++b) {
-      blockIdx = dim3(static_cast<unsigned int>(b % grid.x), static_cast<unsigned int>((b / grid.x) % grid.y),
-                      static_cast<unsigned int>(b / (uint64_t(grid.x) * grid.y)));
-      body();
-      launch.sync.drop();
-      const dim3 index = blockIdx;
-      launch.boundary.arrive_and_wait([&] { finish_block(launch, index); });
-    }
-    current_launch = nullptr;
-  };
-  std::vector<std::thread> threads;
-  threads.reserve(launch.threads);
-  for (unsigned int t = 0; t < launch.threads; ++t) threads.emplace_back(worker, t);
-  for (std::thread& thread : threads) thread.join();
+  launch.body = &body;
+  if (use_threads())
+    run_threads(launch);
+  else
+    run_fibers(launch);
   if (dynamic) ::operator delete(dynamic, std::align_val_t(256));
   if (!launch.failure.empty()) set_error(cudaErrorLaunchFailure, launch.failure);
 }
