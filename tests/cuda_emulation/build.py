@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -148,11 +150,19 @@ def _ninja_file(name: str, sources: list[Path], flags: list[str], ldflags: list[
     return "\n".join(lines) + "\n"
 
 
+def _ninja() -> str:
+    """The environment's ninja (requirements.txt pins it), else the one on PATH."""
+    beside = Path(sys.executable).with_name("ninja")
+    found = str(beside) if beside.exists() else shutil.which("ninja")
+    if found is None:
+        raise RuntimeError("ninja is needed to build the CUDA emulation: pip install ninja (requirements.txt)")
+    return found
+
+
 def build(variant: str = "plain") -> Path:
     """Builds (or reuses) the emulated extension of ``variant`` and returns the library's path,
     without loading it: a sanitized build loads only into a process that preloaded the
-    sanitizer's runtime. Raises ``subprocess.CalledProcessError`` with the compiler's output when
-    the build fails."""
+    sanitizer's runtime. Raises ``RuntimeError`` with the compiler's output when the build fails."""
     if variant not in VARIANTS:
         raise ValueError(f"cuda emulation variant must be one of {sorted(VARIANTS)}, got {variant!r}")
     directory = BUILD / variant
@@ -165,7 +175,9 @@ def build(variant: str = "plain") -> Path:
     # The children must not inherit a preloaded sanitizer runtime (the compiler is not instrumented).
     env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
     jobs = os.environ.get("MAX_JOBS", str(os.cpu_count() or 1))
-    subprocess.run(["ninja", "-C", str(directory), "-j", jobs], env=env, check=True, capture_output=True, text=True)
+    result = subprocess.run([_ninja(), "-C", str(directory), "-j", jobs], env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"building the {variant} CUDA emulation failed:\n{(result.stdout + result.stderr)[-6000:]}")
     return directory / f"{name}.so"
 
 
@@ -194,7 +206,9 @@ def build_program(name: str, driver: Path, variant: str = "plain", kernel: tuple
     if executable.exists() and stamp.exists() and stamp.read_text() == inputs and fresh:
         return executable
     env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
-    subprocess.run(command, env=env, check=True, capture_output=True, text=True)
+    result = subprocess.run(command, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"building {executable.name} failed:\n{result.stderr[-6000:]}")
     stamp.write_text(inputs)
     return executable
 

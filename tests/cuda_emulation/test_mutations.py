@@ -59,6 +59,16 @@ MUTANTS = {
         "  const int64_t i = row_block * kNmsBlock + threadIdx.x;",
         "WARNING: ThreadSanitizer: data race",
     ),
+    # The same bug on the fiber engine: thread 0 reads the staged boxes before threads 1.. wrote
+    # them, so it compares against poisoned shared memory (NaN) and the mask comes out wrong.
+    "missing_syncthreads_fibers": Mutant(
+        BOXES,
+        "boxes_driver.cpp",
+        "plain",
+        "  __syncthreads();\n  const int64_t i = row_block * kNmsBlock + threadIdx.x;",
+        "  const int64_t i = row_block * kNmsBlock + threadIdx.x;",
+        "boxes_driver: nms mask differs",
+    ),
     # The barrier moves inside `if (threadIdx.x < cols)`: threads past a partial column block skip it.
     "barrier_in_divergent_code": Mutant(
         BOXES,

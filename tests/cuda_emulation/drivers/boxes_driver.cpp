@@ -56,8 +56,7 @@ int main() {
 
   const int64_t words = nms_mask_words(n);
   std::vector<uint64_t> mask(n * words, 0);
-  if (check(pointformer::launch_nms_mask<float>(boxes.data(), n, 7, 0, 0.1f, mask.data(), nullptr),
-            "launch_nms_mask"))
+  if (check(pointformer::launch_nms_mask<float>(boxes.data(), n, 7, 0, 0.1f, mask.data(), nullptr), "launch_nms_mask"))
     return 1;
   for (int64_t i = 0; i < n; ++i)
     for (int64_t j = i + 1; j < n; ++j) {

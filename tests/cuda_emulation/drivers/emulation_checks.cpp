@@ -142,12 +142,12 @@ int main(int argc, char** argv) {
     const cudaError_t over = cudaGetLastError();
     report("dynamic_shared_over_default", over == cudaErrorInvalidValue && out == -1,
            "error " + std::to_string(over) + ", out " + std::to_string(out));
-    const cudaError_t opt_in = cudaFuncSetAttribute(dynamic_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                    100 * 1024);
+    const cudaError_t opt_in =
+        cudaFuncSetAttribute(dynamic_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 100 * 1024);
     dynamic_kernel<<<1, 64, 100 * 1024>>>(&out, 100 * 256);
     report("dynamic_shared_opt_in", opt_in == cudaSuccess && cudaGetLastError() == cudaSuccess && out == 100 * 256 - 1);
-    const cudaError_t too_much = cudaFuncSetAttribute(dynamic_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                      228 * 1024);
+    const cudaError_t too_much =
+        cudaFuncSetAttribute(dynamic_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 228 * 1024);
     cudaGetLastError();
     report("dynamic_shared_device_limit", too_much == cudaErrorInvalidValue);
   }
@@ -177,9 +177,9 @@ int main(int argc, char** argv) {
     divergent_kernel<<<1, 64>>>(out.data());
     const cudaError_t err = cudaGetLastError();
     const std::string message = cudaGetErrorString(err);
-    report("divergent_barrier", err == cudaErrorLaunchFailure && message.find("divergent __syncthreads") !=
-                                                                     std::string::npos &&
-                                    message.find("divergent_kernel") != std::string::npos,
+    report("divergent_barrier",
+           err == cudaErrorLaunchFailure && message.find("divergent __syncthreads") != std::string::npos &&
+               message.find("divergent_kernel") != std::string::npos,
            message);
     std::vector<int> ok_out(3 * 32, 0);
     uniform_exit_kernel<<<3, 32>>>(ok_out.data());

@@ -17,9 +17,8 @@ int main() {
   for (int64_t i = 0; i < n * channels; ++i) values[i] = static_cast<float>((i * 7919) % 101) / 10.0f - 5.0f;
   for (int reduce : {0, 2}) {  // sum, max
     std::vector<float> out(segments * channels);
-    const cudaError_t err = pointformer::launch_segment_reduce<float>(values.data(), channels, rows.data(),
-                                                                      offsets.data(), segments, reduce, out.data(),
-                                                                      nullptr);
+    const cudaError_t err = pointformer::launch_segment_reduce<float>(
+        values.data(), channels, rows.data(), offsets.data(), segments, reduce, out.data(), nullptr);
     if (err != cudaSuccess) {
       std::fprintf(stderr, "segment_driver: launch failed: %s\n", cudaGetErrorString(err));
       return 1;

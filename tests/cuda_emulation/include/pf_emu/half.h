@@ -37,7 +37,7 @@ inline uint16_t float_to_half_bits(float value) {
   }
   const uint32_t exponent = (magnitude >> 23) - 127 + 15, mantissa = magnitude & 0x7fffffu;
   uint32_t half = (exponent << 10) | (mantissa >> 13);
-  const uint32_t rest = mantissa & 0x1fffu;  // the 13 dropped bits
+  const uint32_t rest = mantissa & 0x1fffu;                        // the 13 dropped bits
   if (rest > 0x1000u || (rest == 0x1000u && (half & 1u))) ++half;  // a carry moves into the exponent
   return sign | static_cast<uint16_t>(half);
 }

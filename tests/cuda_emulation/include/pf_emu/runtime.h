@@ -35,13 +35,16 @@
 // returns), host versus device memory (pointers are host pointers; the wrappers run on CPU
 // tensors), __launch_bounds__, registers and occupancy, and the speed of anything.
 #pragma once
+#include <sys/mman.h>
+#include <ucontext.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 #include <cstdlib>
+#include <cstring>
 #include <deque>
 #include <functional>
 #include <map>
@@ -52,9 +55,6 @@
 #include <tuple>
 #include <utility>
 #include <vector>
-
-#include <sys/mman.h>
-#include <ucontext.h>
 
 #include "half.h"
 
@@ -181,8 +181,8 @@ struct LaunchState {
   unsigned int threads = 0;
   unsigned char* dynamic_smem = nullptr;
   size_t dynamic_bytes = 0;
-  Barrier sync;      // __syncthreads
-  Barrier boundary;  // between blocks
+  Barrier sync;                           // __syncthreads
+  Barrier boundary;                       // between blocks
   std::vector<uint64_t> barriers_passed;  // per thread, in the current block
   std::string failure;                    // first failure detected, empty while none
   const std::function<void()>* body = nullptr;
@@ -203,7 +203,7 @@ struct Runtime {
   cudaError_t last_error = cudaSuccess;
   cudaError_t message_error = cudaSuccess;  // the error last_message explains
   std::string last_message;
-  std::map<const void*, size_t> smem_limit;              // cudaFuncSetAttribute opt-ins
+  std::map<const void*, size_t> smem_limit;            // cudaFuncSetAttribute opt-ins
   std::map<const void*, std::vector<Region>> statics;  // static __shared__ arrays of each kernel
 };
 
@@ -278,8 +278,8 @@ inline void finish_block(LaunchState& launch, const dim3& block_index) {
     const unsigned int b = static_cast<unsigned int>(hi - passed.begin());
     launch.failure = std::string("divergent __syncthreads in kernel ") + launch.name + ", block " +
                      format_dim(block_index) + ": thread " + format_dim(unlinear(a, launch.block)) + " passed " +
-                     std::to_string(*lo) + " barriers, thread " + format_dim(unlinear(b, launch.block)) +
-                     " passed " + std::to_string(*hi) +
+                     std::to_string(*lo) + " barriers, thread " + format_dim(unlinear(b, launch.block)) + " passed " +
+                     std::to_string(*hi) +
                      " (a barrier in divergent code, or a return before a barrier that other threads reach)";
   }
   std::fill(launch.barriers_passed.begin(), launch.barriers_passed.end(), 0);
