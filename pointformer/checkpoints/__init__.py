@@ -7,4 +7,12 @@ from pointformer.checkpoints.convert import FORMATS, Converted, detector_pairs, 
 from pointformer.checkpoints.io import read_checkpoint
 from pointformer.checkpoints.mapping import ConversionError
 
-__all__ = ["FORMATS", "ConversionError", "Converted", "detector_pairs", "read_checkpoint", "to_official", "to_pointformer"]
+__all__ = [
+    "FORMATS",
+    "ConversionError",
+    "Converted",
+    "detector_pairs",
+    "read_checkpoint",
+    "to_official",
+    "to_pointformer",
+]

@@ -27,7 +27,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cfg", required=True, help="pointformer config of the same model (path or name under configs/)")
     p.add_argument("input", metavar="IN", type=Path, help="checkpoint to convert")
     p.add_argument("output", metavar="OUT", type=Path, help="converted checkpoint to write")
-    p.add_argument("--reverse", action="store_true", help="IN is a pointformer checkpoint; write OUT in the --from format")
+    p.add_argument(
+        "--reverse", action="store_true", help="IN is a pointformer checkpoint; write OUT in the --from format"
+    )
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value (repeatable)")  # fmt: skip
     p.add_argument("--trust-pickle", action="store_true",
@@ -38,10 +40,15 @@ def parser() -> argparse.ArgumentParser:
                    help=f"sparse-conv weight layout ({layouts}); forward default auto (detected from all "
                         "sparse-conv weights), reverse default KRSC")  # fmt: skip
     p.add_argument("--allow-unfilled", action="append", default=[], choices=PARTS, metavar="PART",
-                   help="a pointformer part the official file may lack (kept at its initialisation, e.g. a "
-                        f"backbone-only checkpoint for fine-tuning); repeatable; parts: {', '.join(PARTS)}")  # fmt: skip
-    p.add_argument("--ignore-unused", action="append", default=[], metavar="PREFIX",
-                   help="official key prefix that may stay unused (e.g. roi_head. of a two-stage model); repeatable")
+                   help="a pointformer part the official file may lack (kept at its initialisation, e.g. "
+                        "a backbone-only checkpoint for fine-tuning); repeatable; " + ", ".join(PARTS))  # fmt: skip
+    p.add_argument(
+        "--ignore-unused",
+        action="append",
+        default=[],
+        metavar="PREFIX",
+        help="official key prefix that may stay unused (e.g. roi_head. of a two-stage model); repeatable",
+    )
     return p
 
 
@@ -80,11 +87,13 @@ def run(args: argparse.Namespace) -> str:
         layout = args.spconv_layout or "KRSC"
         if layout == "auto":
             raise ConversionError("--reverse writes one spconv layout: name it (KRSC, RSKC or RSCK), not auto")
-        iteration = int(loaded.meta.get("iteration", loaded.meta.get("it", 0)) or 0)
+        iteration = int(loaded.meta.get("iteration", 0) or 0)
         epoch = int(loaded.meta.get("epoch", 0) or 0)
         state = to_official(loaded.state, detector, args.fmt, layout, iteration, source=str(args.input))
         save_checkpoint(fmt.wrap(state, epoch, iteration), args.output)
-        return f"wrote {args.output}: {len(state)} {args.fmt} tensors (spconv layout {layout}) from {args.input}"
+        sparse = any(v.dim() == 5 for v in detector.state_dict().values())
+        note = f" (spconv layout {layout}, {SPCONV_VERSIONS[layout]})" if sparse else ""
+        return f"wrote {args.output}: {len(state)} {args.fmt} tensors{note} from {args.input}"
     converted = to_pointformer(
         loaded.state, detector, args.fmt, args.spconv_layout or "auto", args.allow_unfilled, args.ignore_unused,
         source=str(args.input),

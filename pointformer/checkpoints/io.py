@@ -43,9 +43,11 @@ def load_file(path: str | os.PathLike, trust_pickle: bool = False) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except pickle.UnpicklingError as e:
-        if trust_pickle:
+        # weights_only names the classes and functions a file asks for ("Unsupported global: GLOBAL x");
+        # anything else is a file torch cannot read at all.
+        wanted = sorted(set(re.findall(r"GLOBAL ([\w.]+)", str(e))))
+        if trust_pickle or not wanted:
             raise ConversionError(f"{path}: not a readable torch checkpoint ({_first_line(e)})") from None
-        wanted = sorted(set(re.findall(r"GLOBAL ([\w.]+)", str(e)))) or [_first_line(e)]
         raise ConversionError(
             f"{path}: cannot be read with torch.load(weights_only=True): it asks to unpickle {', '.join(wanted)}. "
             "Loading it fully can run code stored in the file; if you trust where it came from, pass "
@@ -82,8 +84,11 @@ def read_checkpoint(path: str | os.PathLike, trust_pickle: bool = False) -> Load
     if all(k.startswith("module.") for k in keys):
         state = {k[len("module.") :]: v for k, v in state.items()}
     meta = {}
-    for name in ("epoch", "it", "iteration", "version"):
-        value = data.get(name) if key is not None else None
-        if isinstance(value, (int, float, str)):
-            meta[name] = value
+    # Top level (OpenPCDet, pointformer's trainer), mmcv's "meta", a converted file's "converted_from".
+    sources = [data.get("converted_from"), data.get("meta"), data] if key is not None else []
+    for source in sources:
+        for name in ("epoch", "it", "iter", "iteration", "version"):
+            value = source.get(name) if isinstance(source, dict) else None
+            if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+                meta[{"it": "iteration", "iter": "iteration"}.get(name, name)] = value
     return LoadedCheckpoint(path, dict(state), key, meta)

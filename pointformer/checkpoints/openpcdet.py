@@ -89,13 +89,26 @@ RULES: dict[str, list[Rule]] = {
     "ScatterToBEV": [],
     "IdentityNeck": [],
     "DSVT": [
-        Rule(r"stages\.(\d+)\.(\d+)\.layers\.(\d+)\.attn\.attn\.(.+)", r"stage_\1.\2.encoder_list.\3.win_attn.self_attn.\4"),
-        Rule(r"stages\.(\d+)\.(\d+)\.layers\.(\d+)\.attn\.fc1\.(.+)", r"stage_\1.\2.encoder_list.\3.win_attn.linear1.\4"),
-        Rule(r"stages\.(\d+)\.(\d+)\.layers\.(\d+)\.attn\.fc2\.(.+)", r"stage_\1.\2.encoder_list.\3.win_attn.linear2.\4"),
-        Rule(r"stages\.(\d+)\.(\d+)\.layers\.(\d+)\.attn\.(norm[12])\.(.+)", r"stage_\1.\2.encoder_list.\3.win_attn.\4.\5"),
+        Rule(
+            r"stages\.(\d+)\.(\d+)\.layers\.(\d+)\.attn\.attn\.(.+)",
+            r"stage_\1.\2.encoder_list.\3.win_attn.self_attn.\4",
+        ),
+        Rule(
+            r"stages\.(\d+)\.(\d+)\.layers\.(\d+)\.attn\.fc1\.(.+)", r"stage_\1.\2.encoder_list.\3.win_attn.linear1.\4"
+        ),
+        Rule(
+            r"stages\.(\d+)\.(\d+)\.layers\.(\d+)\.attn\.fc2\.(.+)", r"stage_\1.\2.encoder_list.\3.win_attn.linear2.\4"
+        ),
+        Rule(
+            r"stages\.(\d+)\.(\d+)\.layers\.(\d+)\.attn\.(norm[12])\.(.+)",
+            r"stage_\1.\2.encoder_list.\3.win_attn.\4.\5",
+        ),
         Rule(r"stages\.(\d+)\.(\d+)\.layers\.(\d+)\.norm\.(.+)", r"stage_\1.\2.encoder_list.\3.norm.\4"),
         Rule(r"stages\.(\d+)\.(\d+)\.norm\.(.+)", r"residual_norm_stage_\1.\2.\3"),
-        Rule(r"pos_embeds\.(\d+)\.(\d+)\.(\d+)\.mlp\.(.+)", r"input_layer.posembed_layers.\1.\2.\3.position_embedding_head.\4"),
+        Rule(
+            r"pos_embeds\.(\d+)\.(\d+)\.(\d+)\.mlp\.(.+)",
+            r"input_layer.posembed_layers.\1.\2.\3.position_embedding_head.\4",
+        ),
         Rule(r"poolings\.(\d+)\.(in_proj_weight|in_proj_bias|out_proj\..+)", r"stage_\1_reduction.self_attn.\2"),
         Rule(r"poolings\.(\d+)\.(norm\..+|pos_embedding)", r"stage_\1_reduction.\2"),
     ],  # fmt: skip
@@ -120,8 +133,6 @@ def rules_for(part: str, module: nn.Module) -> list[Rule]:
         # FlatFormer's residual SECOND has no OpenPCDet counterpart.
         raise KeyError(name + " (residual)")
     return rules
-
-
 
 
 def extra_official_tensors(iteration: int = 0) -> dict:

@@ -137,9 +137,7 @@ class InputLayer(nn.Module):
     def __init__(self, c: int, blocks: list[int], with_z: list[bool]) -> None:
         super().__init__()
         self.posembed_layers = nn.ModuleList(
-            nn.ModuleList(
-                nn.ModuleList(PositionEmbeddingLearned(3 if z else 2, c) for _ in range(2)) for _ in range(n)
-            )
+            nn.ModuleList(nn.ModuleList(PositionEmbeddingLearned(3 if z else 2, c) for _ in range(2)) for _ in range(n))
             for n, z in zip(blocks, with_z, strict=True)
         )
 
@@ -262,8 +260,9 @@ class SeparateHead(nn.Module):
         self.names = list(heads)
         for name, out in heads.items():
             layers = [
-                nn.Sequential(nn.Conv2d(c, c, 3, padding=1, bias=bias), nn.BatchNorm2d(c, eps=eps, momentum=momentum),
-                              nn.ReLU())  # fmt: skip
+                nn.Sequential(
+                    nn.Conv2d(c, c, 3, padding=1, bias=bias), nn.BatchNorm2d(c, eps=eps, momentum=momentum), nn.ReLU()
+                )  # fmt: skip
                 for _ in range(num_conv - 1)
             ]
             setattr(self, name, nn.Sequential(*layers, nn.Conv2d(c, out, 3, padding=1, bias=True)))

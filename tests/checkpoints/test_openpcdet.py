@@ -17,7 +17,7 @@ import official_openpcdet as off
 import pytest
 import torch
 
-from pointformer.checkpoints import ConversionError, to_official, to_pointformer
+from pointformer.checkpoints import to_official, to_pointformer
 from pointformer.config import load_config
 from pointformer.models.build import build_detector
 from pointformer.structures import SparseVoxels
@@ -43,8 +43,9 @@ def _official_dsvt_model(name: str, generator) -> dict[str, torch.nn.Module]:
         "vfe.": off.DynamicVoxelVFE(5, [192, 192]),
         "backbone_3d.": off.DSVT(192, 8, 384, blocks, strides, with_z),
         "backbone_2d.": off.BEVBackbone(192, [1, 2, 2], [1, 2, 2], [128, 128, 256], [1, 2, 4], [128] * 3, True),
-        "dense_head.": off.CenterHead(384, [["Vehicle", "Pedestrian", "Cyclist"]], {**WAYMO_HEADS, "iou": 1},
-                                      eps=1e-3, momentum=0.01),  # fmt: skip  (BN_EPS 0.001, BN_MOM 0.01)
+        "dense_head.": off.CenterHead(
+            384, [["Vehicle", "Pedestrian", "Cyclist"]], {**WAYMO_HEADS, "iou": 1}, eps=1e-3, momentum=0.01
+        ),  # fmt: skip  (BN_EPS 0.001, BN_MOM 0.01)
     }
     return {k: off.randomise(m, generator).double().eval() for k, m in parts.items()}
 
