@@ -26,6 +26,16 @@ Official modules, as read from OpenPCDet's sources, and the pointformer parts th
 * ``BaseBEVBackbone``: ``blocks.<i>`` = ZeroPad2d, then (Conv2d, BatchNorm2d, ReLU) triples, so unit
   ``j`` of stage ``i`` has its conv at ``blocks.<i>.<1 + 3j>`` and its norm at ``<2 + 3j>`` = ``SECOND``
   (``residual: false``) + ``SECONDFPN``.
+* ScatterFormer's ``ScatterFormer`` (``backbone_3d``): the sparse-conv stem ``cpe`` (pointformer
+  ``stem``), ``stage1`` = [``ScatterFormerLayer3x`` (per block ``norm_layers.<i>`` BatchNorm1d,
+  ``attn_layers.<i>`` (``qkv`` without bias, ``proj``), ``cffn_layers.<i>`` (``bn``, depthwise sparse
+  convs ``conv_k`` 3x3x3 / ``conv_h`` (1, 1, K) along x / ``conv_w`` (1, K, 1) along y, each weight
+  ``(kz, ky, kx, C/4)``, ``bn2``, ``fc1``, ``fc2``)), BatchNorm1d, the strided ``SparseConv3d``],
+  ``stage2`` = [layers, BatchNorm1d], and the pillar pooling ``app`` (``self_attn``, ``norm``,
+  ``pos_embedding`` nn.Embedding(Z, C)).
+* HEDNet's ``CascadeDEDBackbone`` (ScatterFormer's ``backbone_2d``): ``layers.<l>`` ``DEDBackbone`` with
+  ``encoder.<i>.<j>`` BasicBlocks (``downsample_layer`` = pointformer ``projection``), ``decoder.<i>``
+  (ConvTranspose2d, BatchNorm2d) and ``decoder_norm.<i>``: pointformer's names otherwise.
 * ``CenterHead`` (``dense_head``): ``shared_conv.{0,1}`` and per class group
   ``heads_list.<t>.<name>`` towers with the same layout as pointformer's, named ``hm`` (pointformer
   ``heatmap``), ``center``, ``center_z`` (``height``), ``dim``, ``rot``, ``vel``, ``iou``. OpenPCDet's
@@ -120,6 +130,25 @@ RULES: dict[str, list[Rule]] = {
     ],
     "SECOND": _second_rules(),
     "SECONDFPN": [Rule(r"blocks\.(\d+)\.([01])\.(.+)", r"deblocks.\1.\2.\3")],
+    "ScatterFormer": [
+        Rule(r"stem\.(.+)", r"cpe.\1"),
+        Rule(r"stage([12])\.blocks\.(\d+)\.norm\.(.+)", r"stage\1.0.norm_layers.\2.\3"),
+        Rule(r"stage([12])\.blocks\.(\d+)\.attn\.(.+)", r"stage\1.0.attn_layers.\2.\3"),
+        Rule(r"stage([12])\.blocks\.(\d+)\.cwi\.norm\.(.+)", r"stage\1.0.cffn_layers.\2.bn.\3"),
+        Rule(r"stage([12])\.blocks\.(\d+)\.cwi\.ffn_norm\.(.+)", r"stage\1.0.cffn_layers.\2.bn2.\3"),
+        Rule(r"stage([12])\.blocks\.(\d+)\.cwi\.conv_xyz\.(.+)", r"stage\1.0.cffn_layers.\2.conv_k.\3"),
+        Rule(r"stage([12])\.blocks\.(\d+)\.cwi\.conv_x\.(.+)", r"stage\1.0.cffn_layers.\2.conv_h.\3"),
+        Rule(r"stage([12])\.blocks\.(\d+)\.cwi\.conv_y\.(.+)", r"stage\1.0.cffn_layers.\2.conv_w.\3"),
+        Rule(r"stage([12])\.blocks\.(\d+)\.cwi\.(fc[12]\..+)", r"stage\1.0.cffn_layers.\2.\3"),
+        Rule(r"stage([12])_norm\.(.+)", r"stage\1.1.\2"),
+        Rule(r"downsample\.(.+)", r"stage1.2.\1"),
+        Rule(r"pillar_pool\.attn\.(.+)", r"app.self_attn.\1"),
+        Rule(r"pillar_pool\.(norm\..+|pos_embedding\.weight)", r"app.\1"),
+    ],
+    "CascadeDEDBackbone": [
+        Rule(r"(layers\.\d+\.encoder\.\d+\.\d+)\.projection\.(.+)", r"\1.downsample_layer.\2"),
+        Rule(r"(layers\.\d+\.(?:encoder|decoder|decoder_norm)\..+)", r"\1"),
+    ],
     "CenterHead": _head_rules(),
 }
 

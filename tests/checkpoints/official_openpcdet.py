@@ -291,3 +291,107 @@ class CenterHead(nn.Module):
 
 def prefixed(prefix: str, module: nn.Module) -> dict[str, torch.Tensor]:
     return {prefix + k: v for k, v in module.state_dict().items()}
+
+
+# --- ScatterFormer (its OpenPCDet fork) --------------------------------------------------------------
+
+
+class _Weight(nn.Module):
+    """A sparse conv's tensors only (spconv's ``weight`` in KRSC, or the depthwise ``(kz, ky, kx, C)``)."""
+
+    def __init__(self, *shape: int, bias: bool = False) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(shape))
+        if bias:
+            self.bias = nn.Parameter(torch.zeros(shape[0]))
+
+
+def _bn1d(c: int) -> nn.BatchNorm1d:
+    return nn.BatchNorm1d(c, eps=1e-3, momentum=0.01)
+
+
+class _SparseBasicBlock(nn.Module):
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.conv1, self.bn1 = _Weight(c, 3, 3, 3, c, bias=True), _bn1d(c)
+        self.conv2, self.bn2 = _Weight(c, 3, 3, 3, c, bias=True), _bn1d(c)
+
+
+class _SLALayer(nn.Module):
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.qkv = nn.Linear(c, 3 * c, bias=False)
+        self.proj = nn.Linear(c, c)
+
+
+class _CWIFFN(nn.Module):
+    def __init__(self, c: int, k: int) -> None:
+        super().__init__()
+        g = c // 4
+        self.bn = _bn1d(c)
+        self.conv_k, self.conv_h, self.conv_w = _Weight(3, 3, 3, g), _Weight(1, 1, k, g), _Weight(1, k, 1, g)
+        self.bn2 = _bn1d(c)
+        self.fc1, self.fc2 = nn.Linear(c, 2 * c), nn.Linear(2 * c, c)
+
+
+class _Layer3x(nn.Module):
+    def __init__(self, c: int, n: int, win: int) -> None:
+        super().__init__()
+        self.norm_layers = nn.ModuleList(_bn1d(c) for _ in range(n))
+        self.attn_layers = nn.ModuleList(_SLALayer(c) for _ in range(n))
+        self.cffn_layers = nn.ModuleList(_CWIFFN(c, win + 1) for _ in range(n))
+
+
+class _AttnPillarPool(nn.Module):
+    def __init__(self, c: int, z: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(c)
+        self.self_attn = nn.MultiheadAttention(c, 8, batch_first=True)
+        self.pos_embedding = nn.Embedding(z, c)
+
+
+class ScatterFormerBackbone(nn.Module):
+    """``backbone_3d`` of the ScatterFormer fork (its module tree; the tensors only)."""
+
+    def __init__(self, cin: int, c: int = 128, blocks: int = 3, win: int = 12, pillar_z: int = 8) -> None:
+        super().__init__()
+        self.cpe = nn.Sequential(
+            nn.Sequential(_Weight(c, 3, 3, 3, cin), _bn1d(c), nn.ReLU()),
+            *(_SparseBasicBlock(c) for _ in range(3)),
+            nn.Sequential(_Weight(c, 3, 1, 1, c), _bn1d(c), nn.ReLU()),
+        )
+        self.stage1 = nn.Sequential(_Layer3x(c, blocks, win), _bn1d(c), _Weight(c, 3, 3, 3, c))
+        self.stage2 = nn.Sequential(_Layer3x(c, blocks, win), _bn1d(c))
+        self.app = _AttnPillarPool(c, pillar_z)
+
+
+class DEDBackbone(nn.Module):
+    def __init__(self, c: int, num_sbb, strides) -> None:
+        super().__init__()
+        self.encoder = nn.ModuleList([nn.Sequential(*(BasicBlock(c, c) for _ in range(num_sbb[0])))])
+        for n, s in zip(num_sbb[1:], strides[1:], strict=True):
+            self.encoder.append(nn.Sequential(BasicBlock(c, c, s, True), *(BasicBlock(c, c) for _ in range(n))))
+        self.decoder = nn.ModuleList(
+            nn.Sequential(nn.ConvTranspose2d(c, c, s, s, bias=False), _bn2d(c), nn.ReLU()) for s in strides[:0:-1]
+        )
+        self.decoder_norm = nn.ModuleList(_bn2d(c) for _ in strides[1:])
+
+    def forward(self, x):
+        feats = []
+        for level in self.encoder:
+            x = level(x)
+            feats.append(x)
+        for deconv, norm, skip in zip(self.decoder, self.decoder_norm, feats[:-1][::-1], strict=True):
+            x = norm(deconv(x) + skip)
+        return x
+
+
+class CascadeDEDBackbone(nn.Module):
+    def __init__(self, c: int = 128, num_layers: int = 4, num_sbb=(2, 1, 1), strides=(1, 2, 2)) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(DEDBackbone(c, num_sbb, strides) for _ in range(num_layers))
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        return x

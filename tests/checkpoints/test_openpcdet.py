@@ -185,3 +185,45 @@ def _distinct(generator) -> tuple:
     cells = torch.randperm(40 * 40 * 40, generator=generator)[:150]
     coords = torch.stack([torch.zeros_like(cells), cells // 1600, 700 + cells // 40 % 40, 700 + cells % 40], 1).int()
     return torch.randn(150, 5, generator=generator, dtype=torch.float64), coords
+
+
+def test_scatterformer_parity_and_round_trip(generator, one_thread) -> None:
+    """ScatterFormer (its OpenPCDet fork): every backbone_3d name and shape from the official module tree,
+    the VFE (64 filters), HEDNet's cascade and the head against their official forwards."""
+    det = _detector("waymo_scatterformer.yaml")
+    parts = {
+        "vfe.": off.DynamicVoxelVFE(5, [64, 64]),
+        "backbone_3d.": off.ScatterFormerBackbone(64),
+        "backbone_2d.": off.CascadeDEDBackbone(),
+        "dense_head.": off.CenterHead(
+            128, [["Vehicle", "Pedestrian", "Cyclist"]], {**WAYMO_HEADS, "iou": 1}, eps=1e-3, momentum=0.01
+        ),  # fmt: skip
+    }
+    parts = {k: off.randomise(m, generator).double().eval() for k, m in parts.items()}
+    official = _official_state(parts)
+    converted = to_pointformer(official, det, "openpcdet")
+    assert converted.spconv_layout == "KRSC" and converted.ignored == ["global_step"]
+    det.load_state_dict(converted.state, strict=True)
+    # Names that say what goes where (the official CWI's conv_h runs along x, conv_w along y).
+    sd = det.state_dict()
+    for ours, theirs in [("backbone3d.stage1.blocks.2.cwi.conv_x.weight", "backbone_3d.stage1.0.cffn_layers.2.conv_h.weight"),
+                         ("backbone3d.stage2.blocks.0.cwi.conv_y.weight", "backbone_3d.stage2.0.cffn_layers.0.conv_w.weight"),
+                         ("backbone3d.downsample.weight", "backbone_3d.stage1.2.weight"),
+                         ("backbone3d.stage2_norm.running_var", "backbone_3d.stage2.1.running_var"),
+                         ("backbone3d.pillar_pool.pos_embedding.weight", "backbone_3d.app.pos_embedding.weight")]:  # fmt: skip
+        assert torch.equal(sd[ours], official[theirs]), ours
+
+    points = torch.rand(200, 5, generator=generator, dtype=torch.float64) * 4 - 2
+    vox = det.voxelize(points, torch.zeros(200, dtype=torch.long), 1)
+    kept = vox.point_to_voxel >= 0
+    inverse = vox.point_to_voxel[kept].long()
+    size, low = det.voxel_encoder.voxel_size.double(), det.voxel_encoder.range_min.double()
+    theirs = parts["vfe."](points[kept], inverse, vox.coords[inverse][:, [3, 2, 1]], vox.num_voxels, size, low)
+    torch.testing.assert_close(det.voxel_encoder(points, vox).features, theirs, rtol=1e-10, atol=1e-10)
+
+    bev = torch.randn(1, 128, 12, 12, generator=generator, dtype=torch.float64)
+    torch.testing.assert_close(det.neck(det.backbone2d(bev)), parts["backbone_2d."](bev), rtol=1e-10, atol=1e-10)
+    _compare_head(det, parts["dense_head."], generator, 128)
+
+    back = to_official(det.state_dict(), det, "openpcdet", iteration=1234)
+    assert back.keys() == official.keys() and all(torch.equal(back[k], v) for k, v in official.items())
