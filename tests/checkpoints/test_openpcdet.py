@@ -206,11 +206,14 @@ def test_scatterformer_parity_and_round_trip(generator, one_thread) -> None:
     det.load_state_dict(converted.state, strict=True)
     # Names that say what goes where (the official CWI's conv_h runs along x, conv_w along y).
     sd = det.state_dict()
-    for ours, theirs in [("backbone3d.stage1.blocks.2.cwi.conv_x.weight", "backbone_3d.stage1.0.cffn_layers.2.conv_h.weight"),
-                         ("backbone3d.stage2.blocks.0.cwi.conv_y.weight", "backbone_3d.stage2.0.cffn_layers.0.conv_w.weight"),
-                         ("backbone3d.downsample.weight", "backbone_3d.stage1.2.weight"),
-                         ("backbone3d.stage2_norm.running_var", "backbone_3d.stage2.1.running_var"),
-                         ("backbone3d.pillar_pool.pos_embedding.weight", "backbone_3d.app.pos_embedding.weight")]:  # fmt: skip
+    named = {
+        "backbone3d.stage1.blocks.2.cwi.conv_x.weight": "backbone_3d.stage1.0.cffn_layers.2.conv_h.weight",
+        "backbone3d.stage2.blocks.0.cwi.conv_y.weight": "backbone_3d.stage2.0.cffn_layers.0.conv_w.weight",
+        "backbone3d.downsample.weight": "backbone_3d.stage1.2.weight",
+        "backbone3d.stage2_norm.running_var": "backbone_3d.stage2.1.running_var",
+        "backbone3d.pillar_pool.pos_embedding.weight": "backbone_3d.app.pos_embedding.weight",
+    }
+    for ours, theirs in named.items():
         assert torch.equal(sd[ours], official[theirs]), ours
 
     points = torch.rand(200, 5, generator=generator, dtype=torch.float64) * 4 - 2

@@ -8,7 +8,6 @@ from torch import nn
 from pointformer.ops import segment_reduce
 from pointformer.structures import SparseVoxels
 
-
 QUERY_MODES = ("max", "spconv")
 
 
