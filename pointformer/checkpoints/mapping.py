@@ -26,17 +26,22 @@ class Transform:
 
     ``kind``:
       * ``"copy"``: the same tensor;
-      * ``"swap01"``: the first two entries of dim 0 swapped (an output conv whose two channels the
-        toolkits order differently, e.g. OpenPCDet's heading ``(cos, sin)`` and pointformer's
-        ``(sin, cos)``); its own inverse;
+      * ``"rows"``: the output channels (dim 0) of a last conv reordered and signed: pointformer's
+        channel ``i`` is ``sign[i] *`` official channel ``order[i]`` (weight rows and bias alike, so
+        the conv's outputs are reordered and signed exactly). E.g. OpenPCDet's heading ``(cos, sin)``
+        vs pointformer's ``(sin, cos)``;
       * ``"spconv"``: a sparse-conv weight, between the checkpoint's spconv layout and KRSC.
     """
 
     kind: str = "copy"
+    order: tuple[int, ...] = ()
+    sign: tuple[float, ...] = ()
 
     def to_pointformer(self, tensor: torch.Tensor, layout: str | None) -> torch.Tensor:
-        if self.kind == "swap01":
-            return _swap01(tensor)
+        if self.kind == "rows":
+            self._check(tensor)
+            signs = tensor.new_tensor(self.sign).reshape(-1, *([1] * (tensor.dim() - 1)))
+            return (tensor[list(self.order)] * signs).contiguous()
         if self.kind == "spconv":
             from pointformer.checkpoints.spconv_layout import to_krsc
 
@@ -44,24 +49,33 @@ class Transform:
         return tensor
 
     def to_official(self, tensor: torch.Tensor, layout: str | None) -> torch.Tensor:
-        if self.kind == "swap01":
-            return _swap01(tensor)
+        if self.kind == "rows":
+            self._check(tensor)
+            signs = tensor.new_tensor(self.sign).reshape(-1, *([1] * (tensor.dim() - 1)))
+            out = torch.empty_like(tensor)
+            out[list(self.order)] = tensor * signs  # signs are +-1: their own inverse
+            return out
         if self.kind == "spconv":
             from pointformer.checkpoints.spconv_layout import from_krsc
 
             return from_krsc(tensor, layout or "KRSC")
         return tensor
 
+    def _check(self, tensor: torch.Tensor) -> None:
+        if tensor.dim() < 1 or tensor.shape[0] != len(self.order):
+            raise ConversionError(
+                f"expected {len(self.order)} output channels to reorder, got shape {list(tensor.shape)}"
+            )
+
+
+def rows(order: tuple[int, ...], sign: tuple[float, ...] | None = None) -> Transform:
+    """The ``"rows"`` transform (``sign`` default all +1)."""
+    return Transform("rows", tuple(order), tuple(sign) if sign is not None else (1.0,) * len(order))
+
 
 COPY = Transform("copy")
-SWAP01 = Transform("swap01")
+SWAP01 = rows((1, 0))
 SPCONV = Transform("spconv")
-
-
-def _swap01(tensor: torch.Tensor) -> torch.Tensor:
-    if tensor.dim() < 1 or tensor.shape[0] != 2:
-        raise ConversionError(f"expected a tensor with 2 output channels to reorder, got shape {list(tensor.shape)}")
-    return tensor.flip(0).contiguous()
 
 
 @dataclass(frozen=True)
