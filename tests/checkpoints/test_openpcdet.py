@@ -230,3 +230,24 @@ def test_scatterformer_parity_and_round_trip(generator, one_thread) -> None:
 
     back = to_official(det.state_dict(), det, "openpcdet", iteration=1234)
     assert back.keys() == official.keys() and all(torch.equal(back[k], v) for k, v in official.items())
+
+
+def test_nuscenes_centerpoint_parity_and_round_trip(generator) -> None:
+    """OpenPCDet's cbgs_voxel0075_res3d_centerpoint.yaml: 6 class groups with velocity, biased convs
+    before the head's default BatchNorms; the sparse backbone as Waymo's (tested above)."""
+    det = _detector("nuscenes_centerpoint.yaml")
+    groups = [["car"], ["truck", "construction_vehicle"], ["bus", "trailer"], ["barrier"], ["motorcycle", "bicycle"],
+              ["pedestrian", "traffic_cone"]]  # fmt: skip
+    parts = {
+        "backbone_2d.": off.BEVBackbone(256, [5, 5], [1, 2], [128, 256], [1, 2], [256, 256], False),
+        "dense_head.": off.CenterHead(512, groups, {**WAYMO_HEADS, "vel": 2}, bias=True),
+    }
+    parts = {k: off.randomise(m, generator).double().eval() for k, m in parts.items()}
+    backbone = {f"backbone_3d.{k}": v for k, v in det.backbone3d.state_dict().items()}
+    official = {**_official_state(parts), **backbone}
+    det.load_state_dict(to_pointformer(official, det, "openpcdet").state, strict=True)
+    bev = torch.randn(1, 256, 16, 16, generator=generator, dtype=torch.float64)
+    torch.testing.assert_close(det.neck(det.backbone2d(bev)), parts["backbone_2d."](bev), rtol=1e-10, atol=1e-10)
+    _compare_head(det, parts["dense_head."], generator, 512)
+    back = to_official(det.state_dict(), det, "openpcdet", iteration=1234)
+    assert back.keys() == official.keys() and all(torch.equal(back[k], v) for k, v in official.items())
