@@ -220,8 +220,14 @@ class BasicBlock(nn.Module):
 
 
 def _deblocks(filters, up_strides, up_filters) -> nn.ModuleList:
+    # stride >= 1: ConvTranspose2d(kernel = stride = s); below 1: Conv2d(kernel = stride = 1 / s)
+    def resample(f, s, u):
+        if s >= 1:
+            return nn.ConvTranspose2d(f, u, int(s), stride=int(s), bias=False)
+        return nn.Conv2d(f, u, round(1 / s), stride=round(1 / s), bias=False)
+
     return nn.ModuleList(
-        nn.Sequential(nn.ConvTranspose2d(f, u, s, stride=s, bias=False), _bn2d(u), nn.ReLU())
+        nn.Sequential(resample(f, s, u), _bn2d(u), nn.ReLU())
         for f, s, u in zip(filters, up_strides, up_filters, strict=True)
     )
 

@@ -17,7 +17,7 @@ import official_openpcdet as off
 import pytest
 import torch
 
-from pointformer.checkpoints import to_official, to_pointformer
+from pointformer.checkpoints import ConversionError, to_official, to_pointformer
 from pointformer.config import load_config
 from pointformer.models.build import build_detector
 from pointformer.structures import SparseVoxels
@@ -251,3 +251,37 @@ def test_nuscenes_centerpoint_parity_and_round_trip(generator) -> None:
     _compare_head(det, parts["dense_head."], generator, 512)
     back = to_official(det.state_dict(), det, "openpcdet", iteration=1234)
     assert back.keys() == official.keys() and all(torch.equal(back[k], v) for k, v in official.items())
+
+
+def test_nuscenes_dsvt_pillar_backbone_only(generator, tmp_path) -> None:
+    """The released nuScenes DSVT-P (DSVT repo dsvt_plain_1f_onestage_nusences.yaml) has a TransFusion
+    head, which pointformer lacks: everything else converts (VFE, backbone, BEV parity below), the head
+    is the documented subset (--allow-unfilled head --ignore-unused dense_head.) for fine-tuning."""
+    det = _detector("nuscenes_dsvt_pillar.yaml")
+    parts = {
+        "vfe.": off.DynamicVoxelVFE(5, [128, 128]),  # DynPillarVFE: the same tensors and inputs on one z cell
+        "backbone_3d.": off.DSVT(128, 8, 256, [4], [], [False]),
+        "backbone_2d.": off.BEVBackbone(128, [1, 2, 2], [1, 2, 2], [128, 128, 256], [0.5, 1, 2], [128] * 3, True),
+    }
+    parts = {k: off.randomise(m, generator).double().eval() for k, m in parts.items()}
+    official = _official_state(parts)
+    # A few of the TransFusion head's tensors (OpenPCDet transfusion_head.py names).
+    official.update({"dense_head.shared_conv.weight": torch.zeros(128, 384, 3, 3),
+                     "dense_head.class_encoding.weight": torch.zeros(128, 10, 1),
+                     "dense_head.decoder.self_attn.in_proj_weight": torch.zeros(384, 128)})  # fmt: skip
+    with pytest.raises(ConversionError, match="dense_head.shared_conv.weight"):
+        to_pointformer(official, det, "openpcdet")
+    converted = to_pointformer(official, det, "openpcdet", allow_unfilled=["head"], ignore_unused=["dense_head."])
+    assert set(converted.ignored) == {"global_step"} | {k for k in official if k.startswith("dense_head.")}
+    assert converted.unfilled and all(k.startswith("head.") for k in converted.unfilled)
+    det.load_state_dict(converted.state, strict=True)
+
+    grid = det.grid.shape
+    cells = torch.randperm(40 * 40, generator=generator)[:200]
+    coords = torch.stack([torch.zeros_like(cells), torch.zeros_like(cells), 150 + cells // 40, 150 + cells % 40], 1)
+    voxels = SparseVoxels(torch.randn(200, 128, generator=generator, dtype=torch.float64), coords.int(), grid, 1)
+    out = det.backbone3d(voxels)
+    x, c, _ = parts["backbone_3d."](voxels.features, voxels.coords, grid, 1, det.backbone3d)
+    torch.testing.assert_close(_by_coords(out.coords, out.features)[1], _by_coords(c, x)[1], rtol=1e-9, atol=1e-9)
+    bev = torch.randn(1, 128, 12, 12, generator=generator, dtype=torch.float64)
+    torch.testing.assert_close(det.neck(det.backbone2d(bev)), parts["backbone_2d."](bev), rtol=1e-10, atol=1e-10)
