@@ -84,6 +84,11 @@ def run(args: argparse.Namespace) -> str:
     loaded = read_checkpoint(args.input, trust_pickle=args.trust_pickle)
     fmt = format_module(args.fmt)
     if args.reverse:
+        if loaded.key != "model":
+            raise ConversionError(
+                f"{args.input}: --reverse reads a pointformer checkpoint (a dict with 'model'), this file holds "
+                f"{loaded.key or 'a bare state dict'!r}; without --reverse it is converted into pointformer"
+            )
         layout = args.spconv_layout or "KRSC"
         if layout == "auto":
             raise ConversionError("--reverse writes one spconv layout: name it (KRSC, RSKC or RSCK), not auto")

@@ -134,7 +134,7 @@ def to_pointformer(
                 f"{pair.official} {list(tensor.shape)}{note} -> {pair.pointformer} expects {list(expected.shape)}"
             )
             continue
-        out[pair.pointformer] = value.to(expected.dtype) if expected.is_floating_point() else value.to(expected.dtype)
+        out[pair.pointformer] = value.to(expected.dtype)  # e.g. fp16 checkpoints into a float32 model
     ignorable = tuple(module.IGNORED_KEYS)
     ignored = [k for k in official if k not in used and (k in ignorable or k.startswith(tuple(ignore_unused)))]
     unused = [k for k in official if k not in used and k not in ignored]

@@ -133,6 +133,9 @@ def test_cli_errors_exit_2_without_traceback(official, tmp_path, capsys) -> None
     assert main(["--from", "openpcdet", "--cfg", PILLAR, str(tmp_path / "dict.pth"), str(out)]) == 2
     err = capsys.readouterr().err
     assert "'model_state' entry is not a state dict (non-tensor entries a)" in err and "Traceback" not in err
+    official_file = _save_openpcdet(tmp_path / "official.pth", official)
+    assert main(["--from", "openpcdet", "--cfg", PILLAR, "--reverse", str(official_file), str(out)]) == 2
+    assert "--reverse reads a pointformer checkpoint" in capsys.readouterr().err
     voxel = _save_openpcdet(tmp_path / "wrong.pth", official)
     assert main(["--from", "openpcdet", "--cfg", "waymo_centerpoint.yaml", str(voxel), str(out)]) == 2
     err = capsys.readouterr().err
