@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from pointformer.utils.benchmark import PILLARS, Report, Row, RunConfig, Timing
+from pointformer.benchmarks.core import PILLARS, Report, Row, RunConfig, Timing
 
 TARGET_MS = 60.0  # per-frame budget of the CPU data path (load + augment + voxelize), one core
 # FlatFormer / OpenPCDet Waymo ground-truth sampling (gt_sampling of waymo_flatformer.yaml).
