@@ -61,8 +61,9 @@ bench: build
 
 # Linters are development tools, not dependencies: installed into the environment on demand.
 # lint-imports checks the package's layers and cycles (the contracts in pyproject.toml); it reads
-# the source from the working directory, so it needs no build.
-LINTERS := ruff==0.17.5 clang-format==23.1.5 import-linter==2.17
+# the source from the working directory, so it needs no build. import-linter 2.15 is the newest
+# release that still installs on Python 3.10 (the README's minimum); grimp is its graph builder.
+LINTERS := ruff==0.17.5 clang-format==23.1.5 import-linter==2.15 grimp==3.18
 
 lint: $(VENV)/.deps
 	$(VPY) -m pip install -q $(LINTERS)
