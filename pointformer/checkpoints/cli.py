@@ -19,6 +19,9 @@ from pointformer.checkpoints.convert import FORMATS, PARTS, format_module, to_of
 from pointformer.checkpoints.io import read_checkpoint
 from pointformer.checkpoints.mapping import ConversionError
 from pointformer.checkpoints.spconv_layout import LAYOUTS, SPCONV_VERSIONS
+from pointformer.config import ConfigError, load_config
+from pointformer.engine.checkpoint import save_checkpoint
+from pointformer.models.build import build_detector
 
 
 def parser() -> argparse.ArgumentParser:
@@ -64,9 +67,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _build(cfg_name: str, overrides: list[str]):
-    from pointformer.config import ConfigError, load_config
-    from pointformer.models.build import build_detector
-
     try:
         cfg = load_config(cfg_name, overrides)
         return cfg, build_detector(cfg)
@@ -76,8 +76,6 @@ def _build(cfg_name: str, overrides: list[str]):
 
 def run(args: argparse.Namespace) -> str:
     """Does the conversion of ``args`` (see ``parser``); returns the summary line."""
-    from pointformer.engine.checkpoint import save_checkpoint
-
     if args.input.resolve() == args.output.resolve():
         raise ConversionError(f"{args.output}: OUT must differ from IN")
     cfg, detector = _build(args.cfg, args.overrides)

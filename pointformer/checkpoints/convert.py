@@ -8,7 +8,6 @@ documented ignorable keys aside; options allow a documented subset). ``to_offici
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -16,18 +15,20 @@ from types import ModuleType
 import torch
 from torch import nn
 
+from pointformer.checkpoints import mmdet3d, openpcdet
 from pointformer.checkpoints.mapping import SPCONV, ConversionError, Pair, listing, part_pairs
 from pointformer.checkpoints.spconv_layout import LAYOUTS, SPCONV_VERSIONS, LayoutError, detect_layout
 
-FORMATS = ("openpcdet", "mmdet3d")
+_FORMAT_MODULES = {"openpcdet": openpcdet, "mmdet3d": mmdet3d}
+FORMATS = tuple(_FORMAT_MODULES)
 PARTS = ("voxel_encoder", "backbone3d", "bev", "backbone2d", "neck", "head")
 
 
 def format_module(fmt: str) -> ModuleType:
     """The module holding ``fmt``'s names (``pointformer.checkpoints.<fmt>``)."""
-    if fmt not in FORMATS:
+    if fmt not in _FORMAT_MODULES:
         raise ConversionError(f"unknown checkpoint format {fmt!r}; known: {', '.join(FORMATS)}")
-    return importlib.import_module(f"pointformer.checkpoints.{fmt}")
+    return _FORMAT_MODULES[fmt]
 
 
 def detector_pairs(detector: nn.Module, fmt: str) -> list[Pair]:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
+from pointformer.checkpoints.spconv_layout import from_krsc, to_krsc
+
 
 class ConversionError(ValueError):
     """A checkpoint cannot be converted: the message names the file, keys and what was expected."""
@@ -43,8 +45,6 @@ class Transform:
             signs = tensor.new_tensor(self.sign).reshape(-1, *([1] * (tensor.dim() - 1)))
             return (tensor[list(self.order)] * signs).contiguous()
         if self.kind == "spconv":
-            from pointformer.checkpoints.spconv_layout import to_krsc
-
             return to_krsc(tensor, layout or "KRSC")
         return tensor
 
@@ -56,8 +56,6 @@ class Transform:
             out[list(self.order)] = tensor * signs  # signs are +-1: their own inverse
             return out
         if self.kind == "spconv":
-            from pointformer.checkpoints.spconv_layout import from_krsc
-
             return from_krsc(tensor, layout or "KRSC")
         return tensor
 

@@ -182,7 +182,7 @@ def test_pillar_pool_matches_per_pillar_attention(query: str) -> None:
 def test_pillar_pool_spconv_query_is_spconvs_max_pool(one_thread) -> None:
     """The official query, spconv's SparseMaxPool3d((Z, 1, 1)), run here: max(0, max) in every channel,
     columns full or not; the true-max option differs exactly where a column's channel is all negative."""
-    from pointformer.utils.spconv import from_spconv, import_spconv, to_spconv
+    from pointformer.models.layers.spconv import from_spconv, import_spconv, to_spconv
 
     g = torch.Generator().manual_seed(6)
     voxels = _voxels([40, 30], 8, (3, 4, 4), g, torch.float64)
