@@ -81,7 +81,7 @@ lint: $(VENV)/.deps
 	$(VPY) -m pip install -q $(LINTERS)
 	$(VENV)/bin/ruff check pointformer tools tests setup.py
 	$(VENV)/bin/ruff format --check pointformer tools tests setup.py
-	$(VENV)/bin/clang-format --dry-run --Werror $$(find csrc -name '*.h' -o -name '*.cuh' -o -name '*.cpp' -o -name '*.cu')
+	$(VENV)/bin/clang-format --dry-run --Werror $$(find csrc tests/cuda_emulation -name '*.h' -o -name '*.cuh' -o -name '*.cpp' -o -name '*.cu')
 	$(VENV)/bin/lint-imports --no-cache
 
 clean:
