@@ -62,7 +62,7 @@ bench: build
 # The op tests' CUDA cases under the emulation built with ThreadSanitizer (tests/cuda_emulation):
 # optional and slow (minutes). tsan.supp explains each suppression.
 tsan: build
-	LD_PRELOAD=$$(c++ -print-file-name=libtsan.so) PF_CUDA_EMULATION=tsan OMP_NUM_THREADS=1 \
+	LD_PRELOAD="$$(c++ -print-file-name=libtsan.so) $$(c++ -print-file-name=libstdc++.so.6)" PF_CUDA_EMULATION=tsan OMP_NUM_THREADS=1 \
 	TSAN_OPTIONS="halt_on_error=1 suppressions=$(CURDIR)/tests/cuda_emulation/tsan.supp" \
 	$(VPY) -m pytest -p no:cacheprovider -m "cuda_emulated and not slow" tests/ops $(PYTEST_ARGS)
 

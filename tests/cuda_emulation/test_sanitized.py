@@ -36,7 +36,9 @@ def sanitizer_runtime(name: str) -> str:
 def test_emulated_op_tests_under_asan_and_ubsan():
     env = dict(os.environ)
     env.update(
-        LD_PRELOAD=sanitizer_runtime("libasan.so"),
+        # libstdc++ too: loaded later (by torch), its __cxa_throw would be unknown to ASan's
+        # interceptor, which then aborts at the first C++ exception (every TORCH_CHECK test).
+        LD_PRELOAD=f"{sanitizer_runtime('libasan.so')} {sanitizer_runtime('libstdc++.so.6')}",
         PF_CUDA_EMULATION="asan",
         ASAN_OPTIONS=ASAN_OPTIONS,
         UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1",
