@@ -15,6 +15,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from pointformer.evaluation import nuscenes_cli, waymo_cli  # noqa: E402
+from pointformer.utils.cli import add_debug_argument, run_tool  # noqa: E402
 
 # subcommand -> (add_arguments, run)
 SUBCOMMANDS = {
@@ -25,6 +26,7 @@ SUBCOMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_debug_argument(parser)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (add_arguments, _) in SUBCOMMANDS.items():
         add_arguments(sub.add_parser(name))
@@ -33,4 +35,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool(main))

@@ -65,7 +65,6 @@ import io
 import json
 import multiprocessing
 import os
-import sys
 import time
 import warnings
 from collections import Counter
@@ -81,6 +80,8 @@ import pyarrow.parquet as pq
 from pointformer.data import layout as L
 from pointformer.data.formats.errors import DataFormatError
 from pointformer.utils.atomic import atomic_file, fsync_files, write_atomic
+from pointformer.utils.cli import add_debug_argument
+from pointformer.utils.errors import InputError
 
 WAYMO_POINT_FEATURES = ("x", "y", "z", "intensity", "elongation")
 # Label.Type -> class name (OpenPCDet's names); TYPE_UNKNOWN (0) boxes are dropped.
@@ -598,6 +599,10 @@ def _merge_split(
     return frame_table, gt_table
 
 
+class ConvertError(InputError, ValueError):
+    """A conversion the arguments rule out (an unknown split, another dataset's conversion in ``--out``)."""
+
+
 @dataclass
 class ConvertSummary:
     """What a conversion did. Totals (frames, points, boxes, gt objects) cover every sequence in
@@ -899,11 +904,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gt-min-points", type=int, default=1)
     parser.add_argument("--on-error", choices=["raise", "skip"], default="raise", help="for a malformed sequence")
     parser.add_argument("--no-progress", action="store_true")
+    add_debug_argument(parser)
     args = parser.parse_args(argv)
     try:
         summary = DATASETS[args.dataset](args)
-    except (DataFormatError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    except ValueError as e:
+        if isinstance(e, InputError):
+            raise  # reported by the tool's boundary (pointformer.utils.cli)
+        # The converters' own argument checks (an unknown split, a conversion of another dataset in --out).
+        raise ConvertError(str(e)) from e
     print(summary)
     return 0

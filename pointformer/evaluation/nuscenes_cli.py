@@ -5,11 +5,9 @@ them, and ``metrics_summary.json`` written into DIR (default: beside the results
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from pointformer.data.formats.errors import DataFormatError
-from pointformer.evaluation.nuscenes import NuScenesEvalError, evaluate_files
+from pointformer.evaluation.nuscenes import evaluate_files
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,12 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Evaluates, prints the summary, writes ``metrics_summary.json``; 0 on success, 2 on bad input."""
-    try:
-        metrics = evaluate_files(args.results, args.dataroot, args.version, args.split)
-    except (NuScenesEvalError, DataFormatError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    """Evaluates, prints the summary, writes ``metrics_summary.json``; bad inputs raise ``InputError``
+    subclasses (``NuScenesEvalError``, ``DataFormatError``) that ``tools/eval.py``'s boundary reports."""
+    metrics = evaluate_files(args.results, args.dataroot, args.version, args.split)
     print(metrics.summary())
     out_dir = args.output_dir if args.output_dir is not None else Path(args.results).parent
     path = metrics.write_summary(Path(out_dir) / "metrics_summary.json")
