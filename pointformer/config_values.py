@@ -4,8 +4,9 @@ A wrong value otherwise fails late and far from its key (``optimizer.lr: fast`` 
 ``train.epochs: two`` as "'<' not supported between 'str' and 'int'") or not at all
 (``train.epochs: 1.7`` trained one epoch). ``section_problem`` checks a section's mapping against
 its table here and says what is wrong, naming the dotted key, the expected type and range, and the
-value given (``pointformer.config`` raises it as a ``ConfigError`` with the file). The tables cover the typed sections (``train``, ``eval``), the optimizer and the
-schedule; model parts are checked against their constructors' keyword arguments at build time.
+value given (``pointformer.config`` raises it as a ``ConfigError`` with the file). The tables cover
+the typed sections (``train``, ``eval``), the optimizer and the schedule; model parts are checked
+against their constructors' keyword arguments at build time.
 """
 
 from __future__ import annotations
