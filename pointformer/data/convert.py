@@ -59,11 +59,13 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import contextlib
 import dataclasses
 import importlib
 import io
 import json
 import multiprocessing
+import queue as queue_module
 import os
 import time
 import warnings
@@ -82,6 +84,7 @@ from pointformer.data.formats.errors import DataFormatError
 from pointformer.utils.atomic import atomic_file, fsync_files, write_atomic
 from pointformer.utils.cli import add_debug_argument
 from pointformer.utils.errors import InputError
+from pointformer.utils.process import die_with
 
 WAYMO_POINT_FEATURES = ("x", "y", "z", "intensity", "elongation")
 # Label.Type -> class name (OpenPCDet's names); TYPE_UNKNOWN (0) boxes are dropped.
@@ -535,7 +538,15 @@ def _convert_one(task: _Task, progress=None) -> _Result:
     return result
 
 
-def _init_worker() -> None:
+# In a worker process: the queue its frame counts go to (set by ``_init_worker``).
+_WORKER_PROGRESS = None
+
+
+def _init_worker(command_pid: int, progress_queue) -> None:
+    # End with the command: a kill -9 of tools/create_data.py leaves no worker converting on.
+    die_with(command_pid)
+    global _WORKER_PROGRESS
+    _WORKER_PROGRESS = progress_queue
     # One thread per worker process: the pool already uses the cores.
     try:
         import torch
@@ -543,6 +554,10 @@ def _init_worker() -> None:
         torch.set_num_threads(1)
     except ImportError:  # pragma: no cover
         pass
+
+
+def _convert_in_worker(task: _Task) -> _Result:
+    return _convert_one(task, _WORKER_PROGRESS)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -667,21 +682,33 @@ def _run_tasks(tasks: list[_Task], workers: int, progress: _Progress) -> Iterato
         return
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    with ctx.Manager() as manager:
-        queue = manager.Queue()
-        pool = cf.ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx, initializer=_init_worker)
-        try:
-            pending = {pool.submit(_convert_one, task, queue) for task in tasks}
-            while pending:
-                done, pending = cf.wait(pending, timeout=0.2, return_when=cf.FIRST_COMPLETED)
-                while not queue.empty():
-                    progress.put(queue.get())
-                for fut in done:
-                    yield fut.result()
-            while not queue.empty():
-                progress.put(queue.get())
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+    # A plain queue handed to the workers at their start (no Manager: its server process would be
+    # one more process to outlive a killed command).
+    queue = ctx.Queue()
+    pool = cf.ProcessPoolExecutor(
+        max_workers=min(workers, len(tasks)),
+        mp_context=ctx,
+        initializer=_init_worker,
+        initargs=(os.getpid(), queue),
+    )
+
+    def drain() -> None:
+        with contextlib.suppress(queue_module.Empty):
+            while True:
+                progress.put(queue.get_nowait())
+
+    try:
+        pending = {pool.submit(_convert_in_worker, task) for task in tasks}
+        while pending:
+            done, pending = cf.wait(pending, timeout=0.2, return_when=cf.FIRST_COMPLETED)
+            drain()
+            for fut in done:
+                yield fut.result()
+        drain()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        queue.close()
+        queue.join_thread()
 
 
 def _write_meta(out: Path, meta: dict) -> None:
