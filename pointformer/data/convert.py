@@ -65,8 +65,8 @@ import importlib
 import io
 import json
 import multiprocessing
-import queue as queue_module
 import os
+import queue as queue_module
 import time
 import warnings
 from collections import Counter
@@ -80,8 +80,15 @@ import pyarrow.compute  # noqa: F401  (pa.compute)
 import pyarrow.parquet as pq
 
 from pointformer.data import layout as L
+from pointformer.data.convert_checks import (
+    drop_non_finite,
+    file_record,
+    records_from_json,
+    records_to_json,
+    verify_file,
+)
 from pointformer.data.formats.errors import DataFormatError
-from pointformer.utils.atomic import atomic_file, fsync_files, write_atomic
+from pointformer.utils.atomic import atomic_file, fsync_files, remove_stale_temporaries, write_atomic
 from pointformer.utils.cli import add_debug_argument
 from pointformer.utils.errors import InputError
 from pointformer.utils.process import die_with
@@ -92,6 +99,8 @@ WAYMO_CLASS_NAMES = {1: "Vehicle", 2: "Pedestrian", 3: "Sign", 4: "Cyclist"}
 WAYMO_SPLIT_ALIASES = {"training": "train", "validation": "val", "testing": "test"}
 _META_SOURCE = b"pointformer.source"
 _META_GT = b"pointformer.gt_database"
+# {relative path: size in bytes} of every .npy file a sequence wrote (convert_checks), checked on resume.
+_META_FILES = b"pointformer.files"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -115,6 +124,7 @@ class LabelledSweep:
     pose: np.ndarray
     points: np.ndarray | None = None
     frame_index: int | None = None
+    source: str = ""  # the input file of ``points``, for messages ("" : the sequence's)
 
 
 @dataclass(frozen=True, eq=False)
@@ -146,6 +156,7 @@ class LabelledFrame:
     weather: str = ""
     sweeps: tuple[LabelledSweep, ...] | None = None
     extra: dict = field(default_factory=dict)
+    source: str = ""  # the input file of ``points``, for messages ("": the sequence's, with the frame index)
 
 
 @dataclass(frozen=True)
@@ -281,6 +292,10 @@ class _Result:
     frames: int = 0
     points: int = 0
     error: str | None = None
+    # Messages for the parent to warn with (non-finite points dropped), and frames without points.
+    warnings: list[str] = field(default_factory=list)
+    empty_frames: list[str] = field(default_factory=list)
+    non_finite: int = 0  # points dropped for NaN or infinite values
 
 
 def _part_paths(out: Path, split: str, sequence: str) -> tuple[Path, Path]:
@@ -316,7 +331,10 @@ def _is_complete(task: _Task) -> bool:
         paths += pq.read_table(gt_part, columns=["path"]).column(0).to_pylist()
     except (pa.ArrowException, OSError):
         return False
-    return all((out / p).is_file() for p in paths)
+    records = records_from_json(meta.get(_META_FILES))
+    if records is None:  # a part written before sizes were recorded: existence only
+        return all((out / p).is_file() for p in paths)
+    return all(p in records and verify_file(out / p, records[p]) for p in paths)
 
 
 def _save_npy(path: Path, array: np.ndarray, durable: bool = True) -> None:
@@ -453,8 +471,7 @@ def _convert_one(task: _Task, progress=None) -> _Result:
             p.unlink(missing_ok=True)
         for d in (points_dir, gt_dir, frames_part.parent):
             d.mkdir(parents=True, exist_ok=True)
-        for stale in points_dir.glob(".*.tmp"):
-            stale.unlink(missing_ok=True)
+        remove_stale_temporaries(points_dir)
         module, func = src.reader.split(":")
         reader: Callable[[SequenceSource], Iterable[LabelledFrame]] = getattr(importlib.import_module(module), func)
         frames: list[LabelledFrame] = []
@@ -463,11 +480,20 @@ def _convert_one(task: _Task, progress=None) -> _Result:
         gt_rows: dict[str, list] = {name: [] for name in L.GT_SCHEMA.names}
         sweeps_written: set[str] = set()
         gt_files: list[Path] = []  # written without fsync; fsynced together before the parts
+        records: dict[str, int] = {}  # relative path -> size of every .npy written
         for index, frame in enumerate(reader(src)):
             rel = L.points_relpath(src.sequence, index)
             path = out / rel
+            points, message = drop_non_finite(frame.points, frame.source or f"{src.path} frame {index}")
+            if message is not None:
+                result.warnings.append(message)
+                result.non_finite += len(frame.points) - len(points)
+                frame = dataclasses.replace(frame, points=points)
+            if len(frame.points) == 0:
+                result.empty_frames.append(L.frame_id(src.sequence, index))
             written.append(path)
             _save_npy(path, frame.points)
+            records[rel] = file_record(path)
             for sweep in frame.sweeps or ():
                 if sweep.frame_index is not None:
                     if not 0 <= sweep.frame_index < index:
@@ -480,16 +506,22 @@ def _convert_one(task: _Task, progress=None) -> _Result:
                 sweep_path = out / L.sweep_relpath(src.sequence, sweep.key)
                 if not sweeps_written:
                     sweep_path.parent.mkdir(parents=True, exist_ok=True)
-                    for stale in sweep_path.parent.glob(".*.tmp"):
-                        stale.unlink(missing_ok=True)
+                    remove_stale_temporaries(sweep_path.parent)
+                given = np.ascontiguousarray(sweep.points, dtype=np.float32)
+                sweep_points, message = drop_non_finite(given, sweep.source or f"{src.path} sweep {sweep.key}")
+                if message is not None:
+                    result.warnings.append(message)
+                    result.non_finite += len(given) - len(sweep_points)
                 written.append(sweep_path)
-                _save_npy(sweep_path, np.ascontiguousarray(sweep.points, dtype=np.float32))
+                _save_npy(sweep_path, sweep_points)
+                records[L.sweep_relpath(src.sequence, sweep.key)] = file_record(sweep_path)
                 sweeps_written.add(sweep.key)
             if task.gt_database:
                 for gt_rel, obj, k in _gt_objects(src.split, src.sequence, index, frame, task.gt_min_points):
                     written.append(out / gt_rel)
                     gt_files.append(out / gt_rel)
                     _save_npy(out / gt_rel, obj, durable=False)
+                    records[gt_rel] = file_record(out / gt_rel)
                     for name, value in (
                         ("path", gt_rel),
                         ("name", str(frame.names[k])),
@@ -516,7 +548,7 @@ def _convert_one(task: _Task, progress=None) -> _Result:
                 progress.put(1)
         if not frames:
             raise DataFormatError(f"{src.path}: sequence {src.sequence!r} has no frames")
-        meta = {_META_SOURCE: _source_tag(src), _META_GT: _gt_tag(task)}
+        meta = {_META_SOURCE: _source_tag(src), _META_GT: _gt_tag(task), _META_FILES: records_to_json(records)}
         gt_table = pa.Table.from_pydict(gt_rows, schema=L.GT_SCHEMA).replace_schema_metadata(meta)
         frames_table = _frames_part(src.sequence, frames, paths, num_points).replace_schema_metadata(meta)
         fsync_files(gt_files)  # before the parts that list them (see the module docstring)
@@ -636,6 +668,10 @@ class ConvertSummary:
     boxes_per_class: dict[str, int] = field(default_factory=dict)
     gt_objects_per_class: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    # Frame ids of this run's frames without points (a 0-byte LiDAR file, every point non-finite).
+    empty_frames: list[str] = field(default_factory=list)
+    # How many points with NaN or infinite values this run dropped (one warning per input file).
+    non_finite_points: int = 0
 
     def __str__(self) -> str:
         rate = self.frames_converted / self.seconds if self.seconds > 0 else 0.0
@@ -649,6 +685,11 @@ class ConvertSummary:
             + (", ".join(f"{k} {v}" for k, v in sorted(self.gt_objects_per_class.items())) or "none"),
             f"  time: {self.seconds:.1f} s",
         ]
+        if self.non_finite_points:
+            lines.append(f"  points with NaN or infinite values dropped: {self.non_finite_points}")
+        if self.empty_frames:
+            shown = ", ".join(self.empty_frames[:10]) + (" ..." if len(self.empty_frames) > 10 else "")
+            lines.append(f"  empty frames (no points, kept with their boxes): {len(self.empty_frames)}: {shown}")
         lines += [f"  FAILED {seq}: {err}" for seq, err in self.failed]
         return "\n".join(lines)
 
@@ -729,6 +770,17 @@ def _existing_meta(out: Path, meta: dict) -> dict:
     return old
 
 
+def _remove_stale_temporaries(out: Path) -> None:
+    """Temporary files of a killed run (meta.json, tables, parts, points, gt files): no worker runs yet."""
+    folders = [out, out / "parts", out / "points", out / "gt_database"]
+    for parent in folders[1:]:
+        if parent.is_dir():
+            folders += [d for d in parent.iterdir() if d.is_dir()]
+    folders += [d for d in (out / "points").glob("*/sweeps") if d.is_dir()]
+    for folder in folders:
+        remove_stale_temporaries(folder)
+
+
 def convert_sequences(
     sources: list[SequenceSource],
     out: str | os.PathLike,
@@ -767,6 +819,7 @@ def convert_sequences(
         **(extra_meta or {}),
     }
     old_meta = _existing_meta(out, meta)
+    _remove_stale_temporaries(out)
     gt_splits = set(gt_database_splits) if gt_database_splits is not None else {"training", "train"}
     tasks = [_Task(s, str(out), s.split in gt_splits, gt_min_points) for s in sources]
     summary = ConvertSummary(dataset, source_format, str(out), sequences=len(tasks))
@@ -787,6 +840,16 @@ def convert_sequences(
                 summary.failed.append((result.sequence, result.error))
                 failed.add((result.split, result.sequence))
                 continue
+            for message in result.warnings:
+                warnings.warn(message, stacklevel=2)
+            summary.non_finite_points += result.non_finite
+            summary.empty_frames += result.empty_frames
+            if result.empty_frames:
+                warnings.warn(
+                    f"sequence {result.sequence!r}: {len(result.empty_frames)} frames without points "
+                    f"({', '.join(result.empty_frames[:5])}{' ...' if len(result.empty_frames) > 5 else ''})",
+                    stacklevel=2,
+                )
             summary.converted += 1
             summary.frames_converted += result.frames
     finally:

@@ -14,6 +14,7 @@ from pointformer.data.convert_nuscenes import convert_nuscenes
 from pointformer.data.formats.nuscenes import NuScenesReader, read_pcd_bin
 from pointformer.data.formats.nuscenes_tables import DETECTION_NAMES
 from pointformer.data.layout import (
+from pointformer.utils.cli import run_tool
     FRAME_SCHEMA,
     load_gt_points,
     load_points,
@@ -187,5 +188,5 @@ def test_cli_predefined_split_default_sweeps(dataroot, reader, tmp_path, capsys)
 
 def test_cli_errors(dataroot, tmp_path, capsys):
     argv = ["--dataset", "nuscenes", "--root", str(dataroot), "--out", str(tmp_path), "--no-progress"]
-    assert convert.main(argv + ["--splits", "nope"]) == 1
+    assert run_tool(convert.main, argv + ["--splits", "nope"]) == 2
     assert "no split 'nope'" in capsys.readouterr().err
