@@ -14,7 +14,6 @@ from pointformer.data.convert_nuscenes import convert_nuscenes
 from pointformer.data.formats.nuscenes import NuScenesReader, read_pcd_bin
 from pointformer.data.formats.nuscenes_tables import DETECTION_NAMES
 from pointformer.data.layout import (
-from pointformer.utils.cli import run_tool
     FRAME_SCHEMA,
     load_gt_points,
     load_points,
@@ -23,6 +22,7 @@ from pointformer.utils.cli import run_tool
     read_gt_database,
     read_meta,
 )
+from pointformer.utils.cli import run_tool
 
 SCENES = ("scene-0103", "scene-0916")  # the devkit's mini_val
 SPLITS = {"a": [SCENES[0]], "b": [SCENES[1]]}
