@@ -215,7 +215,7 @@ def _read(path: Path, columns: list[str]) -> pa.Table:
     pf = _open(path, columns)
     try:
         return pf.read(columns=columns)
-    except pa.ArrowException as e:
+    except (pa.ArrowException, OSError) as e:  # pyarrow raises OSError for undecodable pages (fuzzing found it)
         raise DataFormatError(f"{path}: {e}") from None
 
 
@@ -346,7 +346,7 @@ class _RowGroups:
         if group not in self._cache:
             try:
                 table = self.pf.read_row_group(group, columns=self.columns)
-            except pa.ArrowException as e:
+            except (pa.ArrowException, OSError) as e:  # OSError: an undecodable page
                 raise DataFormatError(f"{self.path}: row group {group}: {e}") from None
             self._cache[group] = [_Images(table, p, self.path, self.channels) for p in self.prefixes]
         local = row - int(self.starts[group])
@@ -405,6 +405,11 @@ def _camera_calibrations(path: Path, context_name: str) -> tuple[WaymoCameraCali
 def _check_segment(table: pa.Table, path: Path, context_name: str) -> None:
     """Every row's ``key.segment_context_name`` is ``context_name``."""
     col = table.column(SEGMENT)
+    # Type and nulls first: comparing a column of another type raises, and nulls compare as null.
+    if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+        raise DataFormatError(f"{path}: column {SEGMENT!r} has type {col.type}, expected string")
+    if col.null_count:
+        raise DataFormatError(f"{path}: column {SEGMENT!r} has {col.null_count} null values")
     if len(col) and not pc.all(pc.equal(col, context_name)).as_py():
         other = pc.filter(col, pc.not_equal(col, context_name))[0].as_py()
         raise DataFormatError(f"{path}: rows of segment {other!r} in the file of {context_name!r}")
