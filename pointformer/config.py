@@ -247,9 +247,11 @@ def read_yaml_with_bases(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, 
     if path in _seen:
         raise ConfigError(f"{path}: _base_ cycle through {[str(p) for p in _seen]}")
     try:
-        data = _safe_load(path.read_text())
+        data = _safe_load(path.read_text(encoding="utf-8"))
     except _yaml().YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    except UnicodeDecodeError as e:  # a binary file, or another encoding (fuzzing found it)
+        raise ConfigError(f"{path}: not a UTF-8 text file ({e})") from None
     if data is None:
         data = {}
     if not isinstance(data, Mapping):

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+from fuzz_targets import nuscenes_seed, waymo_seeds
 from hypothesis import HealthCheck, settings
 
 _COMMON = {"deadline": None, "database": None, "suppress_health_check": [HealthCheck.too_slow,
@@ -23,3 +25,15 @@ settings.register_profile(
     "long", max_examples=int(os.environ.get("POINTFORMER_FUZZ_EXAMPLES", "2000")), print_blob=True, **_COMMON
 )
 settings.load_profile(os.environ.get("POINTFORMER_FUZZ", "ci"))
+
+
+@pytest.fixture(scope="session")
+def waymo(tmp_path_factory):
+    """Seed Waymo inputs (``fuzz_targets.waymo_seeds``)."""
+    return waymo_seeds(tmp_path_factory.mktemp("fuzz_waymo"))
+
+
+@pytest.fixture(scope="session")
+def nuscenes_root(tmp_path_factory):
+    """A seed nuScenes dataroot (``fuzz_targets.nuscenes_seed``)."""
+    return nuscenes_seed(tmp_path_factory.mktemp("fuzz_nusc"))

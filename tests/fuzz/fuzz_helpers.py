@@ -14,9 +14,11 @@ REGRESSIONS = Path(__file__).resolve().parent / "regressions"
 CI_EXAMPLES = int(os.environ.get("POINTFORMER_FUZZ_CI_EXAMPLES", "60"))
 
 
-def examples(ci: int = CI_EXAMPLES) -> int | None:
-    """``max_examples`` for a test: ``ci`` in the ci profile, the profile's own count otherwise."""
-    return ci if os.environ.get("POINTFORMER_FUZZ", "ci") == "ci" else None
+def examples(ci: int = CI_EXAMPLES) -> int:
+    """``max_examples`` for a test: ``ci`` in the ci profile, ``POINTFORMER_FUZZ_EXAMPLES`` in the long one."""
+    if os.environ.get("POINTFORMER_FUZZ", "ci") == "ci":
+        return ci
+    return int(os.environ.get("POINTFORMER_FUZZ_EXAMPLES", "2000"))
 
 
 def check(reader: str, data: bytes, run: Callable[[bytes], object], allowed: tuple[type[BaseException], ...]) -> str:

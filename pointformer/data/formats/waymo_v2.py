@@ -226,6 +226,11 @@ def _numpy(table: pa.Table, column: str, path: Path, dtype, nullable: bool = Fal
         raise DataFormatError(f"{path}: column {column!r} has {col.null_count} null values")
     if pa.types.is_nested(col.type) or pa.types.is_binary(col.type):
         raise DataFormatError(f"{path}: column {column!r} has type {col.type}, expected a number")
+    if np.issubdtype(np.dtype(dtype), np.integer) and not (
+        pa.types.is_integer(col.type) or pa.types.is_boolean(col.type)
+    ):
+        # A float (NaN) or string column cast to integers would give silent garbage (fuzzing found it).
+        raise DataFormatError(f"{path}: column {column!r} has type {col.type}, expected an integer")
     try:
         return np.asarray(col.to_numpy(), dtype=dtype)
     except (TypeError, ValueError, pa.ArrowException) as e:
