@@ -110,9 +110,7 @@ def _load_reason(error: Exception) -> str:
     if "weights_only" in str(error) or "Unsupported global" in str(error):
         return ("it holds Python objects that weights_only loading refuses (a pickle that could run code, "
                 f"not a checkpoint of tools/train.py): {first}")  # fmt: skip
-    if "zip archive" in str(error) or "central directory" in str(error) or "EOF" in str(error):
-        return f"truncated or not a torch file ({type(error).__name__}: {first})"
-    return f"{type(error).__name__}: {first}"
+    return f"truncated, or not a file of torch.save ({type(error).__name__}: {first})"
 
 
 def model_state(state: dict[str, Any], path: str | os.PathLike) -> dict[str, torch.Tensor]:
