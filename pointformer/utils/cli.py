@@ -63,4 +63,6 @@ def run_tool(
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except SystemExit as e:  # argparse's usage errors (status 2, already printed) and --help
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     return 0 if status is None else int(status)
