@@ -233,8 +233,9 @@ def test_create_data_missing_root(tmp_path, capsys):
 
 
 def test_visualize_missing_file(tmp_path, capsys):
-    code, _, err = run("visualize", ["frame", "--data", str(tmp_path / "none.tfrecord"), "--frame", "0", "--bev", "--save",
-                                     str(tmp_path / "f.png")], capsys)  # fmt: skip
+    argv = ["frame", "--data", str(tmp_path / "none.tfrecord"), "--frame", "0", "--bev"]
+    argv += ["--save", str(tmp_path / "f.png")]
+    code, _, err = run("visualize", argv, capsys)
     assert_clean_error(code, err, "visualize.py: error: ", "none.tfrecord")
     OUTCOMES.append(("visualize.py", "missing file", code))
 
