@@ -200,7 +200,8 @@ def _open(path: Path, columns: Iterable[str]) -> pq.ParquetFile:
         raise DataFormatError(f"{path}: missing component file")
     try:
         pf = pq.ParquetFile(path, memory_map=True)
-    except (pa.ArrowException, OSError) as e:
+        pf.schema_arrow  # noqa: B018 - decodes the footer's column paths (a damaged name raises UnicodeDecodeError)
+    except (pa.ArrowException, OSError, ValueError) as e:
         raise DataFormatError(f"{path}: not a parquet file: {e}") from None
     names = set(pf.schema_arrow.names)
     missing = [c for c in columns if c not in names]
