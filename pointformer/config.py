@@ -34,7 +34,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pointformer.config_values import EVAL_VALUES, OPTIMIZER_VALUES, SCHEDULE_VALUES, TRAIN_VALUES, section_problem
+from pointformer.config_values import (
+    DATASET_VALUES,
+    EVAL_VALUES,
+    OPTIMIZER_VALUES,
+    SCHEDULE_VALUES,
+    TRAIN_VALUES,
+    section_problem,
+)
 from pointformer.structures.grid import VoxelGrid
 from pointformer.utils.errors import InputError
 
@@ -394,6 +401,9 @@ def validate(data: Mapping[str, Any], path: str = "") -> Config:
     ds = dict(data.get("dataset") or {})
     location = {k: ds.pop(k, None) for k in LOCATION_KEYS}
     ds.setdefault("point_cloud_range", list(grid.point_cloud_range))
+    problem = section_problem(ds, DATASET_VALUES, "dataset", partial=True)
+    if problem is not None:
+        raise ConfigError(f"{where}: {problem}")
     try:
         from pointformer.data.dataset import DatasetConfig
 

@@ -16,7 +16,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["EVAL_VALUES", "OPTIMIZER_VALUES", "SCHEDULE_VALUES", "TRAIN_VALUES", "Value", "positive", "section_problem"]
+__all__ = [
+    "DATASET_VALUES",
+    "EVAL_VALUES",
+    "OPTIMIZER_VALUES",
+    "SCHEDULE_VALUES",
+    "TRAIN_VALUES",
+    "Value",
+    "positive",
+    "positive_pair",
+    "section_problem",
+]
 
 
 @dataclass(frozen=True)
@@ -87,6 +97,11 @@ def positive(optional: bool = False) -> Value:
     return Value(float, low=0.0, low_open=True, optional=optional)
 
 
+def positive_pair(optional: bool = False) -> Value:
+    """A list of two finite numbers > 0."""
+    return Value(float, low=0.0, low_open=True, length=2, optional=optional)
+
+
 TRAIN_VALUES: dict[str, Value] = {
     "epochs": Value(int, low=1),
     "batch_size": Value(int, low=1),
@@ -105,6 +120,21 @@ EVAL_VALUES: dict[str, Value] = {
     "batch_size": Value(int, low=1),
     "max_frames": Value(int, low=1, optional=True),
     "metric": Value(str, choices=("waymo", "nuscenes", "none")),
+}
+# The scalar ``dataset`` options (``pointformer.data.dataset.DatasetConfig``; the others, class and
+# feature names, transforms and gt sampling, are checked by DatasetConfig itself).
+DATASET_VALUES: dict[str, Value] = {
+    "num_sweeps": Value(int, low=0),
+    "close_point_radius": Value(float, low=0.0),
+    "close_points_in_frame": Value(bool),
+    "min_points_in_box": Value(int, low=0),
+    "flip_probability": Value(float, low=0.0, high=1.0),
+    "rotation_range": Value(float, length=2, optional=True),
+    "scaling_range": positive_pair(optional=True),
+    "translation_std": Value(float, low=0.0, length=3, optional=True),
+    "shuffle_points": Value(bool),
+    "disable_augmentation_after_epoch": Value(int, low=0, optional=True),
+    "seed": Value(int, low=0),
 }
 # ``pointformer.engine.optim.build_optimizer``'s options.
 OPTIMIZER_VALUES: dict[str, Value] = {
@@ -128,14 +158,17 @@ SCHEDULE_VALUES: dict[str, Value] = {
 }
 
 
-def section_problem(section: Mapping[str, Any], values: Mapping[str, Value], name: str) -> str | None:
-    """What is wrong with the config section ``name`` against ``values`` (None: nothing): unknown keys,
-    or the first value of the wrong type or range, as ``name.key must be <type and range>, got <value>``."""
+def section_problem(
+    section: Mapping[str, Any], values: Mapping[str, Value], name: str, partial: bool = False
+) -> str | None:
+    """What is wrong with the config section ``name`` against ``values`` (None: nothing): unknown keys
+    (unless ``partial``: then keys without an entry are left to their consumer), or the first value of
+    the wrong type or range, as ``name.key must be <type and range>, got <value>``."""
     unknown = sorted(set(section) - set(values))
-    if unknown:
+    if unknown and not partial:
         return f"{name}: unknown keys {unknown}; known: {sorted(values)}"
     for key, value in section.items():
-        spec = values[key]
-        if not spec.ok(value):
+        spec = values.get(key)
+        if spec is not None and not spec.ok(value):
             return f"{name}.{key} must be {spec.describe()}, got {value!r} ({type(value).__name__})"
     return None
