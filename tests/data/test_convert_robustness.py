@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from pointformer.data.convert import LabelledFrame, SequenceSource, convert_sequences
-from pointformer.data.convert_nuscenes import convert_nuscenes
+from pointformer.data.convert.nuscenes import convert_nuscenes
 from pointformer.data.layout import read_frame_table
 
 # --- an adapter with frames that a test chooses -------------------------------------------------

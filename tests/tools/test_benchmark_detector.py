@@ -10,10 +10,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from pointformer.benchmarks.core import RunConfig
+from pointformer.benchmarks.detector import _present, detector_stages, load_model, time_rounds
 from pointformer.config import load_config
 from pointformer.models.necks.identity import IdentityNeck
-from pointformer.utils.benchmark import RunConfig
-from pointformer.utils.benchmark_detector import _present, detector_stages, load_model, make_frame, time_rounds
+from pointformer.runs.synthetic_frame import make_frame
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "tools" / "benchmark.py"
@@ -123,8 +124,8 @@ def small(name: str) -> list[str]:
 
 
 def test_every_config_gets_its_stage_rows_and_the_waymo_backbones_their_ratio_to_centerpoint() -> None:
-    from pointformer.utils.benchmark_backbones import run_comparison
-    from pointformer.utils.benchmark_detector import PART_MARK, run_detector
+    from pointformer.benchmarks.backbones import run_comparison
+    from pointformer.benchmarks.detector import PART_MARK, run_detector
 
     cpu = torch.device("cpu")
     once = RunConfig(cpu, repeats=1, warmup=0)
@@ -180,7 +181,7 @@ def test_detector_command_several_configs_and_the_comparison_section(tmp_path: P
 
 
 def test_detector_configs_expand_all_once_in_order() -> None:
-    from pointformer.utils.benchmark import detector_configs
+    from pointformer.benchmarks.cli import detector_configs
 
     every = detector_configs(["all"])
     assert [Path(p).stem for p in every] == sorted(HALF_RANGE)  # the full configs, not configs/demo

@@ -18,9 +18,9 @@ from pointformer.models.layers.sparse_conv import (
     sparse_conv_block,
     spconv_tensor,
 )
+from pointformer.models.layers.spconv import from_spconv, import_spconv
 from pointformer.ops import partition_scattered
 from pointformer.structures import SparseVoxels
-from pointformer.utils.spconv import from_spconv, import_spconv
 
 
 class ScatterFormerBlock(nn.Module):

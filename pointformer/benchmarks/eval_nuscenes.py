@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pointformer.benchmarks.core import Report, Row, RunConfig, with_speedups
 from pointformer.data.formats.nuscenes_tables import (
     ATTRIBUTE_NAMES,
     CATEGORY_TO_DETECTION,
@@ -32,7 +33,6 @@ from pointformer.data.formats.nuscenes_tables import (
 from pointformer.data.formats.nuscenes_writer import LIDAR_TOP_SENSOR_TOKEN, tiny_png, token
 from pointformer.evaluation.nuscenes import default_attribute, evaluate, evaluate_files, load_ground_truth
 from pointformer.evaluation.nuscenes_results import read_results
-from pointformer.utils.benchmark import Report, Row, RunConfig, with_speedups
 
 VERSION = "v1.0-mini"
 SPLIT = "bench"
