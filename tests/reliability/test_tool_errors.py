@@ -260,6 +260,14 @@ def test_demo_bad_config(tmp_path, capsys):
     OUTCOMES.append(("demo.py", "unknown config", code))
 
 
+def test_convert_checkpoint_missing_file(tmp_path, capsys):
+    argv = ["--from", "openpcdet", "--cfg", "waymo_centerpoint.yaml", str(tmp_path / "none.pth"),
+            str(tmp_path / "out.pth")]  # fmt: skip
+    code, _, err = run("convert_checkpoint", argv, capsys)
+    assert_clean_error(code, err, "convert_checkpoint.py: error: ", "none.pth: no such checkpoint file")
+    OUTCOMES.append(("convert_checkpoint.py", "missing file", code))
+
+
 # --- the boundary itself ----------------------------------------------------------------------
 
 
