@@ -153,3 +153,24 @@ def test_nuscenes_non_finite_and_empty_lidar_files(nuscenes_root, tmp_path):
     table = read_frame_table(tmp_path / "out", "synth_train")
     assert table.num_points.tolist()[0] == len(raw) - 3 and table.num_points.tolist()[2] == 0
     assert np.isfinite(np.load(tmp_path / "out" / table.points_path[0])).all()
+
+
+@pytest.mark.parametrize(
+    "array",
+    [np.zeros((50, 5), np.float32), np.zeros((0, 5), np.float32), np.zeros(7, np.int64),
+     np.zeros((3, 4, 2), "<f8"), np.zeros((), np.float32), np.zeros((2, 3), np.float32, order="F")],  # fmt: skip
+    ids=["points", "empty", "int64", "3d", "scalar", "fortran"],
+)
+def test_verify_file(tmp_path, array):
+    from pointformer.data.convert.checks import file_record, verify_file
+
+    path = tmp_path / "a.npy"
+    np.save(path, array)
+    data = path.read_bytes()
+    assert verify_file(path, file_record(path)) and verify_file(path, None)
+    for damaged in (data[:-1], data + b"x", b"\0" * len(data), data[:5]):
+        path.write_bytes(damaged)
+        assert not verify_file(path, None)
+    path.write_bytes(data[:-1])
+    assert not verify_file(path, len(data), header=False) and verify_file(path, len(data) - 1, header=False)
+    assert not verify_file(tmp_path / "missing.npy", None)

@@ -212,13 +212,15 @@ def _is_complete(task: _Task) -> bool:
         if "sweeps" in names:  # sweeps the dataset lists itself (nuScenes)
             sweeps = pq.read_table(frames_part, columns=["sweeps"]).column(0)
             paths += pa.compute.list_flatten(sweeps).combine_chunks().field("points_path").to_pylist()
-        paths += pq.read_table(gt_part, columns=["path"]).column(0).to_pylist()
+        gt_paths = pq.read_table(gt_part, columns=["path"]).column(0).to_pylist()
     except (pa.ArrowException, OSError):
         return False
     records = records_from_json(meta.get(_META_FILES))
     if records is None:  # a part written before sizes were recorded: existence only
-        return all((out / p).is_file() for p in paths)
-    return all(p in records and verify_file(out / p, records[p]) for p in paths)
+        return all((out / p).is_file() for p in paths + gt_paths)
+    return all(p in records and verify_file(out / p, records[p]) for p in paths) and all(
+        p in records and verify_file(out / p, records[p], header=False) for p in gt_paths
+    )
 
 
 def _save_npy(path: Path, array: np.ndarray, durable: bool = True) -> None:
