@@ -157,8 +157,14 @@ def test_nuscenes_non_finite_and_empty_lidar_files(nuscenes_root, tmp_path):
 
 @pytest.mark.parametrize(
     "array",
-    [np.zeros((50, 5), np.float32), np.zeros((0, 5), np.float32), np.zeros(7, np.int64),
-     np.zeros((3, 4, 2), "<f8"), np.zeros((), np.float32), np.zeros((2, 3), np.float32, order="F")],  # fmt: skip
+    [
+        np.zeros((50, 5), np.float32),
+        np.zeros((0, 5), np.float32),
+        np.zeros(7, np.int64),
+        np.zeros((3, 4, 2), "<f8"),
+        np.zeros((), np.float32),
+        np.zeros((2, 3), np.float32, order="F"),
+    ],  # fmt: skip
     ids=["points", "empty", "int64", "3d", "scalar", "fortran"],
 )
 def test_verify_file(tmp_path, array):
