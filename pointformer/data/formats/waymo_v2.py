@@ -427,7 +427,17 @@ def _labels_by_frame(path: Path, context_name: str) -> dict[int, WaymoLabels]:
     _check_segment(table, path, context_name)
     ts = _numpy(table, TIMESTAMP, path, np.int64)
     floats = [f"{_BOX}.box.center.{a}" for a in _XYZ] + [f"{_BOX}.box.size.{a}" for a in _XYZ] + [f"{_BOX}.box.heading"]
-    boxes = np.stack([_numpy(table, c, path, np.float64) for c in floats], axis=1).astype(np.float32)
+    boxes64 = np.stack([_numpy(table, c, path, np.float64) for c in floats], axis=1)
+    # A NaN, infinite or float32-overflowing box field would reach training as a NaN target (fuzzing
+    # found the silent overflow to inf).
+    bad = ~np.isfinite(boxes64) | (np.abs(boxes64) > np.finfo(np.float32).max)
+    if bad.any():
+        column = floats[int(np.flatnonzero(bad.any(axis=0))[0])]
+        raise DataFormatError(
+            f"{path}: {int(bad.any(axis=1).sum())} boxes with NaN, infinite or out-of-range values "
+            f"(first column {column!r}); expected finite metres and radians"
+        )
+    boxes = boxes64.astype(np.float32)
     boxes[:, 6] = wrap_heading(boxes[:, 6])
     motion = np.stack(
         [
