@@ -459,6 +459,10 @@ class TransFusionHead(nn.Module):
         """Everything ``decode`` needs besides the outputs (plain numbers: exported as JSON)."""
         return self._decode
 
+    def export_output_names(self) -> list[str]:
+        """The names ``export_outputs`` returns, in order (the exported graph's outputs)."""
+        return ["query_heatmap", "query_score", "query_labels", "query_code"] + (["query_iou"] if self.with_iou else [])
+
     def export_outputs(self, outputs: TransFusionOutputs) -> dict[str, torch.Tensor]:
         """The tensors ``decode_queries`` reads, by graph output name (one frame or more)."""
         named = {
