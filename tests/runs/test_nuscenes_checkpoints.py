@@ -40,7 +40,8 @@ def test_convert_then_test_on_tiny_nuscenes(name, tiny_nuscenes, tmp_path) -> No
     torch.save({"model_state": to_official(det.state_dict(), det, "openpcdet"), "epoch": 20}, src)
     out = tmp_path / "converted.pth"
     run = subprocess.run([sys.executable, "tools/convert_checkpoint.py", "--from", "openpcdet", "--cfg",
-                          f"{name}.yaml", *args, str(src), str(out)], cwd=REPO, capture_output=True, text=True)  # fmt: skip
+                          f"{name}.yaml", *args, str(src), str(out)],
+                         cwd=REPO, capture_output=True, text=True)  # fmt: skip
     assert run.returncode == 0, run.stderr
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run = subprocess.run([sys.executable, "tools/test.py", "--cfg", f"{name}.yaml", "--ckpt", str(out), *args,

@@ -34,7 +34,8 @@ COUNTS = {"nuscenes_flatformer": (1_059_840, 3_598_604), "nuscenes_dsvt_pillar_c
           "nuscenes_centerpoint": (2_695_312, 8_941_590),
           # The released models (equal to the official counts: tests/checkpoints converts them with no
           # unused or unfilled tensor).
-          "nuscenes_dsvt_pillar": (1_200_128, 7_118_559), "nuscenes_scatterformer": (4_245_184, 12_603_007)}  # fmt: skip
+          "nuscenes_dsvt_pillar": (1_200_128, 7_118_559),
+          "nuscenes_scatterformer": (4_245_184, 12_603_007)}  # fmt: skip
 # Reduced half ranges the windows and strides still divide: FlatFormer 80 pillars of 0.32 m; DSVT 60
 # pillars of 0.3 m (windows 30, BEV stages 60/30/15, map 30); CenterPoint 256 voxels of 0.075 m (map 32).
 REDUCED_HALF = {"nuscenes_flatformer": 12.8, "nuscenes_dsvt_pillar_centerhead": 9.0, "nuscenes_centerpoint": 9.6,
