@@ -18,8 +18,6 @@ non-positive BEV size are left out, as the official). Then, over the batch:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 import torch.nn.functional as F
 
@@ -34,9 +32,6 @@ from pointformer.models.heads.losses import (
 )
 from pointformer.models.heads.query_decode import query_boxes
 from pointformer.models.heads.targets import build_task_targets
-
-if TYPE_CHECKING:
-    from pointformer.models.heads.transfusion_head import TransFusionHead, TransFusionOutputs
 
 
 def encode_boxes(boxes: torch.Tensor, range_min, cell_size, with_velocity: bool) -> torch.Tensor:
@@ -63,14 +58,15 @@ def sigmoid_focal_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float,
 
 
 def transfusion_loss(
-    head: TransFusionHead,
-    outputs: TransFusionOutputs,
+    head,
+    outputs,
     boxes: torch.Tensor,
     labels: torch.Tensor,
     box_batch_index: torch.Tensor,
     batch_size: int,
 ) -> dict[str, torch.Tensor]:
-    """The weighted losses of ``head`` (see the module docstring)."""
+    """The weighted losses of ``head`` (a ``TransFusionHead``; not imported here, which imports this
+    module) for its ``outputs`` (``TransFusionOutputs``), see the module docstring."""
     settings = head.decode_settings()
     boxes = boxes.float()
     labels = labels.long()
