@@ -50,13 +50,16 @@ def test_reduced_flatformer_learns_tiny_nuscenes(reduced_flatformer):
     assert trained["mAP"] > 0.02 and trained["NDS"] > untrained["NDS"] + 0.02
 
 
-TF_HALF = 18.0  # 120 pillars of 0.3 m: DSVT's 30 x 30 windows, BEV stages 120/60/30, a 60 x 60 head map
+TF_HALF = 9.0  # 60 pillars of 0.3 m: DSVT's 30 x 30 windows, BEV stages 60/30/15, a 30 x 30 head map
 
 
 @pytest.mark.slow
 def test_reduced_transfusion_learns_tiny_nuscenes(tiny_overrides):
     """The released nuScenes DSVT-P architecture (TransFusionHead: query selection, the local decoder
-    layer, Hungarian matching) at narrow widths learns the same frames."""
+    layer, Hungarian matching) at narrow widths learns the same frames (+-9 m): the loss falls
+    more than fourfold in 60 steps (8.7 -> 0.45 when written) and mAP / NDS rise from 0 (0.11 / 0.10
+    when written: traffic cones and barriers, the classes with boxes in range). Slow: about 2 minutes
+    on a loaded 2-core machine."""
     torch.manual_seed(0)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -80,9 +83,8 @@ def test_reduced_transfusion_learns_tiny_nuscenes(tiny_overrides):
         batch = collate_frames([dataset[i] for i in range(len(dataset))])
         optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
         losses = []
-        for _ in range(STEPS_TF):
-            parts = model(batch)
-            loss = sum(parts.values())
+        for _ in range(60):
+            loss = sum(model(batch).values())
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
@@ -91,10 +93,6 @@ def test_reduced_transfusion_learns_tiny_nuscenes(tiny_overrides):
         trained = evaluate_model(model, cfg, progress=False).scalars
     finally:
         torch.set_num_threads(threads)
-    print(losses[0], losses[-1], {k: float(v) for k, v in parts.items()}, untrained, trained)
     assert losses[-1] < losses[0] / 4
     assert untrained["mAP"] < 0.005
     assert trained["mAP"] > 0.02 and trained["NDS"] > untrained["NDS"] + 0.02
-
-
-STEPS_TF = 60
