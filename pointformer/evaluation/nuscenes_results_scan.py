@@ -466,7 +466,7 @@ def scan_results(data: bytes, detection_names, attribute_names):
     buf = np.frombuffer(data, np.uint8)
     names_buf, names_off = _table(detection_names)
     attrs_buf, attrs_off = _table(("", *attribute_names))
-    cap = int(np.count_nonzero(buf == _LBRACE))  # boxes are objects: at most one per opening brace
+    cap = data.count(b"{")  # boxes are objects: at most one per opening brace
     ok, meta, spans, counts, slots, text, offsets, name, attr, npts, nb, nn = _scan(
         buf, cap, names_buf, names_off, attrs_buf, attrs_off
     )

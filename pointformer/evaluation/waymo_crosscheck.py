@@ -360,6 +360,30 @@ def _gen_large(b: _Builder) -> None:
                 b.add_pd(frame, b.random_box(t, 75.0), t)
 
 
+def _gen_dense(b: _Builder) -> None:
+    """A car park: rows of touching or overlapping vehicles and a swarm of predictions over them, so
+    that one prediction can match several ground truths and matching components grow large."""
+    rng = b.rng
+    for frame in range(int(rng.integers(1, 3))):
+        x0, y0 = rng.uniform(-60, 60, 2)
+        gap = float(rng.choice([-0.5, 0.0, 0.3, 1.0]))  # negative: overlapping ground truth
+        rows, cols = int(rng.integers(1, 4)), int(rng.integers(2, 8))
+        gts = []
+        for r in range(rows):
+            for k in range(cols):
+                box = np.array([x0 + k * (2.0 + gap), y0 + r * 5.5, 1.0, 4.5, 2.0, 1.6, math.pi / 2])
+                box[:2] += rng.normal(0, 0.05, 2)
+                gts.append(box)
+                b.add_gt(frame, box, 1)
+        for _ in range(int(rng.integers(len(gts), 4 * len(gts)))):
+            box = gts[int(rng.integers(0, len(gts)))]
+            pd = b.jitter(box, float(rng.choice([0.01, 0.03, 0.08])))
+            if rng.random() < 0.3:  # between two neighbours
+                pd[0] += (2.0 + gap) / 2
+            score = float(np.float32(rng.integers(0, 20) / 20)) if rng.random() < 0.3 else None
+            b.add_pd(frame, pd, 1, score)
+
+
 _GENERATORS: dict[str, Callable[[_Builder], None]] = {
     "iou_threshold": _gen_iou_threshold,
     "range_border": _gen_range_border,
@@ -372,6 +396,7 @@ _GENERATORS: dict[str, Callable[[_Builder], None]] = {
     "types": _gen_types,
     "nlz": _gen_nlz,
     "large": _gen_large,
+    "dense": _gen_dense,
 }
 KINDS = (*_GENERATORS, "mixed")
 
