@@ -33,6 +33,12 @@ splits over components, so the matched pairs equal the official ones; the one po
 is which of several equal-weight optimal assignments spanning two components is taken, which needs
 exactly equal quantized IoUs across components.
 
+Verified against the official metric op (``waymo-open-dataset-tf-2-12-0==1.6.7``) by the
+differential test ``make crosscheck-waymo`` (``waymo_crosscheck``): thousands of generated cases
+equal it on every breakdown, cutoff, count and AP (to float32 rounding); a saved subset with the
+op's outputs runs in the tests. The rule it found missing: a box with an extent of at least 1e6 m
+has IoU 0 with everything (``_iou_3d``).
+
 Speed: IoUs and heading accuracies are computed once per frame and type (exact rotated 3D IoU,
 ``pointformer.ops.boxes_iou_3d``, float64), and the per-cutoff matching and counting run in one
 numba function per frame, type and breakdown, which rematches only when the set of predictions

@@ -3,7 +3,8 @@
 Generated cases (seeded) probe each rule of the official metric: boxes near the IoU thresholds,
 centres near the 30 m and 50 m range borders, score ties and scores on the cutoffs, many
 predictions per ground-truth box (exact IoU ties included), headings near +-pi and errors near
-pi/2, tiny, degenerate and huge boxes, ground truth with few or no lidar points and every
+pi/2, tiny, degenerate and huge boxes, extreme values (extents of 1e-14 or 3.6e7 m, negative
+extents, far centres, headings of thousands of radians), ground truth with few or no lidar points and every
 difficulty, empty frames, frames with predictions only or ground truth only, several object types
 (TYPE_UNKNOWN included) per frame, predictions in a no-label zone, and large frames.
 
@@ -285,6 +286,39 @@ def _gen_degenerate(b: _Builder) -> None:
                 b.add_pd(frame, tiny, typ)
 
 
+def _gen_extreme(b: _Builder) -> None:
+    """Values a random or broken model writes: extents of 1e-14 or 3.6e7 m or negative, centres
+    kilometres away or below the ground, headings of thousands of radians, each on a box that
+    otherwise copies a ground truth (so that only the extreme value decides the match)."""
+    rng = b.rng
+    # Not between about 1e4 and 1e6 m: there the official polygon intersection loses its precision
+    # (an IoU of 495266 for a 1e5 m wide box over a copy 0.2 m wide) and the op aborts on its
+    # "IoU <= 1" check, so such cases have no official answer to compare with.
+    extents = [1e-14, 1e-3, -1.0, -1e-3, 3.6e7, 1e6, 2e6]
+    for frame in range(int(rng.integers(1, 3))):
+        for _ in range(int(rng.integers(2, 10))):
+            typ = int(rng.integers(1, 5))
+            gt = b.random_box(typ)
+            r = rng.random()
+            if r < 0.2:
+                gt[:2] *= float(rng.choice([100.0, 1e4]))
+            elif r < 0.3:
+                gt[2] = float(rng.choice([-30.0, 40.0]))
+            if rng.random() < 0.3:
+                gt[3 + int(rng.integers(0, 3))] = float(rng.choice(extents))
+            b.add_gt(frame, gt, typ, points=int(rng.choice([1, 50])))
+            for _ in range(int(rng.integers(1, 3))):
+                pd = gt.copy()
+                k = int(rng.integers(0, 3))
+                if k == 0:
+                    pd[3 + int(rng.integers(0, 3))] = float(rng.choice(extents))
+                elif k == 1:
+                    pd[6] += float(rng.choice([1e3, -1e3, 2 * math.pi * 1000, 1e4 + 0.3]))
+                else:
+                    pd = b.jitter(gt, 0.02)
+                b.add_pd(frame, pd, typ)
+
+
 def _gen_points(b: _Builder) -> None:
     """Ground truth with 0, 1..6 or many points, negative counts, every labelled difficulty."""
     rng = b.rng
@@ -391,6 +425,7 @@ _GENERATORS: dict[str, Callable[[_Builder], None]] = {
     "crowd": _gen_crowd,
     "heading": _gen_heading,
     "degenerate": _gen_degenerate,
+    "extreme": _gen_extreme,
     "points": _gen_points,
     "empty": _gen_empty,
     "types": _gen_types,
