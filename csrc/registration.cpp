@@ -30,7 +30,7 @@ TORCH_LIBRARY(pointformer, m) {
   m.def("nms_bev_sorted(Tensor boxes, float iou_threshold) -> Tensor");
   m.def("circle_nms_sorted(Tensor boxes, float radius) -> Tensor");
   m.def("points_in_boxes(Tensor points, Tensor boxes) -> Tensor");
-  // grouping/: equal-size partition from voxels in group order (Partition.from_sorted):
+  // grouping/: equal-size partition from voxels in group order (ops.grouping.partition_from_sorted):
   // permutation (N,), sample_of_voxel (N,) int64 -> (offsets (G+1,), group_sample (G,),
   // group_index (G, S), key_mask (G, S) bool, slot_of_voxel (N,))
   m.def(

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Benchmarks pointformer; the logic lives in ``pointformer.utils.benchmark``.
+"""Benchmarks pointformer; the logic lives in ``pointformer.benchmarks`` (``cli``).
 
 python tools/benchmark.py ops [--quick] [--repeats N] [--warmup N] [--device cpu|cuda] [--write docs/benchmarks.md]
 python tools/benchmark.py detector --cfg waymo_flatformer.yaml [--frame raycast|scatter] [--set KEY=VALUE] [...]
@@ -15,7 +15,7 @@ import sys
 # Run from a checkout without an installed package: put the repository root on the path.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from pointformer.utils.benchmark import main  # noqa: E402
+from pointformer.benchmarks.cli import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:], script=sys.argv[0]))

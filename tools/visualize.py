@@ -21,7 +21,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from pointformer.utils.benchmark import make_lidar_frame  # noqa: E402
+from pointformer.data.synthetic.scatter import make_lidar_frame  # noqa: E402
 from pointformer.vis.cli import FRAME_ERRORS, add_frame_arguments, run_frame  # noqa: E402
 from pointformer.vis.partitions import LAYOUTS, render_layout  # noqa: E402
 

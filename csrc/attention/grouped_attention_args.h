@@ -15,8 +15,8 @@ inline void check_index_pair(const at::Tensor& index, const at::Tensor& offsets,
               index.scalar_type(), " ", index.sizes());
   TORCH_CHECK(offsets.dim() == 1 && offsets.scalar_type() == at::kLong && offsets.size(0) >= 1, offsets_name,
               " must be an int64 tensor (G + 1,), got ", offsets.scalar_type(), " ", offsets.sizes());
-  TORCH_CHECK(index.device() == like.device() && offsets.device() == like.device(), index_name, " and ",
-              offsets_name, " must be on q's device");
+  TORCH_CHECK(index.device() == like.device() && offsets.device() == like.device(), index_name, " and ", offsets_name,
+              " must be on q's device");
 }
 
 // Shapes, dtypes and devices (no data-dependent checks: those would synchronize a GPU).
@@ -35,8 +35,9 @@ inline void check_grouped_attention_args(const at::Tensor& q, const at::Tensor& 
               num_heads);
   check_index_pair(query_index, query_offsets, q, "query_index", "query_offsets");
   check_index_pair(key_index, key_offsets, q, "key_index", "key_offsets");
-  TORCH_CHECK(query_offsets.size(0) == key_offsets.size(0), "query_offsets and key_offsets must both have G + 1 entries, got ",
-              query_offsets.size(0), " and ", key_offsets.size(0));
+  TORCH_CHECK(query_offsets.size(0) == key_offsets.size(0),
+              "query_offsets and key_offsets must both have G + 1 entries, got ", query_offsets.size(0), " and ",
+              key_offsets.size(0));
 }
 
 inline void check_grouped_attention_backward_args(const at::Tensor& grad_out, const at::Tensor& q,

@@ -109,12 +109,12 @@ template <typename scalar_t>
 }
 
 template <typename scalar_t>
-[[gnu::always_inline]] inline void backward_group_impl(const Problem<scalar_t>& p, int64_t g,
-                                                       const scalar_t* grad_out, const scalar_t* out,
-                                                       const scalar_t* lse, scalar_t* grad_q, scalar_t* grad_k_slots,
-                                                       scalar_t* grad_v_slots, std::vector<scalar_t>& kt,
-                                                       std::vector<scalar_t>& vt, std::vector<scalar_t>& s,
-                                                       std::vector<scalar_t>& dp, std::vector<scalar_t>& dq) {
+[[gnu::always_inline]] inline void backward_group_impl(const Problem<scalar_t>& p, int64_t g, const scalar_t* grad_out,
+                                                       const scalar_t* out, const scalar_t* lse, scalar_t* grad_q,
+                                                       scalar_t* grad_k_slots, scalar_t* grad_v_slots,
+                                                       std::vector<scalar_t>& kt, std::vector<scalar_t>& vt,
+                                                       std::vector<scalar_t>& s, std::vector<scalar_t>& dp,
+                                                       std::vector<scalar_t>& dq) {
   const int64_t q0 = p.query_offsets[g], q1 = p.query_offsets[g + 1];
   const int64_t k0 = p.key_offsets[g], nk = p.key_offsets[g + 1] - k0;
   const int64_t C = p.channels, H = p.num_heads, D = p.head_dim;
@@ -155,7 +155,6 @@ template <typename scalar_t>
   }
 }
 
-
 // Groups with at least this many query-key pairs take the batched-matrix-product path.
 constexpr int64_t kGemmMinScores = 64 * 64;
 
@@ -176,8 +175,8 @@ void forward_group_gemm(const at::Tensor& q, const at::Tensor& k, const at::Tens
   const at::Tensor rows = qi.slice(0, q0, q1), keys = ki.slice(0, k0, k1);
   const at::Tensor kh = gather_heads(k, keys, num_heads);
   const at::Tensor scores = at::bmm(gather_heads(q, rows, num_heads), kh.transpose(1, 2)).mul_(scale);
-  const at::Tensor group_lse = scores.logsumexp(-1);                                  // (H, Lq)
-  const at::Tensor p = scores.sub_(group_lse.unsqueeze(-1)).exp_();                   // (H, Lq, Lk)
+  const at::Tensor group_lse = scores.logsumexp(-1);                 // (H, Lq)
+  const at::Tensor p = scores.sub_(group_lse.unsqueeze(-1)).exp_();  // (H, Lq, Lk)
   out.index_copy_(0, rows, merge_heads(at::bmm(p, gather_heads(v, keys, num_heads))));
   lse.index_copy_(0, rows, group_lse.t());
 }
@@ -190,10 +189,10 @@ void backward_group_gemm(const at::Tensor& grad_out, const at::Tensor& q, const 
   const at::Tensor rows = qi.slice(0, q0, q1), keys = ki.slice(0, k0, k1);
   const at::Tensor qh = gather_heads(q, rows, num_heads), kh = gather_heads(k, keys, num_heads);
   const at::Tensor vh = gather_heads(v, keys, num_heads), doh = gather_heads(grad_out, rows, num_heads);
-  const at::Tensor row_lse = lse.index_select(0, rows).t().unsqueeze(-1);            // (H, Lq, 1)
+  const at::Tensor row_lse = lse.index_select(0, rows).t().unsqueeze(-1);  // (H, Lq, 1)
   const at::Tensor p = at::bmm(qh, kh.transpose(1, 2)).mul_(scale).sub_(row_lse).exp_();
   const at::Tensor delta = (doh * gather_heads(out, rows, num_heads)).sum(-1, /*keepdim=*/true);
-  const at::Tensor ds = at::bmm(doh, vh.transpose(1, 2)).sub_(delta).mul_(p);        // dS = P (dP - delta)
+  const at::Tensor ds = at::bmm(doh, vh.transpose(1, 2)).sub_(delta).mul_(p);  // dS = P (dP - delta)
   grad_q.index_copy_(0, rows, merge_heads(at::bmm(ds, kh)).mul_(scale));
   gk_slots.slice(0, k0, k1).copy_(merge_heads(at::bmm(ds.transpose(1, 2), qh)).mul_(scale));
   gv_slots.slice(0, k0, k1).copy_(merge_heads(at::bmm(p.transpose(1, 2), doh)));
@@ -229,10 +228,9 @@ void backward_group(const Problem<scalar_t>& p, int64_t g, const scalar_t* grad_
 
 template <>
 PF_ATTENTION_CLONES void backward_group<float>(const Problem<float>& p, int64_t g, const float* grad_out,
-                                               const float* out, const float* lse, float* grad_q, float* gk,
-                                               float* gv, std::vector<float>& kt, std::vector<float>& vt,
-                                               std::vector<float>& s, std::vector<float>& dp,
-                                               std::vector<float>& dq) {
+                                               const float* out, const float* lse, float* grad_q, float* gk, float* gv,
+                                               std::vector<float>& kt, std::vector<float>& vt, std::vector<float>& s,
+                                               std::vector<float>& dp, std::vector<float>& dq) {
   backward_group_impl(p, g, grad_out, out, lse, grad_q, gk, gv, kt, vt, s, dp, dq);
 }
 
@@ -241,8 +239,8 @@ PF_ATTENTION_CLONES void backward_group<float>(const Problem<float>& p, int64_t 
 void check_index_data(const at::Tensor& index, const at::Tensor& offsets, int64_t rows, const char* name) {
   const int64_t* o = offsets.data_ptr<int64_t>();
   const int64_t n = offsets.size(0);
-  TORCH_CHECK(o[0] >= 0 && o[n - 1] <= index.size(0), name,
-              "_offsets must lie in [0, len(index)], got first ", o[0], " last ", o[n - 1]);
+  TORCH_CHECK(o[0] >= 0 && o[n - 1] <= index.size(0), name, "_offsets must lie in [0, len(index)], got first ", o[0],
+              " last ", o[n - 1]);
   for (int64_t g = 0; g + 1 < n; ++g) TORCH_CHECK(o[g] <= o[g + 1], name, "_offsets must be non-decreasing");
   if (index.numel() > 0) {
     const int64_t lo = index.min().item<int64_t>(), hi = index.max().item<int64_t>();
@@ -254,9 +252,17 @@ template <typename scalar_t>
 Problem<scalar_t> make_problem(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& qi,
                                const at::Tensor& qo, const at::Tensor& ki, const at::Tensor& ko, int64_t num_heads,
                                double scale) {
-  return {q.data_ptr<scalar_t>(), k.data_ptr<scalar_t>(), v.data_ptr<scalar_t>(), qi.data_ptr<int64_t>(),
-          qo.data_ptr<int64_t>(), ki.data_ptr<int64_t>(), ko.data_ptr<int64_t>(), q.size(1), num_heads,
-          q.size(1) / num_heads, static_cast<scalar_t>(scale)};
+  return {q.data_ptr<scalar_t>(),
+          k.data_ptr<scalar_t>(),
+          v.data_ptr<scalar_t>(),
+          qi.data_ptr<int64_t>(),
+          qo.data_ptr<int64_t>(),
+          ki.data_ptr<int64_t>(),
+          ko.data_ptr<int64_t>(),
+          q.size(1),
+          num_heads,
+          q.size(1) / num_heads,
+          static_cast<scalar_t>(scale)};
 }
 
 std::tuple<at::Tensor, at::Tensor> grouped_attention_cpu(const at::Tensor& q_in, const at::Tensor& k_in,
@@ -267,8 +273,7 @@ std::tuple<at::Tensor, at::Tensor> grouped_attention_cpu(const at::Tensor& q_in,
   TORCH_CHECK(q_in.scalar_type() == at::kFloat || q_in.scalar_type() == at::kDouble,
               "grouped_attention on CPU takes float32 or float64, got ", q_in.scalar_type());
   const at::Tensor q = q_in.contiguous(), k = k_in.contiguous(), v = v_in.contiguous();
-  const at::Tensor qi = qi_in.contiguous(), qo = qo_in.contiguous(), ki = ki_in.contiguous(),
-                   ko = ko_in.contiguous();
+  const at::Tensor qi = qi_in.contiguous(), qo = qo_in.contiguous(), ki = ki_in.contiguous(), ko = ko_in.contiguous();
   check_index_data(qi, qo, q.size(0), "query");
   check_index_data(ki, ko, k.size(0), "key");
   at::Tensor out = at::zeros_like(q);
@@ -325,8 +330,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> grouped_attention_backward_cpu(
               "grouped_attention_backward on CPU takes float32 or float64, got ", q_in.scalar_type());
   const at::Tensor q = q_in.contiguous(), k = k_in.contiguous(), v = v_in.contiguous();
   const at::Tensor grad_out = grad_out_in.contiguous(), out = out_in.contiguous(), lse = lse_in.contiguous();
-  const at::Tensor qi = qi_in.contiguous(), qo = qo_in.contiguous(), ki = ki_in.contiguous(),
-                   ko = ko_in.contiguous();
+  const at::Tensor qi = qi_in.contiguous(), qo = qo_in.contiguous(), ki = ki_in.contiguous(), ko = ko_in.contiguous();
   check_index_data(qi, qo, q.size(0), "query");
   check_index_data(ki, ko, k.size(0), "key");
   at::Tensor grad_q = at::zeros_like(q), grad_k = at::zeros_like(k), grad_v = at::zeros_like(v);
@@ -348,8 +352,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> grouped_attention_backward_cpu(
         const int64_t q0 = p.query_offsets[g], q1 = p.query_offsets[g + 1];
         const int64_t k0 = p.key_offsets[g], k1 = p.key_offsets[g + 1];
         if (use_gemm(q1 - q0, k1 - k0)) {
-          backward_group_gemm(grad_out, q, k, v, out, lse, qi, ki, q0, q1, k0, k1, num_heads, scale, grad_q,
-                              gk_slots, gv_slots);
+          backward_group_gemm(grad_out, q, k, v, out, lse, qi, ki, q0, q1, k0, k1, num_heads, scale, grad_q, gk_slots,
+                              gv_slots);
         } else {
           backward_group<scalar_t>(p, g, go, o, l, gq, gk, gv, kt, vt, s, dp, dq);
         }

@@ -38,8 +38,9 @@ void dispatch_attention_type(at::ScalarType type, const F& f) {
 void check_cuda_inputs(const at::Tensor& q, int64_t num_heads) {
   TORCH_CHECK(q.scalar_type() == at::kFloat || q.scalar_type() == at::kHalf || q.scalar_type() == at::kBFloat16,
               "grouped_attention on CUDA takes float32, float16 or bfloat16, got ", q.scalar_type());
-  TORCH_CHECK(q.size(1) / num_heads <= kGroupedAttentionMaxHeadDim, "grouped_attention on CUDA supports head_dim <= ",
-              kGroupedAttentionMaxHeadDim, ", got ", q.size(1) / num_heads);
+  TORCH_CHECK(q.size(1) / num_heads <= kGroupedAttentionMaxHeadDim,
+              "grouped_attention on CUDA supports head_dim <= ", kGroupedAttentionMaxHeadDim, ", got ",
+              q.size(1) / num_heads);
 }
 
 std::tuple<at::Tensor, at::Tensor> grouped_attention_cuda(const at::Tensor& q_in, const at::Tensor& k_in,
@@ -50,8 +51,7 @@ std::tuple<at::Tensor, at::Tensor> grouped_attention_cuda(const at::Tensor& q_in
   check_cuda_inputs(q_in, num_heads);
   const c10::cuda::CUDAGuard guard(q_in.device());
   const at::Tensor q = q_in.contiguous(), k = k_in.contiguous(), v = v_in.contiguous();
-  const at::Tensor qi = qi_in.contiguous(), qo = qo_in.contiguous(), ki = ki_in.contiguous(),
-                   ko = ko_in.contiguous();
+  const at::Tensor qi = qi_in.contiguous(), qo = qo_in.contiguous(), ki = ki_in.contiguous(), ko = ko_in.contiguous();
   at::Tensor out = at::zeros_like(q);
   at::Tensor lse = at::full({q.size(0), num_heads}, -INFINITY, q.options().dtype(at::kFloat));
   const int64_t num_groups = qo.size(0) - 1;
@@ -78,8 +78,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> grouped_attention_backward_cuda(
   const c10::cuda::CUDAGuard guard(q_in.device());
   const at::Tensor q = q_in.contiguous(), k = k_in.contiguous(), v = v_in.contiguous();
   const at::Tensor grad_out = grad_out_in.contiguous(), out = out_in.contiguous(), lse = lse_in.contiguous();
-  const at::Tensor qi = qi_in.contiguous(), qo = qo_in.contiguous(), ki = ki_in.contiguous(),
-                   ko = ko_in.contiguous();
+  const at::Tensor qi = qi_in.contiguous(), qo = qo_in.contiguous(), ki = ki_in.contiguous(), ko = ko_in.contiguous();
   at::Tensor grad_q = at::zeros_like(q);
   // dK and dV accumulate with atomicAdd in float32, cast to the input dtype at the end.
   at::Tensor grad_k = at::zeros(k.sizes(), k.options().dtype(at::kFloat));

@@ -61,12 +61,10 @@ __device__ __forceinline__ acc_t row_dot(const acc_t* a, const acc_t* b) {
 template <typename T, int DB>
 __global__ void __launch_bounds__(Tiles<typename AccType<T>::type>::kRows)
     grouped_attention_forward_kernel(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
-                                     const int64_t* __restrict__ query_index,
-                                     const int64_t* __restrict__ query_offsets,
+                                     const int64_t* __restrict__ query_index, const int64_t* __restrict__ query_offsets,
                                      const int64_t* __restrict__ key_index, const int64_t* __restrict__ key_offsets,
-                                     int64_t channels, int64_t num_heads, int d,
-                                     typename AccType<T>::type scale, T* __restrict__ out,
-                                     typename AccType<T>::type* __restrict__ lse) {
+                                     int64_t channels, int64_t num_heads, int d, typename AccType<T>::type scale,
+                                     T* __restrict__ out, typename AccType<T>::type* __restrict__ lse) {
   using acc_t = typename AccType<T>::type;
   constexpr int R = Tiles<acc_t>::kRows, K = Tiles<acc_t>::kStream;
   __shared__ acc_t own_q[R][DB + 1];  // +1: each thread reads its own row without bank conflicts
@@ -260,8 +258,7 @@ __global__ void __launch_bounds__(Tiles<typename AccType<T>::type>::kRows)
 #pragma unroll 1
         for (int i = 0; i < nq; ++i) {
           {
-            const acc_t p =
-                sa::recomputed_probability(scale * row_dot<acc_t, DB>(tile_q[i], own_k[t]), tile_lse[i]);
+            const acc_t p = sa::recomputed_probability(scale * row_dot<acc_t, DB>(tile_q[i], own_k[t]), tile_lse[i]);
             const acc_t ds = sa::score_gradient(p, row_dot<acc_t, DB>(tile_do[i], own_v[t]), tile_delta[i]);
 #pragma unroll
             for (int c = 0; c < DB; ++c) {
@@ -310,8 +307,7 @@ template <typename T>
 cudaError_t launch_grouped_attention_forward(const T* q, const T* k, const T* v, const int64_t* query_index,
                                              const int64_t* query_offsets, const int64_t* key_index,
                                              const int64_t* key_offsets, int64_t num_groups, int64_t num_heads,
-                                             int64_t head_dim, double scale, T* out,
-                                             float* lse, cudaStream_t stream) {
+                                             int64_t head_dim, double scale, T* out, float* lse, cudaStream_t stream) {
   using acc_t = typename AccType<T>::type;
   if (num_groups == 0) return cudaSuccess;
   if (!valid_grid(num_groups, num_heads, head_dim)) return cudaErrorInvalidValue;
@@ -320,8 +316,8 @@ cudaError_t launch_grouped_attention_forward(const T* q, const T* k, const T* v,
   const bool ok = with_head_bucket(head_dim, [&](auto bucket) {
     constexpr int DB = decltype(bucket)::value;
     grouped_attention_forward_kernel<T, DB><<<grid, Tiles<acc_t>::kRows, 0, stream>>>(
-        q, k, v, query_index, query_offsets, key_index, key_offsets, channels, num_heads,
-        static_cast<int>(head_dim), static_cast<acc_t>(scale), out, lse);
+        q, k, v, query_index, query_offsets, key_index, key_offsets, channels, num_heads, static_cast<int>(head_dim),
+        static_cast<acc_t>(scale), out, lse);
   });
   return ok ? cudaGetLastError() : cudaErrorInvalidValue;
 }
@@ -331,16 +327,13 @@ cudaError_t launch_grouped_attention_backward(const T* grad_out, const T* q, con
                                               const float* lse, const int64_t* query_index,
                                               const int64_t* query_offsets, const int64_t* key_index,
                                               const int64_t* key_offsets, int64_t num_groups, int64_t num_queries,
-                                              int64_t num_heads, int64_t head_dim, double scale,
-                                              float* delta, T* grad_q,
-                                              float* grad_k,
-                                              float* grad_v, cudaStream_t stream) {
+                                              int64_t num_heads, int64_t head_dim, double scale, float* delta,
+                                              T* grad_q, float* grad_k, float* grad_v, cudaStream_t stream) {
   using acc_t = typename AccType<T>::type;
   if (num_groups == 0 || num_queries == 0) return cudaSuccess;
   if (!valid_grid(num_groups, num_heads, head_dim)) return cudaErrorInvalidValue;
-  grouped_attention_delta_kernel<T>
-      <<<grid_for(num_queries * num_heads), kThreads, 0, stream>>>(grad_out, out, num_queries, num_heads, head_dim,
-                                                                    delta);
+  grouped_attention_delta_kernel<T><<<grid_for(num_queries * num_heads), kThreads, 0, stream>>>(
+      grad_out, out, num_queries, num_heads, head_dim, delta);
   cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess) return err;
   const dim3 grid(static_cast<unsigned int>(num_groups), static_cast<unsigned int>(num_heads));
@@ -349,25 +342,23 @@ cudaError_t launch_grouped_attention_backward(const T* grad_out, const T* q, con
   const int d = static_cast<int>(head_dim);
   const bool ok = with_head_bucket(head_dim, [&](auto bucket) {
     constexpr int DB = decltype(bucket)::value;
-    grouped_attention_dq_kernel<T, DB><<<grid, Tiles<acc_t>::kRows, 0, stream>>>(
-        grad_out, q, k, v, lse, delta, query_index, query_offsets, key_index, key_offsets, channels, num_heads, d, s,
-        grad_q);
-    grouped_attention_dkv_kernel<T, DB><<<grid, Tiles<acc_t>::kRows, 0, stream>>>(
-        grad_out, q, k, v, lse, delta, query_index, query_offsets, key_index, key_offsets, channels, num_heads, d, s,
-        grad_k, grad_v);
+    grouped_attention_dq_kernel<T, DB>
+        <<<grid, Tiles<acc_t>::kRows, 0, stream>>>(grad_out, q, k, v, lse, delta, query_index, query_offsets, key_index,
+                                                   key_offsets, channels, num_heads, d, s, grad_q);
+    grouped_attention_dkv_kernel<T, DB>
+        <<<grid, Tiles<acc_t>::kRows, 0, stream>>>(grad_out, q, k, v, lse, delta, query_index, query_offsets, key_index,
+                                                   key_offsets, channels, num_heads, d, s, grad_k, grad_v);
   });
   return ok ? cudaGetLastError() : cudaErrorInvalidValue;
 }
 
-#define PF_INSTANTIATE(T)                                                                                              \
-  template cudaError_t launch_grouped_attention_forward<T>(const T*, const T*, const T*, const int64_t*,               \
-                                                           const int64_t*, const int64_t*, const int64_t*, int64_t,    \
-                                                           int64_t, int64_t, double, T*, float*,       \
-                                                           cudaStream_t);                                              \
-  template cudaError_t launch_grouped_attention_backward<T>(                                                           \
-      const T*, const T*, const T*, const T*, const T*, const float*, const int64_t*, const int64_t*,  \
-      const int64_t*, const int64_t*, int64_t, int64_t, int64_t, int64_t, double, float*, T*,          \
-      float*, float*, cudaStream_t);
+#define PF_INSTANTIATE(T)                                                                                             \
+  template cudaError_t launch_grouped_attention_forward<T>(const T*, const T*, const T*, const int64_t*,              \
+                                                           const int64_t*, const int64_t*, const int64_t*, int64_t,   \
+                                                           int64_t, int64_t, double, T*, float*, cudaStream_t);       \
+  template cudaError_t launch_grouped_attention_backward<T>(                                                          \
+      const T*, const T*, const T*, const T*, const T*, const float*, const int64_t*, const int64_t*, const int64_t*, \
+      const int64_t*, int64_t, int64_t, int64_t, int64_t, double, float*, T*, float*, float*, cudaStream_t);
 PF_INSTANTIATE(float)
 PF_INSTANTIATE(__half)
 PF_INSTANTIATE(__nv_bfloat16)

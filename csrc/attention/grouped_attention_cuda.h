@@ -20,8 +20,7 @@ template <typename T>
 cudaError_t launch_grouped_attention_forward(const T* q, const T* k, const T* v, const int64_t* query_index,
                                              const int64_t* query_offsets, const int64_t* key_index,
                                              const int64_t* key_offsets, int64_t num_groups, int64_t num_heads,
-                                             int64_t head_dim, double scale, T* out,
-                                             float* lse, cudaStream_t stream);
+                                             int64_t head_dim, double scale, T* out, float* lse, cudaStream_t stream);
 
 // delta (Nq, num_heads) is a workspace; grad_q (Nq, C) must be zero-filled (only query rows are
 // written); grad_k and grad_v (Nk, C) are zero-filled accumulation buffers (atomicAdd).
@@ -30,9 +29,7 @@ cudaError_t launch_grouped_attention_backward(const T* grad_out, const T* q, con
                                               const float* lse, const int64_t* query_index,
                                               const int64_t* query_offsets, const int64_t* key_index,
                                               const int64_t* key_offsets, int64_t num_groups, int64_t num_queries,
-                                              int64_t num_heads, int64_t head_dim, double scale,
-                                              float* delta, T* grad_q,
-                                              float* grad_k,
-                                              float* grad_v, cudaStream_t stream);
+                                              int64_t num_heads, int64_t head_dim, double scale, float* delta,
+                                              T* grad_q, float* grad_k, float* grad_v, cudaStream_t stream);
 
 }  // namespace pointformer

@@ -20,8 +20,7 @@ inline int64_t check_linear_attention_args(const at::Tensor& q, const at::Tensor
               "q, k, v and offsets must be on one device");
   TORCH_CHECK(offsets.dim() == 1 && offsets.size(0) >= 1, "offsets must have shape (W + 1,), got ", offsets.sizes());
   TORCH_CHECK(offsets.scalar_type() == at::kLong, "offsets must be int64, got ", offsets.scalar_type());
-  TORCH_CHECK(num_heads >= 1 && q.size(1) % num_heads == 0, "num_heads (", num_heads, ") must divide C = ",
-              q.size(1));
+  TORCH_CHECK(num_heads >= 1 && q.size(1) % num_heads == 0, "num_heads (", num_heads, ") must divide C = ", q.size(1));
   TORCH_CHECK(eps > 0, "eps must be > 0, got ", eps);
   return q.size(1) / num_heads;
 }

@@ -205,10 +205,14 @@ void for_each_task_range(const SlaProblem& p, int64_t n, const F& fn) {
 template <typename F>
 void dispatch_head_dim(int64_t d, const F& f) {
   switch (d) {
-    case 16: return f(std::integral_constant<int, 16>());
-    case 32: return f(std::integral_constant<int, 32>());
-    case 64: return f(std::integral_constant<int, 64>());
-    default: return f(std::integral_constant<int, 0>());
+    case 16:
+      return f(std::integral_constant<int, 16>());
+    case 32:
+      return f(std::integral_constant<int, 32>());
+    case 64:
+      return f(std::integral_constant<int, 64>());
+    default:
+      return f(std::integral_constant<int, 0>());
   }
 }
 
@@ -228,8 +232,8 @@ at::Tensor scattered_linear_attention_cpu(const at::Tensor& q_in, const at::Tens
     scalar_t* yp = y.data_ptr<scalar_t>();
     dispatch_head_dim(d, [&](auto head_dim) {
       for_each_task_range<acc_t>(p, n, [&](int64_t t0, int64_t t1, acc_t* scratch) {
-        forward_tasks<scalar_t, acc_t, decltype(head_dim)::value>(qp, kp, vp, yp, p, static_cast<acc_t>(eps), t0,
-                                                                  t1, scratch);
+        forward_tasks<scalar_t, acc_t, decltype(head_dim)::value>(qp, kp, vp, yp, p, static_cast<acc_t>(eps), t0, t1,
+                                                                  scratch);
       });
     });
   });
@@ -259,8 +263,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> scattered_linear_attention_backwa
       for_each_task_range<acc_t>(p, n, [&](int64_t t0, int64_t t1, acc_t* scratch) {
         backward_tasks<scalar_t, acc_t, decltype(head_dim)::value>(
             dy.data_ptr<scalar_t>(), q.data_ptr<scalar_t>(), k.data_ptr<scalar_t>(), v.data_ptr<scalar_t>(),
-            dq.data_ptr<scalar_t>(), dk.data_ptr<scalar_t>(), dv.data_ptr<scalar_t>(), p, static_cast<acc_t>(eps),
-            t0, t1, scratch);
+            dq.data_ptr<scalar_t>(), dk.data_ptr<scalar_t>(), dv.data_ptr<scalar_t>(), p, static_cast<acc_t>(eps), t0,
+            t1, scratch);
       });
     });
   });

@@ -53,19 +53,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> scattered_linear_attention_backwa
   const at::Tensor dy = grad_out_in.contiguous(), offsets = offsets_in.contiguous();
   const SlaCudaProblem p = problem_of(q, offsets, num_heads, d);
   at::Tensor dq = at::empty_like(q), dk = at::empty_like(q), dv = at::empty_like(q);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, q.scalar_type(), "scattered_linear_attention_bwd_cuda",
-                                  [&] {
-                                    using T = typename CudaType<scalar_t>::type;
-                                    const size_t bytes = sla_workspace_bytes<T>(p.n, p.windows, p.heads, p.head_dim,
-                                                                                true);
-                                    at::Tensor workspace =
-                                        at::empty({static_cast<int64_t>(bytes)}, q.options().dtype(at::kByte));
-                                    PF_CUDA_CHECK(launch_scattered_linear_attention_backward<T>(
-                                        cuda_ptr<scalar_t>(dy), cuda_ptr<scalar_t>(q), cuda_ptr<scalar_t>(k),
-                                        cuda_ptr<scalar_t>(v), p, eps, cuda_mut_ptr<scalar_t>(dq),
-                                        cuda_mut_ptr<scalar_t>(dk), cuda_mut_ptr<scalar_t>(dv),
-                                        workspace.data_ptr(), c10::cuda::getCurrentCUDAStream()));
-                                  });
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, q.scalar_type(), "scattered_linear_attention_bwd_cuda", [&] {
+        using T = typename CudaType<scalar_t>::type;
+        const size_t bytes = sla_workspace_bytes<T>(p.n, p.windows, p.heads, p.head_dim, true);
+        at::Tensor workspace = at::empty({static_cast<int64_t>(bytes)}, q.options().dtype(at::kByte));
+        PF_CUDA_CHECK(launch_scattered_linear_attention_backward<T>(
+            cuda_ptr<scalar_t>(dy), cuda_ptr<scalar_t>(q), cuda_ptr<scalar_t>(k), cuda_ptr<scalar_t>(v), p, eps,
+            cuda_mut_ptr<scalar_t>(dq), cuda_mut_ptr<scalar_t>(dk), cuda_mut_ptr<scalar_t>(dv), workspace.data_ptr(),
+            c10::cuda::getCurrentCUDAStream()));
+      });
   return {dq, dk, dv};
 }
 

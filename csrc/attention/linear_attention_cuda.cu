@@ -215,9 +215,8 @@ __global__ void sla_reduce_kernel(const acc_t* partial, const int64_t* chunk_off
 
 // y for the rows of each (chunk, head).
 template <typename T, int DB, int R>
-__global__ void __launch_bounds__(kSlaThreads)
-    sla_output_kernel(const T* q, const typename AccType<T>::type* state, ChunkTable t,
-                      typename AccType<T>::type eps, T* out) {
+__global__ void __launch_bounds__(kSlaThreads) sla_output_kernel(const T* q, const typename AccType<T>::type* state,
+                                                                 ChunkTable t, typename AccType<T>::type eps, T* out) {
   using acc_t = typename AccType<T>::type;
   const Chunk c = locate_chunk<R>(t, blockIdx.x);
   if (c.rows == 0) return;
@@ -354,8 +353,8 @@ cudaError_t build_chunk_table(const SlaCudaProblem& p, const SlaLayout& l, unsig
   auto* chunk_window = reinterpret_cast<int64_t*>(ws + l.chunk_window);
   sla_chunk_offsets_kernel<<<1, kScanThreads, 0, stream>>>(p.offsets, p.windows, l.rows, chunk_offsets);
   sla_chunk_window_kernel<<<grid_for(p.windows), kThreads, 0, stream>>>(chunk_offsets, p.windows, chunk_window);
-  *table = ChunkTable{p.offsets, chunk_offsets, chunk_window, p.windows, p.heads, p.heads * p.head_dim,
-                      p.head_dim, l.state_size};
+  *table = ChunkTable{p.offsets, chunk_offsets,        chunk_window, p.windows,
+                      p.heads,   p.heads * p.head_dim, p.head_dim,   l.state_size};
   return cudaGetLastError();
 }
 
@@ -364,7 +363,7 @@ cudaError_t reduce_states(const acc_t* partial, const ChunkTable& t, acc_t* stat
   const int64_t blocks = t.windows * t.heads;
   if (blocks == 0) return cudaSuccess;
   sla_reduce_kernel<acc_t><<<grid_for(blocks, 1), kSlaThreads, 0, stream>>>(partial, t.chunk_offsets, t.windows,
-                                                                             t.heads, t.state_size, state);
+                                                                            t.heads, t.state_size, state);
   return cudaGetLastError();
 }
 
@@ -425,8 +424,10 @@ cudaError_t run(const T* grad_out, const T* q, const T* k, const T* v, const Sla
   const int64_t max_chunks = sla_max_chunks(p.n, p.windows, sla_chunk_rows(p.head_dim));
   if (max_chunks > 0x7fffffff) return cudaErrorInvalidValue;
   if (p.n == 0 || max_chunks == 0) return cudaSuccess;  // no rows: nothing to write
-  if (p.head_dim <= 16) return run_bucket<T, 16>(grad_out, q, k, v, p, eps, out, grad_k, grad_v, workspace, stream, backward);
-  if (p.head_dim <= 32) return run_bucket<T, 32>(grad_out, q, k, v, p, eps, out, grad_k, grad_v, workspace, stream, backward);
+  if (p.head_dim <= 16)
+    return run_bucket<T, 16>(grad_out, q, k, v, p, eps, out, grad_k, grad_v, workspace, stream, backward);
+  if (p.head_dim <= 32)
+    return run_bucket<T, 32>(grad_out, q, k, v, p, eps, out, grad_k, grad_v, workspace, stream, backward);
   return run_bucket<T, 64>(grad_out, q, k, v, p, eps, out, grad_k, grad_v, workspace, stream, backward);
 }
 
@@ -450,13 +451,12 @@ cudaError_t launch_scattered_linear_attention_backward(const T* grad_out, const 
   return run<T>(grad_out, q, k, v, problem, eps, grad_q, grad_k, grad_v, workspace, stream, true);
 }
 
-#define PF_INSTANTIATE(T)                                                                                            \
-  template size_t sla_workspace_bytes<T>(int64_t, int64_t, int64_t, int64_t, bool);                                \
-  template cudaError_t launch_scattered_linear_attention<T>(const T*, const T*, const T*, const SlaCudaProblem&,    \
-                                                            double, T*, void*, cudaStream_t);                      \
-  template cudaError_t launch_scattered_linear_attention_backward<T>(const T*, const T*, const T*, const T*,       \
-                                                                     const SlaCudaProblem&, double, T*, T*, T*,    \
-                                                                     void*, cudaStream_t);
+#define PF_INSTANTIATE(T)                                                                                        \
+  template size_t sla_workspace_bytes<T>(int64_t, int64_t, int64_t, int64_t, bool);                              \
+  template cudaError_t launch_scattered_linear_attention<T>(const T*, const T*, const T*, const SlaCudaProblem&, \
+                                                            double, T*, void*, cudaStream_t);                    \
+  template cudaError_t launch_scattered_linear_attention_backward<T>(                                            \
+      const T*, const T*, const T*, const T*, const SlaCudaProblem&, double, T*, T*, T*, void*, cudaStream_t);
 PF_INSTANTIATE(float)
 PF_INSTANTIATE(double)
 PF_INSTANTIATE(__half)

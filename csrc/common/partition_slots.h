@@ -1,5 +1,5 @@
-// Slot arithmetic of an equal-size partition (pointformer/structures/partition.py,
-// Partition.from_sorted), shared by the CPU and CUDA kernels.
+// Slot arithmetic of an equal-size partition (pointformer/ops/grouping/assembly.py,
+// ops.grouping.partition_from_sorted), shared by the CPU and CUDA kernels.
 #pragma once
 #include "macros.h"
 

@@ -1,6 +1,6 @@
 // CPU assembly of an equal-size partition from voxels already in group order: the padded group
 // index, key mask, output slot of each voxel and the variable-length offsets, in one pass per
-// output (the Python reference is Partition.from_sorted_reference).
+// output (the Python reference is ops.grouping.partition_from_sorted_reference).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>

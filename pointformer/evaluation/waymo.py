@@ -592,7 +592,7 @@ def _metrics(cutoffs, tp, fp, fn1, fn2, sum_ha, num_frames) -> WaymoMetrics:
 
 # --- inputs from pointformer's frame tables and model outputs ------------------------------------
 
-# Frame-table class names (``pointformer.data.convert.WAYMO_CLASS_NAMES``) -> Label.Type.
+# Frame-table class names (``pointformer.data.convert.waymo.WAYMO_CLASS_NAMES``) -> Label.Type.
 CLASS_TYPES = {"Vehicle": 1, "Pedestrian": 2, "Sign": 3, "Cyclist": 4}
 
 

@@ -61,7 +61,7 @@ def example_frames(cfg, count: int, split: str | None) -> tuple[list[torch.Tenso
     try:
         dataset = build_dataset(cfg, split, training=False)
     except DatasetMissingError:
-        from pointformer.utils.benchmark_detector import make_frame
+        from pointformer.runs.synthetic_frame import make_frame
 
         frame = make_frame(cfg, quick=False, kind="raycast")
         return [frame.batch.points], (f"one synthetic ray-cast Waymo-scale frame (no converted {split!r} split "

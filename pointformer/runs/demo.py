@@ -103,9 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     from pointformer.engine import latest_checkpoint
     from pointformer.models import build_detector
     from pointformer.runs.evaluate import evaluate_model, waymo_frames, write_submission
+    from pointformer.runs.evaluate_cli import load_weights
     from pointformer.runs.inference import waymo_ground_truth
     from pointformer.runs.render import frames_with_boxes, render_detections
-    from pointformer.runs.test_cli import load_weights
 
     ckpt = latest_checkpoint(args.work_dir)
     model = build_detector(cfg)

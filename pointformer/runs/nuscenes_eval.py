@@ -2,7 +2,7 @@
 
 The converted layout keeps nuScenes' frames: points and boxes in each keyframe's LIDAR_TOP frame,
 the row's ``pose`` the LIDAR_TOP -> global matrix and its ``sample_token`` column the sample
-(``pointformer.data.convert_nuscenes``). Predictions (``[x, y, z, l, w, h, yaw, vx, vy]`` in that
+(``pointformer.data.convert.nuscenes``). Predictions (``[x, y, z, l, w, h, yaw, vx, vy]`` in that
 frame, velocity in m/s) therefore go into the official results JSON with
 ``results_from_lidar_boxes`` and the row's pose, no ego-frame step in between; the attributes are
 the devkit's customary defaults from the global velocity. The metrics are

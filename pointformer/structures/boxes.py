@@ -141,21 +141,3 @@ class Boxes3D:
     def to(self, device: torch.device | str) -> Boxes3D:
         """A copy on ``device`` (never in place)."""
         return Boxes3D(self.tensor.to(device))
-
-    def iou_bev(self, other: Boxes3D) -> torch.Tensor:
-        """``(N, M)`` exact rotated bird's-eye-view IoU with ``other``."""
-        from pointformer.ops import boxes_iou_bev
-
-        return boxes_iou_bev(self, other)
-
-    def iou_3d(self, other: Boxes3D) -> torch.Tensor:
-        """``(N, M)`` exact rotated 3D IoU with ``other``."""
-        from pointformer.ops import boxes_iou_3d
-
-        return boxes_iou_3d(self, other)
-
-    def points_mask(self, points: torch.Tensor) -> torch.Tensor:
-        """``(P, N)`` bool: whether each point (first three columns x, y, z) lies in each box."""
-        from pointformer.ops import points_in_boxes
-
-        return points_in_boxes(points, self)

@@ -1,1 +1,2 @@
-"""Utilities that are not ops or structures (benchmark helpers, ...)."""
+"""Small helpers with no pointformer dependency, the bottom layer: atomic file writes (``atomic``)
+and JSON reading with clear errors (``jsonio``)."""

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pointformer.data import convert
+from pointformer.data.convert import sequences
 from pointformer.data.formats import DataFormatError, waymo_v1, waymo_v2
 from pointformer.data.layout import (
     FRAME_SCHEMA,
@@ -194,14 +195,14 @@ def test_resume_other_sweeps_rewrites_tables_only(tiny_waymo, converted_v1, tmp_
 
 def test_interrupted_run_leaves_no_partial_files(tiny_waymo, converted_v1, tmp_path, monkeypatch):
     victim = SEQS[1][1]
-    real_save = convert._save_npy
+    real_save = sequences._save_npy
 
     def failing_save(path, array, **kw):
         if path.name == "0001.npy" and path.parent.name == victim:
             raise RuntimeError("simulated crash")
         real_save(path, array, **kw)
 
-    monkeypatch.setattr(convert, "_save_npy", failing_save)
+    monkeypatch.setattr(sequences, "_save_npy", failing_save)
     with pytest.raises(RuntimeError, match="simulated crash"):
         _convert(tiny_waymo["v1"], tmp_path, sweeps=2)
     assert not list(tmp_path.rglob("*.tmp"))
@@ -212,7 +213,7 @@ def test_interrupted_run_leaves_no_partial_files(tiny_waymo, converted_v1, tmp_p
     first = SEQS[0][1]
     assert (tmp_path / "parts" / "training" / f"{first}.frames.parquet").is_file()
 
-    monkeypatch.setattr(convert, "_save_npy", real_save)
+    monkeypatch.setattr(sequences, "_save_npy", real_save)
     summary = _convert(tiny_waymo["v1"], tmp_path, sweeps=2)
     assert summary.resumed == 1 and summary.converted == 2
     a, b = _snapshot(converted_v1), _snapshot(tmp_path)

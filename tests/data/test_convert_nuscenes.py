@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pointformer.data import convert
-from pointformer.data.convert_nuscenes import convert_nuscenes
+from pointformer.data.convert.nuscenes import convert_nuscenes
 from pointformer.data.formats.nuscenes import NuScenesReader, read_pcd_bin
 from pointformer.data.formats.nuscenes_tables import DETECTION_NAMES
 from pointformer.data.layout import (

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from pointformer.data.collate import collate_frames
-from pointformer.data.convert_nuscenes import convert_nuscenes
+from pointformer.data.convert.nuscenes import convert_nuscenes
 from pointformer.data.dataset import NUSCENES_CLASS_NAMES, DatasetConfig, LayoutDataset
 from pointformer.data.formats.nuscenes import NuScenesReader, read_pcd_bin
 from pointformer.data.formats.nuscenes_tables import DETECTION_NAMES

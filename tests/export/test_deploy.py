@@ -178,7 +178,7 @@ def test_deploy_spec_errors_name_the_file(tmp_path):
 def test_benchmark_export_smoke(capsys):
     """``tools/benchmark.py export`` on the demo config (quick frame, one repeat): four rows with the
     onnxruntime difference in the notes."""
-    from pointformer.utils.benchmark import main as benchmark_main
+    from pointformer.benchmarks.cli import main as benchmark_main
 
     cfg = "demo/waymo_flatformer_demo.yaml"
     assert benchmark_main(["export", "--quick", "--cfg", cfg, "--repeats", "1", "--warmup", "0"]) == 0

@@ -33,7 +33,7 @@ from pointformer.config import load_config
 from pointformer.data.collate import collate_frames
 from pointformer.data.formats.waymo_objects import read_objects
 from pointformer.models import build_detector
-from pointformer.runs import test_cli, train_cli
+from pointformer.runs import evaluate_cli, train_cli
 from pointformer.runs.data import build_dataset
 from pointformer.runs.evaluate import evaluate_model
 
@@ -217,7 +217,7 @@ def test_train_and_test_tools_one_epoch(name, synthetic_waymo, tmp_path, capture
             "--gt-file", str(gt), "--predictions-json", str(per_frame), "--out-dir", str(out_dir),
             "--no-progress"]  # fmt: skip
     with captured() as out:
-        assert test_cli.main(argv) == 0, out.getvalue()[-3000:]
+        assert evaluate_cli.main(argv) == 0, out.getvalue()[-3000:]
     lines = official_lines(out.getvalue())
     assert set(lines) == KEYS
     # The same weights on the same validation frame: tools/test.py repeats training's final evaluation.

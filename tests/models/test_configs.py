@@ -328,7 +328,7 @@ def test_training_step_reduced_range(name):
 def test_forward_full_size_waymo_frame(name):
     """The full config on a ray-cast Waymo-scale frame (~180k points, five lidars, two returns):
     one Detections with boxes inside the post-centre range (10-30 s each on one CPU thread)."""
-    from pointformer.utils.benchmark_detector import make_frame
+    from pointformer.runs.synthetic_frame import make_frame
 
     cfg = load_config(name)
     frame = make_frame(cfg, quick=False, kind="raycast")

@@ -14,8 +14,8 @@ from random_voxels import count, random_voxels, sample_alone
 from pointformer.models.backbones.sparse_resnet import VoxelResBackBone8x  # noqa: E402
 from pointformer.models.bev.scatter import ScatterToBEV  # noqa: E402
 from pointformer.models.layers.sparse_conv import SparseBasicBlock, conv_output_size, spconv_tensor  # noqa: E402
+from pointformer.models.layers.spconv import from_spconv  # noqa: E402
 from pointformer.structures import SparseVoxels  # noqa: E402
-from pointformer.utils.spconv import from_spconv  # noqa: E402
 
 GRID = (24, 16, 16)  # the smallest Z the unpadded z convs of conv4 and conv_out allow
 TINY = dict(channels=(4, 8, 8, 8), out_channels=8)

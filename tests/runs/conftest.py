@@ -21,7 +21,7 @@ class TinyNuScenes:
 
 @pytest.fixture(scope="session")
 def tiny_nuscenes(tmp_path_factory) -> TinyNuScenes:
-    from pointformer.data.convert_nuscenes import convert_nuscenes
+    from pointformer.data.convert.nuscenes import convert_nuscenes
     from pointformer.data.formats.nuscenes_writer import write_nuscenes
     from pointformer.data.synthetic import generate_sequence, nuscenes_lidars
 

@@ -14,7 +14,7 @@ import pytest
 from pointformer.config import load_config
 from pointformer.data.cbgs import ClassBalancedDataset, class_draw_counts, frame_classes
 from pointformer.evaluation.nuscenes import evaluate_files, read_results
-from pointformer.runs import test_cli, train_cli
+from pointformer.runs import evaluate_cli, train_cli
 from pointformer.runs.data import FrameSubset, build_dataset, training_data
 
 CFG = "nuscenes_flatformer.yaml"
@@ -80,7 +80,7 @@ def test_tools_test_writes_results_the_evaluator_reads(trained, tiny_nuscenes, t
             "--set", "model.head.score_threshold=0.0",  # an untrained head: keep its boxes
             "--submission", str(results), "--out-dir", str(out_dir), "--no-progress"]  # fmt: skip
     with captured() as buffer:
-        assert test_cli.main(argv) == 0
+        assert evaluate_cli.main(argv) == 0
     printed = buffer.getvalue()
     assert "NDS: " in printed and f"submission: {results}" in printed
     read = read_results(results)
@@ -94,5 +94,5 @@ def test_tools_test_writes_results_the_evaluator_reads(trained, tiny_nuscenes, t
     assert summary["label_aps"] == json.loads(json.dumps(files.serialize()["label_aps"]))
     # --gt-file is Waymo's.
     with captured() as buffer:
-        assert test_cli.main(argv[:4] + ["--gt-file", str(tmp_path / "gt.bin")]) == 2
+        assert evaluate_cli.main(argv[:4] + ["--gt-file", str(tmp_path / "gt.bin")]) == 2
     assert "nuScenes ground truth is the dataroot's tables" in buffer.getvalue()

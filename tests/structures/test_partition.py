@@ -1,8 +1,10 @@
-"""Partition builders: FlatFormer-style equal-size groups and padded views from sampled sets."""
+"""Partition builders: FlatFormer-style equal-size groups (``ops.grouping.partition_from_sorted``) and
+padded views from sampled sets (``Partition.from_padded``)."""
 
 import pytest
 import torch
 
+from pointformer.ops.grouping import partition_from_sorted
 from pointformer.structures import Partition
 
 
@@ -28,7 +30,7 @@ def test_flatformer_padding_rule():
     # FlatFormer's example: group 4, samples of 10 and 7 voxels; the last group of sample 0 is
     # [8, 9, 6, 7]: the missing slots repeat the same slots of the previous group.
     sample = torch.tensor([0] * 10 + [1] * 7)
-    p = Partition.from_sorted(torch.arange(17), sample, 2, 4)
+    p = partition_from_sorted(torch.arange(17), sample, 2, 4)
     assert p.group_index.tolist() == [
         [0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 6, 7], [10, 11, 12, 13], [14, 15, 16, 13],
     ]  # fmt: skip
@@ -42,7 +44,7 @@ def test_small_and_empty_samples_stay_in_their_sample():
     # Sample 0 has 2 voxels (fewer than a group), sample 1 none, sample 2 has 5.
     sample = torch.tensor([2, 0, 2, 2, 0, 2, 2])
     permutation = torch.tensor([1, 4, 0, 2, 3, 5, 6])  # sample-major
-    p = Partition.from_sorted(permutation, sample, 3, 4)
+    p = partition_from_sorted(permutation, sample, 3, 4)
     assert p.group_index.tolist() == [[1, 4, 1, 4], [0, 2, 3, 5], [6, 2, 3, 5]]
     assert p.key_mask.tolist() == [[False, False, True, True], [False] * 4, [False, True, True, True]]
     assert p.group_sample.tolist() == [0, 2, 2]
@@ -51,7 +53,7 @@ def test_small_and_empty_samples_stay_in_their_sample():
 
 def test_one_group_per_sample_without_padded_view():
     sample = torch.tensor([1, 1, 3, 3, 3])
-    p = Partition.from_sorted(torch.arange(5), sample, 4, None)
+    p = partition_from_sorted(torch.arange(5), sample, 4, None)
     assert p.group_index is None and p.group_size is None
     assert p.offsets.tolist() == [0, 2, 5] and p.group_sample.tolist() == [1, 3]
     with pytest.raises(ValueError, match="variable-length only"):
@@ -60,7 +62,7 @@ def test_one_group_per_sample_without_padded_view():
 
 
 def test_empty_batch():
-    p = Partition.from_sorted(torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long), 2, 8)
+    p = partition_from_sorted(torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long), 2, 8)
     assert p.num_groups == 0 and p.group_index.shape == (0, 8) and p.offsets.tolist() == [0]
 
 
@@ -83,7 +85,7 @@ def test_random_batches(generator):
         sample = torch.randint(0, batch_size, (n,), generator=generator)
         permutation = torch.argsort(sample * 1000 + torch.randperm(n, generator=generator))
         size = int(torch.randint(1, 9, (1,), generator=generator))
-        check_invariants(Partition.from_sorted(permutation, sample, batch_size, size), sample)
+        check_invariants(partition_from_sorted(permutation, sample, batch_size, size), sample)
 
 
 def test_native_assembly_matches_reference(device, generator):
@@ -96,9 +98,9 @@ def test_native_assembly_matches_reference(device, generator):
         sample = torch.randint(0, batch_size, (n,), generator=generator)
         permutation = torch.argsort(sample * 1000 + torch.randperm(n, generator=generator))
         size = int(torch.randint(1, 40, (1,), generator=generator))
-        native = Partition.from_sorted(permutation.to(device), sample.to(device), batch_size, size)
+        native = partition_from_sorted(permutation.to(device), sample.to(device), batch_size, size)
         with reference_only():
-            reference = Partition.from_sorted(permutation, sample, batch_size, size)
+            reference = partition_from_sorted(permutation, sample, batch_size, size)
         for field in fields:
             assert torch.equal(getattr(native, field).cpu(), getattr(reference, field)), field
 

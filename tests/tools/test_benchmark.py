@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pointformer.utils.benchmark import TITLE, upsert_section
+from pointformer.benchmarks.core import TITLE, upsert_section
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "tools" / "benchmark.py"

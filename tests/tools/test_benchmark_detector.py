@@ -10,10 +10,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from pointformer.benchmarks.core import RunConfig
+from pointformer.benchmarks.detector import _present, detector_stages, load_model, time_rounds
 from pointformer.config import load_config
 from pointformer.models.necks.identity import IdentityNeck
-from pointformer.utils.benchmark import RunConfig
-from pointformer.utils.benchmark_detector import _present, detector_stages, load_model, make_frame, time_rounds
+from pointformer.runs.synthetic_frame import make_frame
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "tools" / "benchmark.py"
@@ -108,10 +109,12 @@ def test_time_rounds_interleaves_and_respects_the_budget() -> None:
 
 # Half ranges (m) that each model's windows, strides and pooling divide (see tests/models/test_configs.py):
 # DSVT and ScatterFormer 72 cells of 0.32 m; FlatFormer 80; CenterPoint 256 cells of 0.1 m (32 at stride 8);
-# nuScenes DSVT-P 60 cells of 0.3 m (windows of 30, BEV stride 4); nuScenes CenterPoint 320 of 0.075 m.
+# nuScenes DSVT-P 60 cells of 0.3 m (windows of 30, BEV stride 4); nuScenes CenterPoint 320 of 0.075 m;
+# nuScenes ScatterFormer 80 cells of 0.3 m (windows of 20, a 40-cell BEV the DED strides divide).
 HALF_RANGE = {"waymo_flatformer": 12.8, "waymo_dsvt_pillar": 11.52, "waymo_dsvt_voxel": 11.52,
               "waymo_scatterformer": 11.52, "waymo_centerpoint": 12.8, "nuscenes_flatformer": 12.8,
-              "nuscenes_dsvt_pillar": 9.0, "nuscenes_centerpoint": 12.0}  # fmt: skip
+              "nuscenes_dsvt_pillar": 9.0, "nuscenes_dsvt_pillar_centerhead": 9.0, "nuscenes_centerpoint": 12.0,
+              "nuscenes_scatterformer": 12.0}  # fmt: skip
 WAYMO = [name for name in HALF_RANGE if name.startswith("waymo")]
 
 
@@ -123,8 +126,8 @@ def small(name: str) -> list[str]:
 
 
 def test_every_config_gets_its_stage_rows_and_the_waymo_backbones_their_ratio_to_centerpoint() -> None:
-    from pointformer.utils.benchmark_backbones import run_comparison
-    from pointformer.utils.benchmark_detector import PART_MARK, run_detector
+    from pointformer.benchmarks.backbones import run_comparison
+    from pointformer.benchmarks.detector import PART_MARK, run_detector
 
     cpu = torch.device("cpu")
     once = RunConfig(cpu, repeats=1, warmup=0)
@@ -180,7 +183,7 @@ def test_detector_command_several_configs_and_the_comparison_section(tmp_path: P
 
 
 def test_detector_configs_expand_all_once_in_order() -> None:
-    from pointformer.utils.benchmark import detector_configs
+    from pointformer.benchmarks.cli import detector_configs
 
     every = detector_configs(["all"])
     assert [Path(p).stem for p in every] == sorted(HALF_RANGE)  # the full configs, not configs/demo

@@ -22,7 +22,7 @@ from pointformer.data.convert import main as convert_main
 from pointformer.data.formats.waymo_objects import read_objects, write_objects
 from pointformer.data.layout import read_frame_table
 from pointformer.models import Detections, build_detector
-from pointformer.runs import test_cli, train_cli
+from pointformer.runs import evaluate_cli, train_cli
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = "demo/waymo_flatformer_demo.yaml"
@@ -126,7 +126,7 @@ def test_config_errors_exit_2(data_root, tmp_path, capsys, captured):
     assert code == 2, out.getvalue()
     assert "model.head: unknown keys ['score_treshold'] for CenterHead" in out.getvalue()
     assert "Traceback" not in out.getvalue()
-    assert test_cli.main(["--cfg", "no_such_config", "--ckpt", "x.pth"]) == 2
+    assert evaluate_cli.main(["--cfg", "no_such_config", "--ckpt", "x.pth"]) == 2
     assert "'no_such_config' not found" in capsys.readouterr().out
 
 
@@ -189,7 +189,7 @@ def test_test_tool_table_submission_and_pictures(trained, data_root, tmp_path, c
     argv = ["--cfg", DEMO, "--set", f"dataset.root={data_root}", "--ckpt", str(work_dir / "epoch_001.pth"),
             "--submission", str(sub), "--gt-file", str(gt), "--render", "1", "--out-dir", str(out_dir),
             "--predictions-json", str(tmp_path / "pred.json"), "--no-progress"]  # fmt: skip
-    assert test_cli.main(argv) == 0  # Open3D pictures too where it renders off-screen, else a warning
+    assert evaluate_cli.main(argv) == 0  # Open3D pictures too where it renders off-screen, else a warning
     printed = capsys.readouterr().out
     lines = official_lines(printed)
     assert set(lines) == expected_keys(), printed

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from pointformer.structures import Partition
+from pointformer.ops.grouping import partition_from_sorted
 from pointformer.vis import partition_colors, render_partition_bev, write_png
 
 
@@ -48,7 +48,7 @@ def test_each_group_has_one_colour():
     )
     coords = torch.cat([coords0, torch.tensor([[1, 0, 0, 0]])]).int()
     sample = coords[:, 0].long()
-    p = Partition.from_sorted(torch.arange(25), sample, 2, 5)
+    p = partition_from_sorted(torch.arange(25), sample, 2, 5)
     image = render_partition_bev(coords, p, (1, 4, 6), sample=0, scale=1)[::-1]  # back to y up = row index
     colors = partition_colors(p.num_groups)
     for voxel in range(24):

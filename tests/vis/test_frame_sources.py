@@ -54,7 +54,7 @@ def test_converted_roots_nuscenes_and_waymo(tmp_path: Path) -> None:
     import argparse
 
     from pointformer.data.convert import convert_waymo
-    from pointformer.data.convert_nuscenes import convert_nuscenes
+    from pointformer.data.convert.nuscenes import convert_nuscenes
     from pointformer.data.formats.nuscenes import NuScenesReader
     from pointformer.data.formats.nuscenes_writer import write_nuscenes
     from pointformer.data.layout import read_frame_table

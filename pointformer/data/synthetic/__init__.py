@@ -6,6 +6,8 @@ vehicle frame. The Waymo (v1 TFRecord, v2 parquet) and nuScenes writers build on
 ``generate_sequence(seed, num_frames, preset)`` is the one-call entry; ``lidar`` holds the sensor
 models (``LidarSpec`` and presets), ``scene`` the world, ``raycast`` the ray caster, ``labels`` the
 per-frame labels and ``classes`` the object classes and their mapping to Waymo / nuScenes.
+``scatter`` is the cheap alternative without ray casting: points drawn with a 1/r range density
+and random boxes (``make_lidar_frame``, ``make_boxes``).
 """
 
 from pointformer.data.synthetic.classes import CLASS_NAMES, CLASSES, ObjectClass

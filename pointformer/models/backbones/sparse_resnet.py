@@ -13,8 +13,8 @@ from pointformer.models.layers.sparse_conv import (
     sparse_conv_block,
     spconv_tensor,
 )
+from pointformer.models.layers.spconv import from_spconv
 from pointformer.structures import SparseVoxels
-from pointformer.utils.spconv import from_spconv
 
 
 class VoxelResBackBone8x(nn.Module):

@@ -2,7 +2,7 @@
 ``VoxelResBackBone8x``, ScatterFormer's stem): conv + BatchNorm + ReLU, the sparse residual block,
 and a sequential container over ``spconv.SparseConvTensor``.
 
-spconv is imported through ``pointformer.utils.spconv.import_spconv()`` when a block is built,
+spconv is imported through ``pointformer.models.layers.spconv.import_spconv()`` when a block is built,
 never at module import, so ``pointformer.models`` imports without spconv installed.
 
 Module layouts follow OpenPCDet's (``post_act_block`` and ``SparseBasicBlock`` of its
@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from pointformer.models.layers.spconv import import_spconv
 from pointformer.structures import SparseVoxels
-from pointformer.utils.spconv import import_spconv
 
 IntOrTriple = int | Sequence[int]
 

@@ -3,10 +3,12 @@
 * ``partition_flattened``: FlatFormer's flattened windows, equal-size groups;
 * ``partition_rotated_sets``: DSVT's dynamic sets, y-major and x-major (``dsvt_pooling_map`` for DSVT-V);
 * ``partition_scattered``: ScatterFormer's windows as one variable-length sequence;
-* ``partition_serialized``: Point Transformer V3-style space-filling-curve patches.
+* ``partition_serialized``: Point Transformer V3-style space-filling-curve patches;
+* ``partition_from_sorted``: equal-size groups over voxels already in group order (what the
+  flattened and serialized layouts end with).
 """
 
-from pointformer.ops.grouping import assembly as _assembly  # noqa: F401  (registers a fake kernel)
+from pointformer.ops.grouping.assembly import partition_from_sorted, partition_from_sorted_reference
 from pointformer.ops.grouping.flattened import flattened_window_keys, partition_flattened
 from pointformer.ops.grouping.rotated_sets import (
     PoolingMap,
@@ -31,6 +33,8 @@ __all__ = [
     "dsvt_window_configs",
     "flattened_window_keys",
     "partition_flattened",
+    "partition_from_sorted",
+    "partition_from_sorted_reference",
     "partition_rotated_sets",
     "partition_scattered",
     "partition_serialized",

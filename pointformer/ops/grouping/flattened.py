@@ -44,6 +44,7 @@ from collections.abc import Sequence
 import torch
 
 from pointformer.ops import _library
+from pointformer.ops.grouping.assembly import partition_from_sorted
 from pointformer.ops.grouping.windows import window_coords, windows_per_axis
 from pointformer.structures.partition import Partition
 
@@ -150,7 +151,7 @@ def partition_flattened(
 ) -> Partition:
     """FlatFormer's flattened-window partition: voxels sorted by ``flattened_window_keys``, then
     cut into groups of ``group_size`` per sample with FlatFormer's padding rule
-    (``Partition.from_sorted``).
+    (``partition_from_sorted``).
 
     Args:
         coords: ``(N, 4)`` int32 ``(batch, z, y, x)``, inside ``[0, batch_size) x sparse_shape``.
@@ -187,7 +188,7 @@ def partition_flattened(
             )
     keys = flattened_window_keys(coords, shape, window, axis, shift)
     permutation = torch.sort(keys, stable=True).indices
-    return Partition.from_sorted(permutation, coords[:, 0].long(), batch_size, int(group_size))
+    return partition_from_sorted(permutation, coords[:, 0].long(), batch_size, int(group_size))
 
 
 @_library.register_fake("flattened_window_keys")

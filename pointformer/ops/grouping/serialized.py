@@ -17,7 +17,7 @@ Codes (``serialization_codes``), PTv3's layout so that its orders carry over:
     fit in 63 bits.
 
 Patches (``partition_serialized``): voxels sorted by code (a stable sort, so equal codes keep
-their index order), cut per sample into patches of ``patch_size`` with ``Partition.from_sorted``,
+their index order), cut per sample into patches of ``patch_size`` with ``partition_from_sorted``,
 whose padding rule is PTv3's: padded slots repeat the voxels ``patch_size`` positions earlier, and
 a sample smaller than a patch is one shorter group in the variable-length view.
 
@@ -30,6 +30,7 @@ import torch
 
 from pointformer.ops import _library
 from pointformer.ops.grouping._checks import check_voxel_coords
+from pointformer.ops.grouping.assembly import partition_from_sorted
 from pointformer.structures.partition import Partition
 
 ORDERS = ("z", "z-trans", "hilbert", "hilbert-trans")
@@ -75,7 +76,7 @@ def partition_serialized(
         raise ValueError(f"partition_serialized: patch_size must be >= 1 or None, got {patch_size}")
     codes = _codes(coords, order, depth)
     permutation = torch.sort(codes, stable=True).indices
-    return Partition.from_sorted(permutation, coords[:, 0].long(), batch_size, patch_size)
+    return partition_from_sorted(permutation, coords[:, 0].long(), batch_size, patch_size)
 
 
 def _resolve_depth(

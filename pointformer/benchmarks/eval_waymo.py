@@ -14,9 +14,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from pointformer.benchmarks.core import Report, Row, RunConfig
 from pointformer.data.formats.waymo_objects import WaymoObjects
 from pointformer.evaluation.waymo import evaluate
-from pointformer.utils.benchmark import Report, Row, RunConfig
 
 TARGET_S = 10.0
 

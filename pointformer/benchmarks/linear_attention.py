@@ -8,13 +8,14 @@ from collections.abc import Callable
 
 import torch
 
+from pointformer.benchmarks.core import Report, Row, RunConfig, peak_memory_mib, with_speedups
+from pointformer.data.synthetic.scatter import make_lidar_frame
 from pointformer.ops import partition_scattered, voxelize
 from pointformer.ops.attention.linear import (
     scattered_linear_attention,
     scattered_linear_attention_naive,
     scattered_linear_attention_reference,
 )
-from pointformer.utils.benchmark import Report, Row, RunConfig, make_lidar_frame, peak_memory_mib, with_speedups
 
 # ScatterFormer's Waymo voxels (0.32 x 0.32 x 0.1875 m) and its stage-1 windows: 12 x 12 BEV columns.
 VOXEL_SIZE = (0.32, 0.32, 0.1875)

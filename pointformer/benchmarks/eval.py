@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from pointformer.utils.benchmark import Report, RunConfig
-from pointformer.utils.benchmark_eval_nuscenes import nuscenes_eval_report
-from pointformer.utils.benchmark_eval_waymo import waymo_eval_report
+from pointformer.benchmarks.core import Report, RunConfig
+from pointformer.benchmarks.eval_nuscenes import nuscenes_eval_report
+from pointformer.benchmarks.eval_waymo import waymo_eval_report
 
 # Report functions of the metric suites, run in this order by ``run_eval``.
 EVAL_REPORTS: tuple[Callable[[RunConfig, bool], Report], ...] = (waymo_eval_report, nuscenes_eval_report)

@@ -1,17 +1,6 @@
-"""Dataset conversion into the layout of ``pointformer.data.layout`` (``tools/create_data.py``).
-
-Waymo (``convert_waymo``) accepts these input layouts under ``root``:
-
-* v1, by split folder: ``<root>/<split>/*.tfrecord`` (e.g. ``training/``, ``validation/``).
-* v1, as OpenPCDet: ``<root>/raw_data/*.tfrecord`` plus ``<root>/ImageSets/<list>.txt`` naming the
-  files of each split, one per line; ``<list>`` is the split name or its OpenPCDet alias
-  (training -> train, validation -> val, testing -> test). A listed name may omit or carry the
-  ``_with_camera_labels`` suffix, as OpenPCDet allows.
-* v2: ``<root>/<split>/<component>/<context_name>.parquet``; the sequences of a split are the
-  files of ``<root>/<split>/lidar/``.
-
-The sequence name is the segment's context name (v1: the file name without ``segment-``,
-``_with_camera_labels`` and ``.tfrecord``).
+"""The conversion machinery every dataset shares: format-neutral frames (``LabelledFrame``) read
+per sequence (``SequenceSource``) and written into the layout of ``pointformer.data.layout`` by
+``convert_sequences`` (workers, resume, gt database, merged tables, ``meta.json``, summary).
 
 How it runs:
 
@@ -47,8 +36,8 @@ How it runs:
 Adding a dataset: write an adapter that yields ``LabelledFrame``s per sequence, reuse
 ``convert_sequences`` (workers, resume, gt database, merge, meta, summary) with a ``SequenceSource``
 whose ``reader`` names a module-level function ``(source) -> Iterator[LabelledFrame]``, and register
-a command-line entry in ``DATASETS``. nuScenes (``pointformer.data.convert_nuscenes``) does so and
-uses the two extension points: a frame may list its own sweeps (``LabelledFrame.sweeps``, sensor
+a command-line entry in ``cli.DATASETS``. Waymo (``waymo``) and nuScenes (``nuscenes``) do so; nuScenes
+also uses the two extension points: a frame may list its own sweeps (``LabelledFrame.sweeps``, sensor
 frames that are not rows of the table; written under ``points/<sequence>/sweeps/``) instead of the
 previous rows, and may carry dataset-specific columns (``LabelledFrame.extra``, typed by
 ``layout.EXTRA_COLUMNS``). A ``SequenceSource.fingerprint`` replaces the source file's name and size
@@ -57,7 +46,6 @@ in the resume check.
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures as cf
 import dataclasses
 import importlib
@@ -65,7 +53,6 @@ import io
 import json
 import multiprocessing
 import os
-import sys
 import time
 import warnings
 from collections import Counter
@@ -82,10 +69,6 @@ from pointformer.data import layout as L
 from pointformer.data.formats.errors import DataFormatError
 from pointformer.utils.atomic import atomic_file, fsync_files, write_atomic
 
-WAYMO_POINT_FEATURES = ("x", "y", "z", "intensity", "elongation")
-# Label.Type -> class name (OpenPCDet's names); TYPE_UNKNOWN (0) boxes are dropped.
-WAYMO_CLASS_NAMES = {1: "Vehicle", 2: "Pedestrian", 3: "Sign", 4: "Cyclist"}
-WAYMO_SPLIT_ALIASES = {"training": "train", "validation": "val", "testing": "test"}
 _META_SOURCE = b"pointformer.source"
 _META_GT = b"pointformer.gt_database"
 
@@ -157,104 +140,6 @@ class SequenceSource:
     path: str
     args: tuple = ()
     fingerprint: str = ""
-
-
-def waymo_labelled_frame(frame) -> LabelledFrame:
-    """A ``WaymoFrame`` in layout terms: NLZ points (flag != -1) and TYPE_UNKNOWN boxes dropped,
-    points ``[x, y, z, intensity, elongation]``, velocity rotated from global into vehicle axes."""
-    pts = frame.points
-    points = np.ascontiguousarray(pts[pts[:, 5] == -1, :5], dtype=np.float32)
-    lab = frame.labels
-    keep = np.isin(lab.types, list(WAYMO_CLASS_NAMES))
-    speed = lab.speed[keep]
-    # v_vehicle = R^T v_global with R the vehicle -> global rotation.
-    v = speed.astype(np.float64) @ frame.pose[:3, :3]
-    boxes = np.concatenate([lab.boxes[keep], v[:, :2].astype(np.float32)], axis=1).astype(np.float32)
-    return LabelledFrame(
-        timestamp_micros=int(frame.timestamp_micros),
-        pose=frame.pose,
-        points=points,
-        boxes=boxes,
-        names=np.asarray([WAYMO_CLASS_NAMES[int(t)] for t in lab.types[keep]], dtype=np.str_),
-        difficulty=lab.detection_difficulty[keep],
-        tracking_difficulty=lab.tracking_difficulty[keep],
-        num_points_in_box=lab.num_lidar_points_in_box[keep],
-        object_ids=lab.ids[keep],
-        speed_global=speed,
-        accel_global=lab.acceleration[keep],
-        time_of_day=frame.time_of_day,
-        location=frame.location,
-        weather=frame.weather,
-    )
-
-
-def read_waymo_v1(source: SequenceSource) -> Iterator[LabelledFrame]:
-    from pointformer.data.formats import waymo_v1
-
-    for frame in waymo_v1.read_frames(source.path):
-        yield waymo_labelled_frame(frame)
-
-
-def read_waymo_v2(source: SequenceSource) -> Iterator[LabelledFrame]:
-    from pointformer.data.formats import waymo_v2
-
-    root, split = source.args
-    labels = waymo_v2.component_path(root, split, "lidar_box", source.sequence).is_file()
-    for frame in waymo_v2.read_frames(root, split, source.sequence, labels=labels):
-        yield waymo_labelled_frame(frame)
-
-
-def _waymo_sequence_name(path: Path) -> str:
-    name = path.name.removesuffix(".tfrecord").removeprefix("segment-")
-    return name.removesuffix("_with_camera_labels")
-
-
-def discover_waymo(root: str | os.PathLike, splits: Sequence[str], format: str = "v1") -> list[SequenceSource]:
-    """The sequences of each split, in split then name order (see the module docstring for the
-    accepted layouts). Raises ``FileNotFoundError`` for a split without input."""
-    root = Path(root)
-    sources: list[SequenceSource] = []
-    for split in splits:
-        if format == "v2":
-            files = sorted((root / split / "lidar").glob("*.parquet"))
-            if not files:
-                raise FileNotFoundError(f"no Waymo v2 segments for split {split!r}: {root / split / 'lidar'}/*.parquet")
-            sources += [
-                SequenceSource(split, p.stem, f"{__name__}:read_waymo_v2", str(p), (str(root), split)) for p in files
-            ]
-            continue
-        if format != "v1":
-            raise ValueError(f"format must be 'v1' or 'v2', got {format!r}")
-        if (root / split).is_dir():
-            files = sorted((root / split).glob("*.tfrecord"))
-            if not files:
-                raise FileNotFoundError(f"no Waymo v1 files for split {split!r}: {root / split}/*.tfrecord")
-        else:
-            lists = [root / "ImageSets" / f"{n}.txt" for n in (split, WAYMO_SPLIT_ALIASES.get(split, split))]
-            listing = next((p for p in lists if p.is_file()), None)
-            if listing is None:
-                raise FileNotFoundError(
-                    f"no Waymo v1 input for split {split!r}: neither {root / split}/*.tfrecord nor "
-                    f"{' / '.join(str(p) for p in dict.fromkeys(lists))} with {root / 'raw_data'}/"
-                )
-            files = []
-            for line_no, line in enumerate(listing.read_text().splitlines(), 1):
-                name = line.strip()
-                if not name:
-                    continue
-                stem = name.removesuffix(".tfrecord").removesuffix("_with_camera_labels")
-                candidates = [name, f"{stem}_with_camera_labels.tfrecord", f"{stem}.tfrecord"]
-                found = next((root / "raw_data" / c for c in candidates if (root / "raw_data" / c).is_file()), None)
-                if found is None:
-                    raise FileNotFoundError(f"{listing}: line {line_no}: {name!r} not found in {root / 'raw_data'}")
-                files.append(found)
-        sources += [SequenceSource(split, _waymo_sequence_name(p), f"{__name__}:read_waymo_v1", str(p)) for p in files]
-    seen: dict[str, str] = {}
-    for s in sources:
-        if s.sequence in seen:
-            raise ValueError(f"sequence {s.sequence!r} appears twice: {seen[s.sequence]} and {s.path}")
-        seen[s.sequence] = s.path
-    return sources
 
 
 # ---------------------------------------------------------------------------------------------
@@ -787,123 +672,3 @@ def convert_sequences(
     summary.gt_objects_per_class = dict(objects)
     summary.seconds = time.perf_counter() - start
     return summary
-
-
-def convert_waymo(
-    root: str | os.PathLike,
-    out: str | os.PathLike,
-    splits: Sequence[str] = ("training", "validation"),
-    format: str = "v1",
-    workers: int = 0,
-    sweeps: int = 4,
-    gt_database_splits: Sequence[str] | None = None,
-    gt_min_points: int = 1,
-    on_error: str = "raise",
-    progress: bool = True,
-) -> ConvertSummary:
-    """Converts Waymo Open Dataset v1 TFRecords or v2 parquet under ``root`` into the layout under
-    ``out`` (see the module docstring for inputs, resuming and errors).
-
-    Args:
-        splits: split names (folders, or ImageSets lists for the OpenPCDet v1 layout).
-        format: ``"v1"`` or ``"v2"``.
-        workers: worker processes (0: in-process).
-        sweeps: previous frames listed in each row's ``sweeps``.
-        gt_database_splits: splits with a gt database (None: ``training``/``train``).
-        gt_min_points: objects with fewer points in their box are left out of the gt database.
-        on_error: ``"raise"`` or ``"skip"`` for a sequence with malformed input.
-        progress: show a progress bar over frames.
-    """
-    sources = discover_waymo(root, splits, format)
-    total = None
-    if format == "v2":
-        # Cheap: row counts from the parquet footers of the vehicle poses (one row per frame).
-        poses = [Path(root) / s.split / "vehicle_pose" / f"{s.sequence}.parquet" for s in sources]
-        total = sum(pq.ParquetFile(p).metadata.num_rows for p in poses if p.is_file())
-    return convert_sequences(
-        sources,
-        out,
-        dataset="waymo",
-        source_format=format,
-        point_features=WAYMO_POINT_FEATURES,
-        class_names=list(WAYMO_CLASS_NAMES.values()),
-        workers=workers,
-        sweeps=sweeps,
-        gt_database_splits=gt_database_splits,
-        gt_min_points=gt_min_points,
-        on_error=on_error,
-        progress=progress,
-        total_frames=total,
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# Command line
-# ---------------------------------------------------------------------------------------------
-
-
-def _waymo_main(args: argparse.Namespace) -> ConvertSummary:
-    return convert_waymo(
-        args.root,
-        args.out,
-        splits=args.splits or ("training", "validation"),
-        format=args.format,
-        workers=args.workers,
-        sweeps=4 if args.sweeps is None else args.sweeps,
-        gt_database_splits=args.gt_database_splits,
-        gt_min_points=args.gt_min_points,
-        on_error=args.on_error,
-        progress=not args.no_progress,
-    )
-
-
-def _nuscenes_main(args: argparse.Namespace) -> ConvertSummary:
-    from pointformer.data.convert_nuscenes import nuscenes_main
-
-    return nuscenes_main(args)
-
-
-# Dataset name -> CLI entry (argparse namespace -> summary).
-DATASETS: dict[str, Callable[[argparse.Namespace], ConvertSummary]] = {
-    "waymo": _waymo_main,
-    "nuscenes": _nuscenes_main,
-}
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="create_data.py",
-        description="Convert a dataset into pointformer's layout (points .npy, parquet frame tables, gt database).",
-    )
-    parser.add_argument("--dataset", required=True, choices=sorted(DATASETS))
-    parser.add_argument("--root", required=True, help="input root (see pointformer/data/convert.py)")
-    parser.add_argument("--out", required=True, help="output root")
-    parser.add_argument("--format", default="v1", choices=["v1", "v2"], help="Waymo: v1 TFRecord or v2 parquet")
-    parser.add_argument("--version", default="v1.0-mini", help="nuScenes: table folder (default v1.0-mini)")
-    parser.add_argument(
-        "--splits",
-        nargs="+",
-        help="splits to convert (Waymo default: training validation; nuScenes: by version, e.g. mini_train "
-        "mini_val, train val, or names in <root>/<version>/splits.json)",
-    )
-    parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="processes (0: in-process)")
-    parser.add_argument(
-        "--sweeps",
-        type=int,
-        help="previous frames listed per frame (Waymo default 4; nuScenes: LIDAR_TOP sweeps before each "
-        "keyframe, default 9 = OpenPCDet's 10 with the keyframe)",
-    )
-    parser.add_argument(
-        "--gt-database-splits", nargs="*", help="splits with a gt database (default: training / train, mini_train)"
-    )
-    parser.add_argument("--gt-min-points", type=int, default=1)
-    parser.add_argument("--on-error", choices=["raise", "skip"], default="raise", help="for a malformed sequence")
-    parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
-    try:
-        summary = DATASETS[args.dataset](args)
-    except (DataFormatError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(summary)
-    return 0

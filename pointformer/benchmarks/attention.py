@@ -2,7 +2,7 @@
 
 ``run_attention`` concatenates the reports of ``ATTENTION_REPORTS``: grouped softmax attention
 (FlatFormer groups, DSVT sets) and ScatterFormer's scattered linear attention
-(``pointformer.utils.benchmark_linear_attention``).
+(``pointformer.benchmarks.linear_attention``).
 """
 
 from __future__ import annotations
@@ -11,12 +11,13 @@ from collections.abc import Callable
 
 import torch
 
+from pointformer.benchmarks.core import Report, Row, RunConfig, Timing, peak_memory_mib, with_speedups
+from pointformer.benchmarks.linear_attention import linear_attention_report
+from pointformer.data.synthetic.scatter import make_lidar_frame
 from pointformer.ops import partition_flattened, partition_rotated_sets, reference_only, voxelize
 from pointformer.ops.attention import attention_index, grouped_attention
 from pointformer.ops.attention.grouped import fused_supports
 from pointformer.structures.partition import Partition
-from pointformer.utils.benchmark import Report, Row, RunConfig, Timing, make_lidar_frame, peak_memory_mib, with_speedups
-from pointformer.utils.benchmark_linear_attention import linear_attention_report
 
 # Pillars 0.32 m over +-74.88 m (FlatFormer and DSVT-P on Waymo: a 468 x 468 grid).
 PILLAR_SIZE = (0.32, 0.32, 6.0)

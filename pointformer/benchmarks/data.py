@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from pointformer.utils.benchmark import PILLARS, Report, Row, RunConfig, Timing
+from pointformer.benchmarks.core import PILLARS, Report, Row, RunConfig, Timing
 
 TARGET_MS = 60.0  # per-frame budget of the CPU data path (load + augment + voxelize), one core
 # FlatFormer / OpenPCDet Waymo ground-truth sampling (gt_sampling of waymo_flatformer.yaml).
@@ -122,8 +122,8 @@ def _time_conversion(convert, out_root: Path, repeats: int) -> tuple[Timing, obj
 
 def bench_conversion(tmp: Path, sizes: DataSizes) -> tuple[list[Row], Path, int]:
     """Conversion rows; the converted Waymo root (for the per-frame rows) and points per frame."""
-    from pointformer.data.convert import convert_waymo
-    from pointformer.data.convert_nuscenes import convert_nuscenes
+    from pointformer.data.convert.nuscenes import convert_nuscenes
+    from pointformer.data.convert.waymo import convert_waymo
 
     rows = []
     waymo = make_waymo_source(tmp / "waymo_v1", sizes)

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import torch
 
+from pointformer.benchmarks.core import Report, Row, RunConfig, with_speedups
+from pointformer.data.synthetic.scatter import make_lidar_frame
 from pointformer.ops import reference_only, voxelize
 from pointformer.ops.grouping.presets import PILLAR_LAYOUTS, VOXEL_LAYOUTS, LayoutFn
 from pointformer.structures.partition import Partition
-from pointformer.utils.benchmark import Report, Row, RunConfig, make_lidar_frame, with_speedups
 
 # FlatFormer / DSVT-P pillars (468 x 468) and DSVT-V voxels (468 x 468 x 32, 0.1875 m in z).
 PILLAR_GRID = ((0.32, 0.32, 6.0), (-74.88, -74.88, -2.0, 74.88, 74.88, 4.0))

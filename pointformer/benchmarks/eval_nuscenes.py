@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pointformer.benchmarks.core import Report, Row, RunConfig, Timing, with_speedups
 from pointformer.data.formats.nuscenes_tables import (
     ATTRIBUTE_NAMES,
     CATEGORY_TO_DETECTION,
@@ -40,7 +41,6 @@ from pointformer.data.formats.nuscenes_tables import (
 )
 from pointformer.data.formats.nuscenes_writer import LIDAR_TOP_SENSOR_TOKEN, tiny_png, token
 from pointformer.evaluation.nuscenes_results import default_attribute
-from pointformer.utils.benchmark import Report, Row, RunConfig, Timing, with_speedups
 
 VERSION = "v1.0-mini"
 SPLIT = "bench"

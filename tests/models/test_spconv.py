@@ -1,4 +1,4 @@
-"""spconv through pointformer.utils.spconv: CPU forward and backward against dense F.conv3d.
+"""spconv through pointformer.models.layers.spconv: CPU forward and backward against dense F.conv3d.
 
 Runs at torch's default thread count (at least 2): without the single-thread guard spconv's CPU
 results are wrong there, intermittently, so every check runs on several random inputs.
@@ -10,9 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import pointformer.utils.spconv as spconv_utils
+import pointformer.models.layers.spconv as spconv_utils
+from pointformer.models.layers.spconv import import_spconv, single_thread_on_cpu
 from pointformer.structures import SparseVoxels
-from pointformer.utils.spconv import import_spconv, single_thread_on_cpu
 
 try:
     spconv = import_spconv()

@@ -2,7 +2,7 @@
 
 Per config: the detector (random weights from seed 0, BatchNorm and head scale as a trained model's,
 see ``calibrated``) is exported with ``pointformer.export.export_onnx`` to a temporary directory,
-and on one ray-cast Waymo-scale frame (``benchmark_detector.make_frame``) three rows are timed,
+and on one ray-cast Waymo-scale frame (``pointformer.runs.synthetic_frame.make_frame``) three rows are timed,
 interleaved round by round:
 
 * the network in PyTorch (``NetworkGraph`` eager, native ops, the Runtime's inputs);
@@ -23,7 +23,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pointformer.utils.benchmark import Report, Row, RunConfig, with_speedups
+from pointformer.benchmarks.core import Report, Row, RunConfig, load_average, load_note, with_speedups
+from pointformer.config import load_config
+from pointformer.export import NetworkGraph, Runtime, export_onnx
+from pointformer.export.onnx_export import torch_outputs
+from pointformer.models import build_detector
+from pointformer.runs.synthetic_frame import make_frame
 
 DEFAULT_CONFIGS = ("waymo_flatformer", "waymo_dsvt_pillar", "waymo_dsvt_voxel", "waymo_scatterformer",
                    "waymo_centerpoint")  # fmt: skip
@@ -34,8 +39,11 @@ def calibrated(model: nn.Module, points: torch.Tensor) -> nn.Module:
     """BatchNorm statistics from ``points`` and the regression branches' last convs scaled by 0.1:
     random weights otherwise blow outputs up to hundreds (ScatterFormer), where fp32 rounding alone
     exceeds 1e-4; a trained head's maps are of unit scale."""
-    for task in model.head.task_heads:
-        for name, branch in task.heads.items():
+    # CenterHead: per task ``heads``; TransFusionHead: one ``prediction_head``.
+    towers = [task.heads for task in getattr(model.head, "task_heads", ())]
+    towers += [model.head.prediction_head] if hasattr(model.head, "prediction_head") else []
+    for heads in towers:
+        for name, branch in heads.items():
             if name != "heatmap":
                 branch[-1].weight.mul_(0.1)
     model.eval()
@@ -51,13 +59,7 @@ def calibrated(model: nn.Module, points: torch.Tensor) -> nn.Module:
 
 
 def run_export(cfg: RunConfig, quick: bool, configs: Sequence[str] = DEFAULT_CONFIGS) -> Report:
-    from pointformer.config import load_config
-    from pointformer.export import NetworkGraph, Runtime, export_onnx
-    from pointformer.export.onnx_export import torch_outputs
-    from pointformer.models import build_detector
-    from pointformer.utils.benchmark_detector import _load, _load_note, make_frame
-
-    load_before = _load()
+    load_before = load_average()
     device = cfg.device.type
     report = Report()
     details = []
@@ -110,7 +112,7 @@ def run_export(cfg: RunConfig, quick: bool, configs: Sequence[str] = DEFAULT_CON
     threads = torch.get_num_threads()
     report.footnotes += [
         "Weights random from seed 0, BatchNorm statistics from the frame and the regression branches' last convs "
-        "scaled by 0.1 (`benchmark_export.calibrated`), so that the outputs have a trained head's scale.",
+        "scaled by 0.1 (`benchmarks.export.calibrated`), so that the outputs have a trained head's scale.",
         "Frame: one ray-cast synthetic Waymo frame (`make_frame`, five lasers, two returns"
         f"{', an eighth of the azimuth columns (--quick)' if quick else ''}), cropped to each config's range. "
         + "; ".join(details)
@@ -122,6 +124,6 @@ def run_export(cfg: RunConfig, quick: bool, configs: Sequence[str] = DEFAULT_CON
         "CUDA provider: `--device cuda` (onnxruntime-gpu) times the same rows on the GPU; not measured here (no GPU)."
         if device == "cpu"
         else "CUDA: onnxruntime's CUDAExecutionProvider against PyTorch on CUDA.",
-        _load_note(load_before),
+        load_note(load_before),
     ]
     return report

@@ -1,5 +1,5 @@
 """nuScenes conversion into the layout of ``pointformer.data.layout`` (``tools/create_data.py
---dataset nuscenes``), an adapter on ``convert.convert_sequences``.
+--dataset nuscenes``), an adapter on ``sequences.convert_sequences``.
 
 Input: a nuScenes dataroot (``<root>/<version>/*.json``, ``samples/LIDAR_TOP``,
 ``sweeps/LIDAR_TOP``), read with ``formats.nuscenes.NuScenesReader`` (no devkit needed).
@@ -53,7 +53,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pointformer.data.convert import (
+from pointformer.data.convert.sequences import (
     ConvertSummary,
     LabelledFrame,
     LabelledSweep,
@@ -283,7 +283,7 @@ def convert_nuscenes(
 
 
 def nuscenes_main(args: argparse.Namespace) -> ConvertSummary:
-    """``create_data.py --dataset nuscenes`` (see ``convert.main``)."""
+    """``create_data.py --dataset nuscenes`` (see ``cli.main``)."""
     return convert_nuscenes(
         args.root,
         args.out,

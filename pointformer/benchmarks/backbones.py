@@ -22,23 +22,13 @@ from pathlib import Path
 
 import torch
 
+from pointformer.benchmarks.core import Report, Row, RunConfig, load_average, load_note, with_speedups
+from pointformer.benchmarks.detector import Stage, _inference_call, _reduced_note, load_model, time_rounds, variants
 from pointformer.config import Config, load_config
 from pointformer.data.collate import FrameBatch
 from pointformer.models.detector import Detector
+from pointformer.runs.synthetic_frame import BenchFrame, make_frame
 from pointformer.structures import SparseVoxels
-from pointformer.utils.benchmark import Report, Row, RunConfig, with_speedups
-from pointformer.utils.benchmark_detector import (
-    BenchFrame,
-    Stage,
-    _inference_call,
-    _load,
-    _load_note,
-    _reduced_note,
-    load_model,
-    make_frame,
-    time_rounds,
-    variants,
-)
 
 DEFAULT_BASELINE = "waymo_centerpoint.yaml"
 FASTER_NOTE = "speedup = the baseline's median / the row's median (above 1: faster than the baseline)"
@@ -97,7 +87,7 @@ def run_comparison(
     Native ops only (fp32; on CUDA also bf16 autocast)."""
     if baseline not in configs:
         raise ValueError(f"baseline {baseline!r} is not among the compared configs {list(configs)}")
-    load_before = _load()
+    load_before = load_average()
     order = [baseline] + [c for c in configs if c != baseline]
     contenders = [contender(c, configs[c], quick, frame_kind, cfg.device) for c in order]
     # A row times every config once per round: its budget grows with them.
@@ -161,5 +151,5 @@ def _footnotes(contenders: Sequence[Contender], cfg: RunConfig, quick: bool, loa
         "convolutions and the attention kernels weigh differently, so these rows do not test it. GPU rows await a "
         "lent GPU (`--device cuda`).",
         f"Time budget {cfg.budget_s:g} s per config in a row (the row's configs run together).",
-        _load_note(load),
+        load_note(load),
     ]

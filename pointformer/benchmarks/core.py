@@ -1,0 +1,318 @@
+"""The benchmark suite's core: timing (warm-up, synchronization, medians, interleaving round by
+round), table rows and speedups, the run configuration, load notes, and the markdown report (a table
+on stdout, optionally a section upserted into a markdown file such as docs/benchmarks.md).
+
+The suites (``ops``, ``grouping``, ``attention``, ``data``, ``eval``, ``detector``, ``export``) are
+the sibling modules; ``pointformer.benchmarks.cli`` is the command line behind ``tools/benchmark.py``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+
+from pointformer.utils.atomic import write_atomic
+
+# --- timing -------------------------------------------------------------------------------------
+
+
+def synchronize(device: torch.device) -> None:
+    """Waits for the device's queued work (CUDA); a no-op on the CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def peak_memory_mib(fn: Callable[[], Any], device: torch.device) -> float | None:
+    """Peak CUDA memory allocated during one call of ``fn`` above what was allocated before (MiB);
+    None on the CPU (not measured there)."""
+    if device.type != "cuda":
+        return None
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    fn()
+    torch.cuda.synchronize(device)
+    return (torch.cuda.max_memory_allocated(device) - before) / 2**20
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Wall-clock times of one implementation, in milliseconds."""
+
+    median_ms: float
+    min_ms: float
+    repeats: int
+    reduced: bool = False  # warm-up skipped / repeats cut because the runs exceeded the time budget
+
+
+def _timed_call(fn: Callable[[], Any], device: torch.device) -> tuple[float, Any]:
+    """Seconds taken by one call of ``fn`` (synchronizing the device before and after), and its result."""
+    synchronize(device)
+    start = time.perf_counter()
+    result = fn()
+    synchronize(device)
+    return time.perf_counter() - start, result
+
+
+def time_fn(
+    fn: Callable[[], Any],
+    device: torch.device,
+    repeats: int,
+    warmup: int,
+    budget_s: float | None = None,
+    reduced_repeats: int = 3,
+) -> tuple[Timing, Any]:
+    """Times ``fn``: ``warmup`` untimed runs, then ``repeats`` timed runs (median and min).
+
+    When ``budget_s`` is given and the first run shows that warm-up plus repeats would take longer,
+    the first run becomes the first sample, the warm-up is skipped and at most ``reduced_repeats``
+    runs are timed. Returns the timing and the result of the last call.
+    """
+    first_s, result = _timed_call(fn, device)
+    samples = [] if warmup > 0 else [first_s]
+    warmup_left = max(warmup - 1, 0)
+    reduced = budget_s is not None and first_s * (warmup + repeats) > budget_s
+    reduced = reduced and (warmup > 0 or repeats > reduced_repeats)
+    if reduced:
+        samples, warmup_left, repeats = [first_s], 0, min(repeats, reduced_repeats)
+    for _ in range(warmup_left):
+        _timed_call(fn, device)
+    while len(samples) < max(repeats, 1):
+        seconds, result = _timed_call(fn, device)
+        samples.append(seconds)
+    ms = [s * 1e3 for s in samples]
+    return Timing(statistics.median(ms), min(ms), len(ms), reduced), result
+
+
+def time_interleaved(fns: Sequence[Callable[[], Any]], device: torch.device, repeats: int, warmup: int) -> list[Timing]:
+    """Times several implementations of one case round by round (each round calls every ``fn``
+    once, in turn), so that a noisy machine (a shared VM, say) slows all of them alike and their
+    ratio stays meaningful. Median and min per implementation, in milliseconds."""
+    for _ in range(warmup):
+        for fn in fns:
+            _timed_call(fn, device)
+    samples: list[list[float]] = [[] for _ in fns]
+    for _ in range(max(repeats, 1)):
+        for i, fn in enumerate(fns):
+            samples[i].append(_timed_call(fn, device)[0] * 1e3)
+    return [Timing(statistics.median(ms), min(ms), len(ms)) for ms in samples]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One table row: an implementation of a case, its timing (None when it could not run)."""
+
+    case: str
+    implementation: str
+    timing: Timing | None
+    notes: str = ""
+    speedup: str = ""
+
+
+def with_speedups(rows: list[Row], baseline: int) -> list[Row]:
+    """Fills ``speedup`` of every row as baseline median / row median; the baseline says so."""
+    base = rows[baseline].timing
+    out = []
+    for i, row in enumerate(rows):
+        if i == baseline:
+            text = "baseline" if base is not None else ""
+        elif base is None or row.timing is None:
+            text = "n/a"
+        else:
+            text = f"{base.median_ms / row.timing.median_ms:.2f}x"
+        out.append(replace(row, speedup=text))
+    return out
+
+
+def timing_note(timing: Timing) -> str:
+    if not timing.reduced:
+        return ""
+    return f"only {timing.repeats} repeat{'s' if timing.repeats > 1 else ''}, no warm-up (runs exceed the time budget)"
+
+
+def join_notes(*notes: str) -> str:
+    return "; ".join(n for n in notes if n)
+
+
+@dataclass(frozen=True)
+class VoxelSetup:
+    """A voxelization configuration of the benchmark."""
+
+    name: str
+    voxel_size: tuple[float, float, float]
+    point_cloud_range: tuple[float, float, float, float, float, float]
+    max_points_per_voxel: int
+    max_voxels: int = 150_000
+
+
+# Shared by the ops and data benchmarks.
+PILLARS = VoxelSetup("pillars 0.32 m", (0.32, 0.32, 6.0), (-74.88, -74.88, -2.0, 74.88, 74.88, 4.0), 32)
+VOXELS = VoxelSetup("voxels 0.1 m", (0.1, 0.1, 0.15), (-75.2, -75.2, -2.0, 75.2, 75.2, 4.0), 5)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What every case needs to run: device, repetition counts, and the time budget of a slow
+    (reference) row: when its warm-up plus repeats would exceed ``budget_s`` it runs
+    ``reduced_repeats`` times without warm-up."""
+
+    device: torch.device
+    repeats: int
+    warmup: int
+    budget_s: float = 60.0
+    reduced_repeats: int = 3
+
+    def time(self, fn: Callable[[], Any]) -> Timing:
+        """Timing of ``fn`` with the configured warm-up and repeats."""
+        return time_fn(fn, self.device, self.repeats, self.warmup)[0]
+
+    def time_together(self, fns: Sequence[Callable[[], Any]]) -> list[Timing]:
+        """Timings of implementations compared in one case, interleaved round by round."""
+        return time_interleaved(fns, self.device, self.repeats, self.warmup)
+
+    def time_slow(self, fn: Callable[[], Any]) -> tuple[Timing, Any]:
+        """Timing of ``fn`` within the time budget, and ``fn``'s result."""
+        return time_fn(fn, self.device, self.repeats, self.warmup, self.budget_s, self.reduced_repeats)
+
+
+@dataclass
+class Report:
+    """Rows of a benchmark and the footnotes printed under its table."""
+
+    rows: list[Row] = field(default_factory=list)
+    footnotes: list[str] = field(default_factory=list)
+
+
+# --- load notes ---------------------------------------------------------------------------------
+
+
+def load_warning() -> str | None:
+    """A warning when other work already keeps the CPUs busy (timings would be unreliable)."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # not on this platform
+        return None
+    cores = os.cpu_count() or 1
+    if load < 0.5 * cores:
+        return None
+    return f"warning: load average {load:.1f} on {cores} cores before the benchmark; timings will be noisy"
+
+
+def load_average() -> float | None:
+    """The 1-minute load average, None where the platform has none."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
+def load_note(before: float | None) -> str:
+    """The 1-minute load average at the start and the end, and what it means for the figures."""
+    after, cores = load_average(), os.cpu_count() or 1
+    if before is None or after is None:
+        return "Load average: not available on this platform."
+    threads = torch.get_num_threads()
+    note = (
+        f"Load average (1 min) {before:.1f} at the start and {after:.1f} at the end (the end includes this "
+        f"benchmark's own {threads} torch thread(s)), on {cores} cores"
+    )
+    # The start shows the minute before the run; the end, the run itself plus anything else.
+    if before >= 0.5 * cores or after - threads >= 0.5 * cores:
+        return note + ": other work shared the machine, so absolute times are noisy (the interleaved ratios less so)."
+    return note + ": the machine was otherwise quiet."
+
+
+# --- markdown output ----------------------------------------------------------------------------
+
+COLUMNS = ("case", "implementation", "median ms", "min ms", "speedup vs reference/baseline", "notes")
+
+
+def _ms(value: float) -> str:
+    return f"{value:.3f}" if value < 10 else f"{value:.1f}"
+
+
+def format_table(rows: Sequence[Row]) -> str:
+    """The rows as a markdown table."""
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * 3 + ["---"]) + "|"]
+    for r in rows:
+        times = (_ms(r.timing.median_ms), _ms(r.timing.min_ms)) if r.timing else ("—", "—")
+        cells = (r.case, r.implementation, *times, r.speedup, r.notes.replace("|", "/"))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo, else what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def machine_line(device: torch.device) -> str:
+    """``Machine: ...``: CPU, cores, torch version and threads (and the GPU on CUDA)."""
+    parts = [f"{cpu_model()}, {os.cpu_count()} cores", f"torch {torch.__version__}",
+             f"{torch.get_num_threads()} torch threads"]  # fmt: skip
+    if device.type == "cuda":
+        parts.append(f"GPU {torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})")
+    return "Machine: " + ", ".join(parts)
+
+
+def format_section(heading: str, device: torch.device, command: str, report: Report) -> str:
+    """A markdown section: heading, Machine/Date/Command lines, the table and its footnotes."""
+    lines = [heading, "", machine_line(device), f"Date: {datetime.date.today().isoformat()}",
+             f"Command: `{command}`", "", format_table(report.rows)]  # fmt: skip
+    if report.footnotes:
+        lines += [""] + [f"- {note}" for note in report.footnotes]
+    return "\n".join(lines) + "\n"
+
+
+TITLE = (
+    "# Benchmarks\n\nThe figures in this file are written by `tools/benchmark.py` "
+    "(one section per benchmark and device).\n"
+)
+
+
+def upsert_section(document: str | None, heading: str, section: str, group: str | None = None) -> str:
+    """``document`` with the section under ``heading`` (up to the next ``## `` heading) replaced
+    by ``section``; a new section goes after the last section whose heading starts with ``group``
+    (``"## detector"``, say: a benchmark's sections stay together), else at the end. A new document
+    starts with the title."""
+    if document is None:
+        return TITLE + "\n" + section
+    lines = document.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.rstrip() == heading]
+    if not starts:
+        kin = [i for i, line in enumerate(lines) if group and line.startswith("## ") and line.startswith(group)]
+        if not kin:
+            return document.rstrip("\n") + "\n\n" + section
+        end = next((i for i in range(kin[-1] + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+        before, after = "\n".join(lines[:end]).rstrip("\n"), "\n".join(lines[end:])
+        return before + "\n\n" + section + ("\n" + after + "\n" if after else "")
+    start = starts[0]
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    before = "\n".join(lines[:start])
+    after = "\n".join(lines[end:])
+    return (before + "\n" if before else "") + section + ("\n" + after + "\n" if after else "")
+
+
+def write_section(path: str, heading: str, section: str, group: str | None = None) -> None:
+    """Upserts ``section`` into the markdown file at ``path`` (created if missing; see ``upsert_section``)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            document: str | None = f.read()
+    except FileNotFoundError:
+        document = None
+    write_atomic(path, upsert_section(document, heading, section, group))
