@@ -6,7 +6,7 @@ VPY    := $(VENV)/bin/python
 TORCH_PIN := torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: venv deps build test test-fast demo bench lint clean crosscheck-waymo
+.PHONY: venv deps build test test-fast fuzz demo bench lint clean crosscheck-waymo
 
 $(VPY):
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,12 @@ demo: build
 
 test-fast: build
 	$(VPY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# The readers' fuzzers at length (random, FUZZ_EXAMPLES inputs per reader; `make test` runs a short,
+# derandomized pass). Inputs that break a reader are saved under tests/fuzz/regressions/.
+FUZZ_EXAMPLES ?= 5000
+fuzz: build
+	POINTFORMER_FUZZ=long POINTFORMER_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(VPY) -m pytest tests/fuzz -s $(PYTEST_ARGS)
 
 bench: build
 	$(VPY) tools/benchmark.py ops --write docs/benchmarks.md

@@ -15,6 +15,8 @@ import sys
 # Run from a checkout without an installed package: put the repository root on the path.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from pointformer.utils.cli import add_debug_argument, run_tool  # noqa: E402
+
 # subcommand -> its CLI module (``add_arguments``, ``run``). Only the chosen one is imported: the
 # Waymo metrics need torch (box overlaps), the nuScenes ones do not, and importing torch would be
 # a large part of a nuScenes evaluation's start-up.
@@ -27,6 +29,7 @@ SUBCOMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_debug_argument(parser)
     sub = parser.add_subparsers(dest="command", required=True)
     chosen = [argv[0]] if argv and argv[0] in SUBCOMMANDS else list(SUBCOMMANDS)
     modules = {}
@@ -40,4 +43,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool(main))

@@ -10,8 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from pointformer.data.formats.errors import DataFormatError
-from pointformer.evaluation.nuscenes import NuScenesEvalError, evaluate, load_inputs
+from pointformer.evaluation.nuscenes import evaluate, load_inputs
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,17 +25,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Evaluates, prints the summary, writes ``metrics_summary.json``; 0 on success, 2 on bad input."""
-    try:
-        t0 = time.perf_counter()
-        gt, results, load = load_inputs(args.results, args.dataroot, args.version, args.split)
-        t1 = time.perf_counter()
-        metrics = evaluate(gt, results)
-        t2 = time.perf_counter()
-        metrics = dataclasses.replace(metrics, eval_time=t2 - t0)  # as evaluate_files: both loads included
-    except (NuScenesEvalError, DataFormatError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    """Evaluates, prints the summary, writes ``metrics_summary.json``; bad inputs raise ``InputError``
+    subclasses (``NuScenesEvalError``, ``DataFormatError``) or a missing file's ``FileNotFoundError``,
+    which ``tools/eval.py``'s error boundary reports (one line on stderr, exit status 2)."""
+    t0 = time.perf_counter()
+    gt, results, load = load_inputs(args.results, args.dataroot, args.version, args.split)
+    t1 = time.perf_counter()
+    metrics = evaluate(gt, results)
+    t2 = time.perf_counter()
+    metrics = dataclasses.replace(metrics, eval_time=t2 - t0)  # as evaluate_files: both loads included
     if args.timings:
         print(f"timings: inputs {t1 - t0:.3f} s, metrics {t2 - t1:.3f} s, tables {load.tables:.3f} s, "
               f"results {load.results:.3f} s", file=sys.stderr)  # fmt: skip

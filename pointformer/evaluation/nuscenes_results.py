@@ -34,10 +34,11 @@ import numpy as np
 
 from pointformer.data.formats.nuscenes_tables import ATTRIBUTE_NAMES, DETECTION_NAMES, matrix_to_quaternion
 from pointformer.utils.atomic import atomic_file
+from pointformer.utils.errors import InputError
 from pointformer.utils.jsonio import loads_json
 
 
-class NuScenesEvalError(ValueError):
+class NuScenesEvalError(InputError, ValueError):
     """Input that the nuScenes detection evaluation refuses (the devkit would crash or assert)."""
 
 

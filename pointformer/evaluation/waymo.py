@@ -56,6 +56,7 @@ import numpy as np
 import torch
 
 from pointformer.data.formats.waymo_objects import WaymoObjects
+from pointformer.evaluation.waymo_inputs import check_inputs
 from pointformer.ops import boxes_iou_3d
 
 __all__ = [
@@ -507,6 +508,7 @@ def evaluate(
     cutoffs = SCORE_CUTOFFS if score_cutoffs is None else np.asarray(score_cutoffs, np.float32)
     if cutoffs.ndim != 1 or cutoffs.size == 0 or np.any(np.diff(cutoffs) <= 0):
         raise ValueError("score_cutoffs must be a non-empty strictly ascending 1-D array")
+    check_inputs(predictions, ground_truth, prepared=not prepare)  # DataFormatError instead of a wrong metric
     gt = prepare_ground_truth(ground_truth) if prepare else ground_truth
     num_cutoffs = cutoffs.size
     tp = np.zeros((NUM_SHARDS, num_cutoffs), np.int64)
