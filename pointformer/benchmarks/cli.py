@@ -101,7 +101,9 @@ def detector_command(args: argparse.Namespace, command: str) -> int:
         name = f"detector {Path(config).stem}{frame}{kind}"
 
         def run(cfg: RunConfig, quick: bool, config: str = config) -> Report:
-            return run_detector(cfg, quick, config, args.overrides, args.frame, args.reference, args.train_step)
+            return run_detector(
+                cfg, quick, config, args.overrides, args.frame, args.reference, args.train_step, args.fast_path
+            )
 
         run_and_report(args, command, name, run)
     if not args.compare:
@@ -144,6 +146,10 @@ def _detector_options(parser: argparse.ArgumentParser) -> None:
                         help="native ops only: no pure-PyTorch reference rows")  # fmt: skip
     parser.add_argument("--no-train-step", dest="train_step", action="store_false",
                         help="inference only: no training-step rows")  # fmt: skip
+    parser.add_argument("--no-fast-path", dest="fast_path", action="store_false",
+                        help="no rows of the eval-mode fast path of the dense stages (folded BatchNorm, fused "
+                             "head branches, channels-last), which otherwise run interleaved with the eager "
+                             "rows")  # fmt: skip
     parser.add_argument("--baseline", dest="baselines", action="append", metavar="CFG",
                         help=f"when this config and others of its metric are among --cfg, a section compares their "
                              f"3D backbones and inference with its, on the same frame (default {DEFAULT_BASELINE}; "

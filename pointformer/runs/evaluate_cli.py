@@ -32,6 +32,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--predictions-json", type=Path, default=None, help="write per-frame predictions as JSON")
     p.add_argument("--render", type=int, default=0, metavar="N", help="render N frames of detections to PNG")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-fast-path", dest="fast_path", action="store_false",
+                   help="run the eager model (default: the eval-mode fast path of the dense stages, folded "
+                        "BatchNorm, fused head branches, channels-last; same outputs to float32 rounding)")  # fmt: skip
     return p
 
 
@@ -64,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     load_weights(model, args.ckpt)
     model.to(args.device)
     try:
-        result = evaluate_model(model, cfg, args.split, args.device, args.max_frames, progress=not args.no_progress)
+        progress = not args.no_progress
+        result = evaluate_model(model, cfg, args.split, args.device, args.max_frames, progress, args.fast_path)
     except (DatasetMissingError, ConfigError) as e:
         print(f"error: {e}")
         return 2
