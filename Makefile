@@ -60,6 +60,7 @@ bench: build
 	$(VPY) tools/benchmark.py data --write docs/benchmarks.md
 	$(VPY) tools/benchmark.py eval --write docs/benchmarks.md
 	$(VPY) tools/benchmark.py detector --cfg waymo_flatformer.yaml --repeats 3 --warmup 1 --write docs/benchmarks.md
+	$(VPY) tools/benchmark.py train-load --write docs/benchmarks.md
 
 # Linters are development tools, not dependencies: installed into the environment on demand.
 # lint-imports checks the package's layers and cycles (the contracts in pyproject.toml); it reads

@@ -500,7 +500,8 @@ def run_detector(
 
 FAST_PATH_NOTE = (
     "Fast path (`pointformer.models.fastpath.fast_inference_copy`, what `tools/test.py` and the "
-    "trainer's evaluations run unless `--no-fast-path`): an eval-mode copy whose dense stages have every BatchNorm folded into the "
+    "trainer's evaluations run unless `--no-fast-path`): an eval-mode copy whose dense stages have every "
+    "BatchNorm folded into the "
     "convolution before it, the head's branches as one stacked conv plus one grouped conv, and channels-last maps; "
     "native ops, fp32. Its rows (the 2D backbone, neck and head, and the whole inference) run interleaved with the "
     "eager rows, round by round; their note gives the speedup over the native eager row. Its outputs equal the "
