@@ -11,7 +11,12 @@ stages compute the same function (to float32 rounding) in fewer, larger operatio
   conv of the branches one grouped convolution (a group per branch; the last layer's groups padded
   with zero filters to the widest branch, whose extra outputs are dropped);
 - the dense stages run in the channels-last memory format (oneDNN's native layout for convolutions
-  on the CPU, so no reorder around each call), chosen by measurement (docs/benchmarks.md).
+  on the CPU, so no reorder around each call), chosen by measurement (docs/benchmarks.md);
+- on the CPU, a conv followed by a ReLU (and ``BasicBlock2d``'s conv + shortcut add + ReLU) runs as
+  one oneDNN convolution with the ReLU (and the add) as post-ops
+  (``torch.ops.mkldnn._convolution_pointwise``, the kernel inductor's CPU fusions call), so the
+  output map is written once instead of being re-read and re-written per elementwise op; elsewhere
+  (CUDA, autograd, a torch without the op) the same module runs the plain ops.
 
 The original model is left untouched, so its state dict keeps its meaning and loads unchanged; the
 copy (every part copied, so that its eval mode never touches the original) refuses train mode.
@@ -98,6 +103,100 @@ def _layers(head: nn.Sequential) -> list[tuple[nn.Conv2d, bool]]:
     return out
 
 
+def _pointwise_available(x: torch.Tensor, conv: nn.Conv2d) -> bool:
+    """Whether oneDNN's fused conv + post-op kernel can run this call (CPU float32, no autograd)."""
+    return (
+        x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and conv.weight.dtype == torch.float32
+        and isinstance(conv.padding, tuple)  # not 'same'/'valid'
+        and conv.padding_mode == "zeros"
+        and not (torch.is_grad_enabled() and (x.requires_grad or conv.weight.requires_grad))
+        and torch.backends.mkldnn.is_available()
+        and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+    )
+
+
+def conv_relu(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """``relu(conv(x))``, fused on the CPU (module docstring)."""
+    if _pointwise_available(x, conv):
+        c = conv
+        return torch.ops.mkldnn._convolution_pointwise(
+            x, c.weight, c.bias, list(c.padding), list(c.stride), list(c.dilation), c.groups, "relu", [], ""
+        )
+    return torch.relu_(conv(x))
+
+
+def conv_add_relu(conv: nn.Conv2d, x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    """``relu(conv(x) + other)``, fused on the CPU (module docstring)."""
+    if _pointwise_available(x, conv) and other.shape[:1] == x.shape[:1] and other.dtype == x.dtype:
+        c = conv
+        other = (
+            other.contiguous(memory_format=torch.channels_last)
+            if x.is_contiguous(memory_format=torch.channels_last)
+            else other.contiguous()
+        )
+        return torch.ops.mkldnn._convolution_pointwise.binary(
+            x, other, c.weight, c.bias, list(c.padding), list(c.stride), list(c.dilation), c.groups,
+            "add", 1.0, "relu", [], "",
+        )  # fmt: skip
+    return torch.relu_(conv(x) + other)
+
+
+class ConvReLU(nn.Module):
+    """A (folded) Conv2d and the ReLU after it, as one call (``conv_relu``)."""
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__()
+        self.conv = conv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return conv_relu(self.conv, x)
+
+
+class FusedBasicBlock(nn.Module):
+    """A folded ``BasicBlock2d``: ``conv_add_relu(conv2, conv_relu(conv1, x), shortcut(x))``."""
+
+    def __init__(self, block: BasicBlock2d) -> None:
+        super().__init__()
+        if not (isinstance(block.bn1, nn.Identity) and isinstance(block.bn2, nn.Identity)):
+            raise ValueError("FusedBasicBlock: fold the block's BatchNorms first")
+        self.conv1, self.conv2, self.projection = block.conv1, block.conv2, block.projection
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x if self.projection is None else self.projection(x)
+        return conv_add_relu(self.conv2, conv_relu(self.conv1, x), shortcut)
+
+
+def fuse_activations(module: nn.Module) -> int:
+    """In place, after ``fold_batchnorms``: every ``nn.Sequential``'s Conv2d (+ folded Identity) +
+    ReLU becomes ``ConvReLU`` (+ Identity), every folded ``BasicBlock2d`` a ``FusedBasicBlock``.
+    Returns how many were fused."""
+    fused = 0
+    for m in list(module.modules()):
+        if isinstance(m, nn.Sequential):
+            names = list(m._modules)
+            for i, name in enumerate(names):
+                conv = m._modules[name]
+                if type(conv) is not nn.Conv2d:
+                    continue
+                j = i + 1
+                while j < len(names) and isinstance(m._modules[names[j]], nn.Identity):
+                    j += 1
+                if j < len(names) and isinstance(m._modules[names[j]], nn.ReLU):
+                    m._modules[name], m._modules[names[j]] = ConvReLU(conv), nn.Identity()
+                    fused += 1
+        for child_name, child in list(m.named_children()):
+            if (
+                isinstance(child, BasicBlock2d)
+                and isinstance(child.bn1, nn.Identity)
+                and isinstance(child.bn2, nn.Identity)
+            ):
+                setattr(m, child_name, FusedBasicBlock(child))
+                fused += 1
+    return fused
+
+
 class FusedSeparateHeads(nn.Module):
     """All branches of a ``CenterHead``'s separate heads (every task) as one conv tower.
 
@@ -153,11 +252,12 @@ class FusedSeparateHeads(nn.Module):
                 convs.append(conv)
         self.convs = nn.ModuleList(convs)
         self.num_tasks = len(heads)
+        self.fuse = True  # conv + ReLU as one oneDNN call where it can (conv_relu)
 
     def forward(self, x: torch.Tensor) -> list[dict[str, torch.Tensor]]:
         for conv, relu in zip(self.convs, self.relus, strict=True):
-            x = conv(x)
-            if relu:
+            x = conv_relu(conv, x) if relu and self.fuse else conv(x)
+            if relu and not self.fuse:
                 x = torch.relu_(x)
         out: list[dict[str, torch.Tensor]] = [{} for _ in range(self.num_tasks)]
         for b, (t, name, channels) in enumerate(self.branches):
@@ -200,7 +300,9 @@ class InferenceOnly(Detector):
         return super().train(False)
 
 
-def fast_inference_copy(model: Detector, channels_last: bool = True, fuse_heads: bool = True) -> Detector:
+def fast_inference_copy(
+    model: Detector, channels_last: bool = True, fuse_heads: bool = True, fuse_activations_: bool = True
+) -> Detector:
     """An eval-mode copy of ``model`` with the dense stages optimised (module docstring).
 
     Every part is copied (the voxel encoder, 3D backbone and BEV mapping unchanged); the 2D
@@ -210,10 +312,14 @@ def fast_inference_copy(model: Detector, channels_last: bool = True, fuse_heads:
     backbone2d, neck, head = (copy.deepcopy(m).eval() for m in (model.backbone2d, model.neck, model.head))
     for part in (backbone2d, neck, head):
         fold_batchnorms(part)
-        part.requires_grad_(False)
     if isinstance(head, CenterHead) and (fuse_heads or channels_last):
         branches = FusedSeparateHeads if fuse_heads else ContiguousBranches
         head.fused_branches = branches(list(head.task_heads))
+        if not fuse_activations_ and fuse_heads:
+            head.fused_branches.fuse = False
+    if fuse_activations_:
+        for part in (backbone2d, neck, head):
+            fuse_activations(part)
     if channels_last:
         # The map stays channels-last from the 2D backbone's input to the head's convs (convs and
         # elementwise ops keep the format), and FusedSeparateHeads hands back plain maps.
@@ -233,4 +339,5 @@ def fast_inference_copy(model: Detector, channels_last: bool = True, fuse_heads:
     if channels_last:
         fast.neck.to(memory_format=torch.channels_last)
         fast.head.to(memory_format=torch.channels_last)
+    fast.requires_grad_(False)  # inference only (and the fused oneDNN calls have no backward)
     return fast.eval()

@@ -11,7 +11,15 @@ from torch import nn
 
 from pointformer.config import load_config
 from pointformer.models import build_detector
-from pointformer.models.fastpath import FusedSeparateHeads, fast_inference_copy, fold_batchnorm
+from pointformer.models.fastpath import (
+    ConvReLU,
+    FusedBasicBlock,
+    FusedSeparateHeads,
+    conv_add_relu,
+    conv_relu,
+    fast_inference_copy,
+    fold_batchnorm,
+)
 from tests.models.test_detector import make_batch, random_frame, small_detector
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -74,14 +82,20 @@ def test_dense_stages_equal_eager(config):
     assert all(torch.equal(after[k], v) for k, v in before.items())
     assert not any(isinstance(m, nn.BatchNorm2d) for m in fast.head.modules() if m is not fast.head.shared_conv)
     assert isinstance(fast.head.fused_branches, FusedSeparateHeads)
+    fused = [m for m in fast.modules() if isinstance(m, (ConvReLU, FusedBasicBlock))]
+    assert fused and isinstance(fast.head.shared_conv[0], ConvReLU)
+    if config == "waymo_dsvt_pillar.yaml":
+        assert sum(isinstance(m, FusedBasicBlock) for m in fast.backbone2d.modules()) == 8
 
 
-@pytest.mark.parametrize("channels_last,fuse_heads", [(False, False), (False, True), (True, False)])
-def test_each_option_alone_equals_eager(channels_last, fuse_heads):
+@pytest.mark.parametrize(
+    "channels_last,fuse_heads,activations", [(False, False, False), (False, True, False), (True, False, True)]
+)
+def test_each_option_alone_equals_eager(channels_last, fuse_heads, activations):
     torch.manual_seed(0)
     model = build_detector(load_config("waymo_flatformer.yaml")).eval()
     randomise_norms(model)
-    fast = fast_inference_copy(model, channels_last=channels_last, fuse_heads=fuse_heads)
+    fast = fast_inference_copy(model, channels_last, fuse_heads, activations)
     x = torch.randn(2, model.backbone2d.in_channels, 16, 16, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         assert_close_outputs(dense(model, x), dense(fast, x))
@@ -110,6 +124,24 @@ def test_whole_detector_detections_equal_and_train_mode_refused():
     model.train()
     assert all(m.training for m in model.modules())
     assert not any(m.training for m in fast.modules())
+
+
+@pytest.mark.parametrize("grad", [False, True])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_fused_conv_calls_equal_the_plain_ops(grad, channels_last):
+    g = torch.Generator().manual_seed(6)
+    conv = nn.Conv2d(8, 8, 3, padding=1, stride=1, groups=2)
+    x = torch.randn(2, 8, 9, 7, generator=g)
+    other = torch.randn(2, 8, 9, 7, generator=g)
+    if channels_last:
+        conv, x = conv.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(grad)  # with autograd the plain ops run (the fused kernel has no backward)
+    with torch.set_grad_enabled(grad):
+        torch.testing.assert_close(conv_relu(conv, x), torch.relu(conv(x)), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(conv_add_relu(conv, x, other), torch.relu(conv(x) + other), rtol=1e-5, atol=1e-5)
+        if grad:
+            conv_add_relu(conv, x, other).sum().backward()
+            assert x.grad is not None
 
 
 @pytest.mark.parametrize("groups", [1, 2])
