@@ -128,7 +128,12 @@ def export_onnx(
     out_dir = Path(out_dir)
     detector = detector.cpu().eval()
     precision = "fp16" if fp16 else "fp32"
-    network = fast_inference_copy(detector, channels_last=False) if fast_path else copy.deepcopy(detector)
+    # NCHW (the graph's layout) and no oneDNN post-op calls (not ONNX ops; onnxruntime fuses conv + ReLU itself).
+    network = (
+        fast_inference_copy(detector, channels_last=False, fuse_activations_=False)
+        if fast_path
+        else copy.deepcopy(detector)
+    )
     graph = NetworkGraph(network).eval()
     if fp16:
         graph = graph.half()

@@ -103,10 +103,22 @@ def _layers(head: nn.Sequential) -> list[tuple[nn.Conv2d, bool]]:
     return out
 
 
+def _tracing() -> bool:
+    """Under torch.compile / torch.export / TorchScript tracing: the plain ops, which every backend
+    and exporter knows (ONNX has no oneDNN post-op convolution)."""
+    compiler = getattr(torch, "compiler", None)
+    for name in ("is_compiling", "is_exporting", "is_dynamo_compiling"):
+        check = getattr(compiler, name, None)
+        if check is not None and check():
+            return True
+    return torch.jit.is_tracing() or torch.jit.is_scripting()
+
+
 def _pointwise_available(x: torch.Tensor, conv: nn.Conv2d) -> bool:
     """Whether oneDNN's fused conv + post-op kernel can run this call (CPU float32, no autograd)."""
     return (
-        x.device.type == "cpu"
+        not _tracing()
+        and x.device.type == "cpu"
         and x.dtype == torch.float32
         and conv.weight.dtype == torch.float32
         and isinstance(conv.padding, tuple)  # not 'same'/'valid'
