@@ -241,9 +241,9 @@ def high_load_flag(before: float | None, after: float | None, cores: int | None 
     loads = [v for v in (before, None if after is None else after - own) if v is not None]
     if not loads or max(loads) < cores:
         return None
-    shown = ", ".join(f"{v:.1f}" for v in (before, after) if v is not None)
+    shown = " and ".join(f"{v:.1f} at the {at}" for v, at in ((before, "start"), (after, "end")) if v is not None)
     return (
-        f"**HIGH LOAD** (1-min load average {shown} at start, end, on {cores} cores): measured beside other work; "
+        f"**HIGH LOAD** (1-min load average {shown}, on {cores} cores): measured beside other work; "
         "absolute times are inflated and native-vs-PyTorch ratios overstated. Re-measure on a quiet machine before "
         "quoting these figures."
     )

@@ -13,7 +13,7 @@ def test_high_load_flag_and_section():
     assert high_load_flag(None, None, cores=2) is None
     assert high_load_flag(0.3, 0.2 + threads, cores=2) is None  # the benchmark's own threads do not count
     flag = high_load_flag(9.5, 12.0, cores=2)
-    assert flag is not None and "HIGH LOAD" in flag and "9.5, 12.0" in flag
+    assert flag is not None and "HIGH LOAD" in flag and "9.5 at the start and 12.0 at the end" in flag
     assert high_load_flag(0.1, 2.0 + threads, cores=2) is not None  # busy during the run
     section = format_section("## x (cpu)", torch.device("cpu"), "cmd", Report(), flag)
     lines = section.splitlines()
