@@ -158,10 +158,11 @@ def test_cwi_matches_direct_computation() -> None:
     torch.testing.assert_close(got, want)
 
 
-def test_pillar_pool_matches_per_pillar_attention() -> None:
+@pytest.mark.parametrize("query", ["max", "spconv"])
+def test_pillar_pool_matches_per_pillar_attention(query: str) -> None:
     g = torch.Generator().manual_seed(4)
     voxels = _voxels([20, 15], 8, (3, 4, 4), g, torch.float64)
-    pool = AttentionPillarPool(8, 3, num_heads=2).double()
+    pool = AttentionPillarPool(8, 3, num_heads=2, query=query).double()
     out = pool(voxels)
     assert out.spatial_shape == (1, 4, 4) and out.stride == (3, 1, 1)
     c = voxels.coords.long()
@@ -170,10 +171,38 @@ def test_pillar_pool_matches_per_pillar_attention() -> None:
     for row, (b, y, x) in enumerate(columns):
         members = ((c[:, 0] == b) & (c[:, 2] == y) & (c[:, 3] == x)).nonzero().squeeze(1)
         feats, zs = voxels.features[members], c[members, 1]
-        query = feats.max(0).values[None, None]
+        q = feats.max(0).values[None, None]
+        if query == "spconv":
+            q = q.clamp(min=0)  # spconv's max-pool starts from 0
         keys = (feats + pool.pos_embedding.weight[zs])[None]
-        attn, _ = pool.attn(query, keys, feats[None], need_weights=False)
-        torch.testing.assert_close(out.features[row], pool.norm(query[0, 0] + attn[0, 0]))
+        attn, _ = pool.attn(q, keys, feats[None], need_weights=False)
+        torch.testing.assert_close(out.features[row], pool.norm(q[0, 0] + attn[0, 0]))
+
+
+def test_pillar_pool_spconv_query_is_spconvs_max_pool(one_thread) -> None:
+    """The official query, spconv's SparseMaxPool3d((Z, 1, 1)), run here: max(0, max) in every channel,
+    columns full or not; the true-max option differs exactly where a column's channel is all negative."""
+    from pointformer.models.layers.spconv import from_spconv, import_spconv, to_spconv
+
+    g = torch.Generator().manual_seed(6)
+    voxels = _voxels([40, 30], 8, (3, 4, 4), g, torch.float64)
+    features = voxels.features - 1.0  # many all-negative channels
+    voxels = voxels.replace_features(features)
+    spconv = import_spconv()
+    pooled = from_spconv(spconv.SparseMaxPool3d((3, 1, 1), (3, 1, 1))(to_spconv(voxels)))
+    c = pooled.coords.long()
+    order = torch.argsort((c[:, 0] * 4 + c[:, 2]) * 4 + c[:, 3])
+    spconv_query = pooled.features[order]
+    true_max = torch.stack([features[(voxels.coords[:, [0, 2, 3]] == pooled.coords[i, [0, 2, 3]]).all(1)].max(0).values
+                            for i in order.tolist()])  # fmt: skip
+    assert (true_max < 0).any()
+    torch.testing.assert_close(spconv_query, true_max.clamp(min=0))
+    # The pooling in its spconv mode uses that query.
+    pool = AttentionPillarPool(8, 3, num_heads=2, query="spconv").double()
+    captured = {}
+    pool.attn.register_forward_pre_hook(lambda module, args: captured.update(q=args[0]))
+    pool(voxels)
+    torch.testing.assert_close(captured["q"][:, 0], spconv_query)
 
 
 # --- the whole backbone -------------------------------------------------------------------------

@@ -104,6 +104,9 @@ class ScatterFormer(nn.Module):
         window_size: window side in cells (``WIN_SIZE``, 12); the 1-D CWI convs are ``window_size + 1``.
         stem_blocks: SparseBasicBlocks in the stem (3).
         pool_heads: heads of the pillar pooling attention (8).
+        pool_query: the pooling's query, ``"spconv"`` (default: the official spconv max-pool, which
+            starts from 0, so ``max(0, max)``; what official checkpoints expect) or ``"max"`` (the
+            true maximum); see ``AttentionPillarPool``.
         norm_eps, norm_momentum: every BatchNorm1d.
 
     Attributes: ``out_channels`` (C), ``out_spatial_shape`` ``(1, Y', X')``, ``out_stride``.
@@ -129,6 +132,7 @@ class ScatterFormer(nn.Module):
         window_size: int = 12,
         stem_blocks: int = 3,
         pool_heads: int = 8,
+        pool_query: str = "spconv",
         norm_eps: float = 1e-3,
         norm_momentum: float = 0.01,
     ) -> None:
@@ -167,7 +171,7 @@ class ScatterFormer(nn.Module):
         self.stage2_norm = nn.BatchNorm1d(channels, eps=norm_eps, momentum=norm_momentum)
         # Official: AttnPillarPool(C, (Z + 1) // 4), which equals the z cells left after the two
         # z-halvings whenever the official model runs; the exact count is used here.
-        self.pillar_pool = AttentionPillarPool(channels, self.stage2_shape[0], pool_heads)
+        self.pillar_pool = AttentionPillarPool(channels, self.stage2_shape[0], pool_heads, pool_query)
 
     def forward(self, voxels: SparseVoxels) -> SparseVoxels:
         """``voxels``: ``(N, in_channels)`` features on the ``sparse_shape`` grid, distinct coords.

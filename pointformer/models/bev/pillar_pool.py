@@ -8,6 +8,8 @@ from torch import nn
 from pointformer.ops import segment_reduce
 from pointformer.structures import SparseVoxels
 
+QUERY_MODES = ("max", "spconv")
+
 
 class AttentionPillarPool(nn.Module):
     """Pools every ``(batch, y, x)`` column of voxels into one pillar by attention (official
@@ -23,20 +25,31 @@ class AttentionPillarPool(nn.Module):
     come from the same pillar index, so no order is assumed. Pillars are returned sorted by
     ``(batch, y, x)``.
 
+    spconv's max-pool does not take the true maximum: every output starts at 0 and keeps the larger
+    of it and each present input (spconv 2.x: the native path allocates a zero output and updates it
+    per index pair, the implicit-GEMM CUDA kernel starts its running maximum at 0 and skips the empty
+    cells; spconv issue #754). So the official query is ``max(0, max over the column's voxels)`` in
+    every channel, on the GPU as on the CPU. ``query="spconv"`` reproduces that (what checkpoints
+    trained with the official code expect, the default of the official ScatterFormer configs);
+    ``query="max"`` takes the true maximum (negative channels kept).
+
     Args:
         channels: ``C``.
         num_z: ``Z``, the z cells of the input grid (one learned embedding per z).
         num_heads: attention heads (8 as ScatterFormer).
+        query: ``"max"`` (true maximum) or ``"spconv"`` (spconv's maximum from zero), see above.
 
     Parameters at C = 128, Z = 8: 67,328 (MultiheadAttention 66,048, LayerNorm 256, embedding
     8 x 128). The embedding is initialised N(0, 0.01^2), the attention as ``nn.MultiheadAttention``.
     """
 
-    def __init__(self, channels: int, num_z: int, num_heads: int = 8) -> None:
+    def __init__(self, channels: int, num_z: int, num_heads: int = 8, query: str = "max") -> None:
         super().__init__()
         if num_z < 1:
             raise ValueError(f"AttentionPillarPool: num_z must be >= 1, got {num_z}")
-        self.channels, self.num_z = int(channels), int(num_z)
+        if query not in QUERY_MODES:
+            raise ValueError(f"AttentionPillarPool: query must be one of {QUERY_MODES}, got {query!r}")
+        self.channels, self.num_z, self.query = int(channels), int(num_z), query
         self.attn = nn.MultiheadAttention(channels, num_heads, batch_first=True)
         self.norm = nn.LayerNorm(channels)
         self.pos_embedding = nn.Embedding(num_z, channels)
@@ -56,6 +69,8 @@ class AttentionPillarPool(nn.Module):
         num_pillars = columns.shape[0]
         x = voxels.features
         query = segment_reduce(x, pillar, num_pillars, "max")
+        if self.query == "spconv":
+            query = torch.clamp(query, min=0)  # spconv's running maximum starts at 0
         slots = x.new_zeros(num_pillars, self.num_z, self.channels)
         slots = slots.index_put((pillar, c[:, 1]), x)  # out of place: differentiable in x
         empty = torch.ones(num_pillars, self.num_z, dtype=torch.bool, device=x.device)
