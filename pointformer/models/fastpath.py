@@ -322,6 +322,9 @@ def fast_inference_copy(
     model's in eval mode to float32 rounding (tests/models/test_fastpath.py).
     """
     backbone2d, neck, head = (copy.deepcopy(m).eval() for m in (model.backbone2d, model.neck, model.head))
+    # Channels-last maps reach the head's outputs; only CenterHead's branches are known to hand back
+    # plain maps (other heads' decode may view their outputs), so another head keeps NCHW throughout.
+    channels_last = channels_last and isinstance(head, CenterHead)
     for part in (backbone2d, neck, head):
         fold_batchnorms(part)
     if isinstance(head, CenterHead) and (fuse_heads or channels_last):
