@@ -214,8 +214,8 @@ SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace, str], int]]] = {
                   attention_command),
     "data": ("dataset conversion throughput and the per-frame training data path (load, augment, voxelize) "
              "on one core", data_command),
-    "eval": ("detection metrics: Waymo (1,000 frames x 100 GT / 200 predictions), nuScenes (500 samples x 300 "
-             "predictions, ours vs nuscenes-devkit)", eval_command),
+    "eval": ("detection metrics: Waymo (1,000 frames x 100 GT / 200 predictions), nuScenes (1,000 samples x 400 "
+             "predictions, tools/eval.py vs nuscenes-devkit as whole processes)", eval_command),
     "detector": ("per-stage latency (voxelize to NMS) and training step of a config's detector on a ray-cast "
                  "Waymo-scale frame, native vs reference ops", detector_command),
     "train-load": ("demo training steps alone and beside busy processes it starts and stops, with the threading "

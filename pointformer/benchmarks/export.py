@@ -40,8 +40,11 @@ def calibrated(model: nn.Module, points: torch.Tensor) -> nn.Module:
     """BatchNorm statistics from ``points`` and the regression branches' last convs scaled by 0.1:
     random weights otherwise blow outputs up to hundreds (ScatterFormer), where fp32 rounding alone
     exceeds 1e-4; a trained head's maps are of unit scale."""
-    for task in model.head.task_heads:
-        for name, branch in task.heads.items():
+    # CenterHead: per task ``heads``; TransFusionHead: one ``prediction_head``.
+    towers = [task.heads for task in getattr(model.head, "task_heads", ())]
+    towers += [model.head.prediction_head] if hasattr(model.head, "prediction_head") else []
+    for heads in towers:
+        for name, branch in heads.items():
             if name != "heatmap":
                 branch[-1].weight.mul_(0.1)
     model.eval()

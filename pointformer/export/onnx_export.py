@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from pointformer.export.graph import NetworkGraph, parts_in_graph
+from pointformer.export.graph import NetworkGraph, flat_head_outputs, parts_in_graph
 from pointformer.export.runtime import prepare_inputs
 from pointformer.export.spec import BEV, MODEL_FILE, POINTS, PREFIX_FILE, DeploySpec
 from pointformer.models.fastpath import fast_inference_copy
@@ -169,14 +169,11 @@ def _opsets(path: Path):
 @torch.no_grad()
 def torch_outputs(detector, points: torch.Tensor) -> list[torch.Tensor]:
     """The detector's dense outputs for one frame, by its own eager path (native ops), in the
-    graph's output order (per task heatmap, code, iou)."""
+    graph's output order (``graph.head_output_names``)."""
     batch_index = torch.zeros(points.shape[0], dtype=torch.int64, device=points.device)
     voxels = detector.voxel_encoder(points, detector.voxelize(points, batch_index, 1))
     outputs = detector.head(detector.neck(detector.backbone2d(detector.bev(detector.backbone3d(voxels)))))
-    flat = []
-    for task in outputs.tasks:
-        flat += [task.heatmap, task.code()] + ([task.iou] if detector.head.with_iou else [])
-    return flat
+    return list(flat_head_outputs(detector.head, outputs))
 
 
 def max_abs_difference(runtime, detector, points: torch.Tensor) -> dict[str, float]:

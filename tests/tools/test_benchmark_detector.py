@@ -113,10 +113,12 @@ def test_time_rounds_interleaves_and_respects_the_budget() -> None:
 
 # Half ranges (m) that each model's windows, strides and pooling divide (see tests/models/test_configs.py):
 # DSVT and ScatterFormer 72 cells of 0.32 m; FlatFormer 80; CenterPoint 256 cells of 0.1 m (32 at stride 8);
-# nuScenes DSVT-P 60 cells of 0.3 m (windows of 30, BEV stride 4); nuScenes CenterPoint 320 of 0.075 m.
+# nuScenes DSVT-P 60 cells of 0.3 m (windows of 30, BEV stride 4); nuScenes CenterPoint 320 of 0.075 m;
+# nuScenes ScatterFormer 80 cells of 0.3 m (windows of 20, a 40-cell BEV the DED strides divide).
 HALF_RANGE = {"waymo_flatformer": 12.8, "waymo_dsvt_pillar": 11.52, "waymo_dsvt_voxel": 11.52,
               "waymo_scatterformer": 11.52, "waymo_centerpoint": 12.8, "nuscenes_flatformer": 12.8,
-              "nuscenes_dsvt_pillar": 9.0, "nuscenes_centerpoint": 12.0}  # fmt: skip
+              "nuscenes_dsvt_pillar": 9.0, "nuscenes_dsvt_pillar_centerhead": 9.0, "nuscenes_centerpoint": 12.0,
+              "nuscenes_scatterformer": 12.0}  # fmt: skip
 WAYMO = [name for name in HALF_RANGE if name.startswith("waymo")]
 
 
