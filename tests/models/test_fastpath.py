@@ -5,6 +5,8 @@ copy refusing train mode, and BatchNorm folding into grouped transposed convolut
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from torch import nn
@@ -159,3 +161,36 @@ def test_fold_batchnorm_conv_and_transposed(groups):
             torch.testing.assert_close(fused(x), bn(conv(x)), rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="running statistics"):
         fold_batchnorm(nn.Conv2d(1, 1, 1), nn.BatchNorm2d(1, track_running_stats=False))
+
+
+def _tensors(value) -> list[torch.Tensor]:
+    """Every tensor in a head's output (dataclasses, mappings, sequences), in a fixed order."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if dataclasses.is_dataclass(value):
+        return [t for f in dataclasses.fields(value) for t in _tensors(getattr(value, f.name))]
+    if isinstance(value, dict):
+        return [t for k in sorted(value) for t in _tensors(value[k])]
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _tensors(v)]
+    return []
+
+
+def test_another_head_keeps_nchw_and_equals_eager():
+    """A TransFusion head (not a CenterHead): folded and fused, no channels-last, same outputs."""
+    torch.manual_seed(0)
+    model = build_detector(load_config("nuscenes_dsvt_pillar.yaml")).eval()
+    randomise_norms(model)
+    fast = fast_inference_copy(model)
+    assert not hasattr(fast.head, "fused_branches")
+    _, y, x = model.grid.shape  # the head checks its map against the grid
+    bev = torch.randn(1, model.backbone2d.in_channels, y, x, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        ref, out = _tensors(dense(model, bev)), _tensors(dense(fast, bev))
+    assert len(ref) == len(out) > 0
+    for a, b in zip(ref, out, strict=True):
+        assert a.shape == b.shape
+        if a.is_floating_point():
+            torch.testing.assert_close(b, a, rtol=0, atol=2e-5 * (float(a.abs().max()) + 1e-6))
+        else:
+            assert torch.equal(a, b)
