@@ -48,8 +48,10 @@ CPU_MALLOC_ENV := MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736
 
 # The README's main command: synthetic Waymo-format data, conversion, FlatFormer training on this
 # CPU, the official Waymo table and pictures of the detections (pointformer/runs/demo.py).
+# OMP_WAIT_POLICY=PASSIVE (unless set): OpenMP threads sleep instead of spinning at each op's barrier,
+# so the demo degrades gracefully beside other work (tools/demo.py sets it too; README "CPU threads").
 demo: build
-	$(CPU_MALLOC_ENV) $(VPY) tools/demo.py
+	$(CPU_MALLOC_ENV) OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE} $(VPY) tools/demo.py
 
 test-fast: build
 	$(VPY) -m pytest -m "not slow" $(PYTEST_ARGS)
@@ -67,6 +69,7 @@ bench: build
 	$(VPY) tools/benchmark.py data --write docs/benchmarks.md
 	$(VPY) tools/benchmark.py eval --write docs/benchmarks.md
 	$(VPY) tools/benchmark.py detector --cfg waymo_flatformer.yaml --repeats 3 --warmup 1 --write docs/benchmarks.md
+	$(VPY) tools/benchmark.py train-load --write docs/benchmarks.md
 
 # The differential test of the Waymo metrics against the official TF op (not part of `make test`):
 # the op lives in its own environment, created on first use (about 2.8 GB, TensorFlow 2.13,

@@ -47,6 +47,7 @@ from pointformer.engine.checkpoint import (
 )
 from pointformer.engine.log import ScalarLog, attach_log_file, get_logger, setup_logging
 from pointformer.utils.atomic import remove_stale_temporaries
+from pointformer.utils.threads import ThreadGovernor
 
 AmpMode = Literal["auto", "bf16", "fp16", "off"]
 # evaluate(model, epoch) -> named scalar metrics; the model is unwrapped and in eval mode, under no_grad.
@@ -132,6 +133,7 @@ class Trainer:
         config: Mapping[str, Any] | None = None,
         sync_batchnorm: bool = False,
         find_unused_parameters: bool = False,
+        threads: ThreadGovernor | None = None,
     ) -> None:
         if epochs < 1:
             raise ValueError(f"Trainer: epochs must be >= 1, got {epochs}")
@@ -166,6 +168,7 @@ class Trainer:
         self.config = dict(config) if config is not None else {}
         self.epoch = 0  # epochs completed
         self.iteration = 0  # optimizer steps taken
+        self.threads = threads
         self.eval_history: list[dict[str, Any]] = []
         self.logger = get_logger()
         self._scalars: ScalarLog | None = None
@@ -391,6 +394,8 @@ class Trainer:
         try:
             for i, batch in enumerate(self.train_loader):
                 batch = batch.to(self.device)
+                if self.threads is not None:
+                    self.threads.update()  # between steps: this process's OpenMP workers are asleep
                 losses, total, grad_norm = self._step(batch)
                 window_frames += int(batch.batch_size)
                 window_steps += 1

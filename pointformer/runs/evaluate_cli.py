@@ -34,6 +34,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--render", type=int, default=0, metavar="N", help="render N frames of detections to PNG")
     p.add_argument("--no-progress", action="store_true")
     add_debug_argument(p)
+    p.add_argument("--no-fast-path", dest="fast_path", action="store_false",
+                   help="run the eager model (default: the eval-mode fast path of the dense stages, folded "
+                        "BatchNorm, fused head branches, channels-last; same outputs to float32 rounding)")  # fmt: skip
     return p
 
 
@@ -58,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     model = build_detector(cfg)
     load_weights(model, args.ckpt, config=cfg.path or cfg.name)
     model.to(args.device)
-    result = evaluate_model(model, cfg, args.split, args.device, args.max_frames, progress=not args.no_progress)
+    progress = not args.no_progress
+    result = evaluate_model(model, cfg, args.split, args.device, args.max_frames, progress, args.fast_path)
     for line in result.lines:
         print(line)
     out_dir = args.out_dir

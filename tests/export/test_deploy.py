@@ -179,12 +179,13 @@ def test_deploy_spec_errors_name_the_file(tmp_path):
 
 
 def test_benchmark_export_smoke(capsys):
-    """``tools/benchmark.py export`` on the demo config (quick frame, one repeat): four rows with the
-    onnxruntime difference in the notes."""
+    """``tools/benchmark.py export`` on the demo config (quick frame, one repeat): six rows (eager,
+    fast path, onnxruntime per case) with the onnxruntime difference in the notes."""
     from pointformer.benchmarks.cli import main as benchmark_main
 
     cfg = "demo/waymo_flatformer_demo.yaml"
     assert benchmark_main(["export", "--quick", "--cfg", cfg, "--repeats", "1", "--warmup", "0"]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith(f"| {cfg}")]
-    assert len(rows) == 4 and "onnxruntime CPU" in rows[1] and "Runtime (onnxruntime)" in rows[3]
-    assert float(rows[1].split("max abs diff ")[1].split()[0]) < 1e-4
+    assert len(rows) == 6 and "PyTorch fast path" in rows[1] and "onnxruntime CPU" in rows[2]
+    assert "fast path (tools/test.py path)" in rows[4] and "Runtime (onnxruntime)" in rows[5]
+    assert float(rows[2].split("max abs diff ")[1].split()[0]) < 1e-4
