@@ -34,7 +34,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pointformer.config_values import (
+    DATASET_VALUES,
+    EVAL_VALUES,
+    OPTIMIZER_VALUES,
+    SCHEDULE_VALUES,
+    TRAIN_VALUES,
+    section_problem,
+)
 from pointformer.structures.grid import VoxelGrid
+from pointformer.utils.errors import InputError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 SECTIONS = ("dataset", "voxelization", "model", "optimizer", "schedule", "train", "eval")
@@ -45,7 +54,7 @@ METRICS = ("waymo", "nuscenes", "none")
 LOCATION_KEYS = ("root", "train_split", "val_split", "nuscenes_dataroot", "nuscenes_version", "nuscenes_eval_split")
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError, ValueError):
     """A config that cannot be used; the message names the file and the key."""
 
 
@@ -245,9 +254,11 @@ def read_yaml_with_bases(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, 
     if path in _seen:
         raise ConfigError(f"{path}: _base_ cycle through {[str(p) for p in _seen]}")
     try:
-        data = _safe_load(path.read_text())
+        data = _safe_load(path.read_text(encoding="utf-8"))
     except _yaml().YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    except UnicodeDecodeError as e:  # a binary file, or another encoding (fuzzing found it)
+        raise ConfigError(f"{path}: not a UTF-8 text file ({e})") from None
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
@@ -305,16 +316,28 @@ def apply_overrides(data: Mapping[str, Any], overrides: Iterable[str]) -> dict[s
 # --- validation ------------------------------------------------------------------------------
 
 
+# The type and range of each typed section's values (``pointformer.config_values``).
+_SECTION_VALUES = {"TrainSettings": ("train", TRAIN_VALUES), "EvalSettings": ("eval", EVAL_VALUES)}
+
+
 def _settings(cls, section: Mapping[str, Any] | None, where: str):
+    """The typed section ``cls`` of the file ``where``, its values checked by type and range first."""
     section = dict(section or {})
+    name, values = _SECTION_VALUES[cls.__name__]
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(section) - known)
     if unknown:
-        raise ConfigError(f"{where}: unknown keys {unknown}; known: {sorted(known)}")
+        raise ConfigError(f"{where}: {name}: unknown keys {unknown}; known: {sorted(known)}")
+    if cls is TrainSettings and isinstance(section.get("amp"), bool):
+        # YAML 1.1 reads a bare ``off`` / ``on`` as a boolean (TrainSettings maps it back).
+        section["amp"] = "auto" if section["amp"] else "off"
+    problem = section_problem(section, values, name)
+    if problem is not None:
+        raise ConfigError(f"{where}: {problem}")
     try:
         return cls(**section)
     except (TypeError, ValueError) as e:
-        raise ConfigError(f"{where}: {e}") from None
+        raise ConfigError(f"{where}: {name}: {e}") from None
 
 
 def _grid(section: Mapping[str, Any], where: str) -> tuple[VoxelGrid, int, int]:
@@ -378,6 +401,9 @@ def validate(data: Mapping[str, Any], path: str = "") -> Config:
     ds = dict(data.get("dataset") or {})
     location = {k: ds.pop(k, None) for k in LOCATION_KEYS}
     ds.setdefault("point_cloud_range", list(grid.point_cloud_range))
+    problem = section_problem(ds, DATASET_VALUES, "dataset", partial=True)
+    if problem is not None:
+        raise ConfigError(f"{where}: {problem}")
     try:
         from pointformer.data.dataset import DatasetConfig
 
@@ -410,9 +436,10 @@ def validate(data: Mapping[str, Any], path: str = "") -> Config:
             f"{where}: model.head.tasks name the classes {list(head_classes)} but dataset.class_names is "
             f"{list(ds['class_names'])} (the same names in the same order)"
         )
-    for s in ("optimizer", "schedule"):
-        if not isinstance((data.get(s) or {}).get("type", ""), str):
-            raise ConfigError(f"{where}: {s}.type must be a name")
+    for s, values in (("optimizer", OPTIMIZER_VALUES), ("schedule", SCHEDULE_VALUES)):
+        problem = section_problem(data.get(s) or {}, values, s)
+        if problem is not None:
+            raise ConfigError(f"{where}: {problem}")
     return Config(
         path=path,
         data=data_settings,
@@ -422,8 +449,8 @@ def validate(data: Mapping[str, Any], path: str = "") -> Config:
         model={p: dict(model[p]) for p in MODEL_PARTS},
         optimizer=dict(data.get("optimizer") or {"type": "adamw"}),
         schedule=dict(data.get("schedule") or {"type": "one_cycle"}),
-        train=_settings(TrainSettings, data.get("train"), f"{where}: train"),
-        eval=_settings(EvalSettings, data.get("eval"), f"{where}: eval"),
+        train=_settings(TrainSettings, data.get("train"), where),
+        eval=_settings(EvalSettings, data.get("eval"), where),
         raw=copy.deepcopy(dict(data)),
     )
 

@@ -203,9 +203,9 @@ def test_bad_override_syntax(override, message):
         ("model.fancy={type: X}", r"model needs exactly the parts .*unknown \['fancy'\]"),
         ("model.neck=null", r"model\.neck must be a mapping with a 'type' name"),
         ("model.head.type=null", r"model\.head must be a mapping with a 'type' name"),
-        ("train.amp=fp8", r"train: .*amp must be auto, bf16, fp16 or off"),
-        ("train.epochs=0", r"train: .*epochs"),
-        ("eval.metric=kitti", r"eval: .*metric"),
+        ("train.amp=fp8", r"train\.amp must be one of auto, bf16, fp16, off, got 'fp8'"),
+        ("train.epochs=0", r"train\.epochs must be an integer >= 1, got 0"),
+        ("eval.metric=kitti", r"eval\.metric must be one of waymo, nuscenes, none"),
     ],
 )
 def test_validation_errors_name_file_and_key(override, message):
@@ -261,3 +261,56 @@ def test_yaml_gotchas_read_as_meant(tmp_path):
     assert cfg.optimizer["weight_decay"] == 0.05
     assert cfg.train.amp == "off" and load_config(path, ["train.amp=on"]).train.amp == "auto"
     assert parse_override("a=1e5x") == (["a"], "1e5x") and parse_override("a=12") == (["a"], 12)
+
+
+# --- values by type and range (issue 18) -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("optimizer.lr=fast", "optimizer.lr must be a finite number > 0, got 'fast' (str)"),
+        ("optimizer.lr=-1e-3", "optimizer.lr must be a finite number > 0, got -0.001 (float)"),
+        ("optimizer.lr=.nan", "optimizer.lr must be a finite number > 0, got nan (float)"),
+        ("optimizer.weight_decay=.inf", "optimizer.weight_decay must be a finite number >= 0"),
+        ("optimizer.type=lamb", "optimizer.type must be one of adamw, adam, sgd"),
+        ("optimizer.lrr=0.1", "optimizer: unknown keys ['lrr']"),
+        ("train.epochs=two", "train.epochs must be an integer >= 1, got 'two' (str)"),
+        ("train.epochs=1.7", "train.epochs must be an integer >= 1, got 1.7 (float)"),
+        ("train.epochs=true", "train.epochs must be an integer >= 1, got True (bool)"),
+        ("train.grad_clip=0", "train.grad_clip must be a finite number > 0 (or null)"),
+        ("train.sync_bn=yes please", "train.sync_bn must be true or false"),
+        ("eval.batch_size=0", "eval.batch_size must be an integer >= 1"),
+        ("schedule.pct_start=1", "schedule.pct_start must be a finite number in [0, 1)"),
+        ("schedule.momentum_range=[0.9, 2]", "schedule.momentum_range must be a list of 2 items"),
+        ("dataset.flip_probability=1.5", "dataset.flip_probability must be a finite number in [0, 1]"),
+        ("dataset.num_sweeps=-1", "dataset.num_sweeps must be an integer >= 0"),
+    ],
+)
+def test_values_are_checked_by_type_and_range(override, message):
+    with pytest.raises(ConfigError) as error:
+        load_config("waymo_flatformer.yaml", [override])
+    assert message in str(error.value) and "waymo_flatformer.yaml" in str(error.value)
+
+
+def test_valid_values_pass():
+    cfg = load_config("waymo_flatformer.yaml", ["train.epochs=3", "optimizer.lr=1e-3", "train.grad_clip=null",
+                                                "train.amp=off", "dataset.flip_probability=0"])  # fmt: skip
+    assert cfg.train.epochs == 3 and cfg.train.grad_clip is None and cfg.train.amp == "off"
+
+
+def test_every_typed_field_has_a_value_spec():
+    import dataclasses
+
+    from pointformer.config import EvalSettings, TrainSettings
+    from pointformer.config_values import EVAL_VALUES, TRAIN_VALUES
+
+    assert {f.name for f in dataclasses.fields(TrainSettings)} == set(TRAIN_VALUES)
+    assert {f.name for f in dataclasses.fields(EvalSettings)} == set(EVAL_VALUES)
+
+
+def test_every_shipped_config_passes():
+    from pointformer.config import CONFIG_DIR
+
+    for path in sorted(CONFIG_DIR.rglob("*.yaml")):
+        load_config(path)

@@ -22,8 +22,14 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from pointformer.data.synthetic.scatter import make_lidar_frame  # noqa: E402
+from pointformer.utils.cli import KNOWN_ERRORS, add_debug_argument, run_tool  # noqa: E402
+from pointformer.utils.errors import InputError  # noqa: E402
 from pointformer.vis.cli import FRAME_ERRORS, add_frame_arguments, run_frame  # noqa: E402
 from pointformer.vis.partitions import LAYOUTS, render_layout  # noqa: E402
+
+
+class FrameInputError(InputError):
+    """A frame the viewer cannot show: an unreadable source, or Open3D missing."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,14 +43,17 @@ def main(argv: list[str] | None = None) -> int:
     part.add_argument("--scale", type=int, default=2, help="pixels per pillar")
     frame = sub.add_parser("frame", help="a dataset frame with its ground truth and predictions (3D or BEV)")
     add_frame_arguments(frame)
+    add_debug_argument(parser)
     args = parser.parse_args(argv)
 
     if args.command == "frame":
         try:
             return run_frame(args)
         except FRAME_ERRORS as e:
-            print(f"visualize frame: error: {e}", file=sys.stderr)
-            return 1
+            if isinstance(e, KNOWN_ERRORS):
+                raise  # reported by run_tool
+            # A frame source the viewer cannot read (a ValueError) or Open3D not installed.
+            raise FrameInputError(f"visualize frame: {e}") from e
     points = make_lidar_frame(args.points, seed=args.seed)
     layouts = list(LAYOUTS) if args.layout == "all" else [args.layout]
     for layout in layouts:
@@ -55,4 +64,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool(main))

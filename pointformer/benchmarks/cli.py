@@ -16,13 +16,22 @@ import torch
 
 from pointformer.benchmarks.attention import run_attention
 from pointformer.benchmarks.backbones import DEFAULT_BASELINE, run_comparison
-from pointformer.benchmarks.core import Report, RunConfig, format_section, load_warning, write_section
+from pointformer.benchmarks.core import (
+    Report,
+    RunConfig,
+    format_section,
+    high_load_flag,
+    load_average,
+    load_warning,
+    write_section,
+)
 from pointformer.benchmarks.data import run_data
 from pointformer.benchmarks.detector import run_detector
 from pointformer.benchmarks.eval import run_eval
 from pointformer.benchmarks.export import DEFAULT_CONFIGS, run_export
 from pointformer.benchmarks.grouping import run_grouping
 from pointformer.benchmarks.ops import OpsSizes, run_ops
+from pointformer.benchmarks.train_load import DEMO_CONFIG, run_train_load
 from pointformer.config import CONFIG_DIR, load_config, resolve_config_path
 from pointformer.runs.synthetic_frame import FRAMES
 
@@ -41,11 +50,17 @@ def run_and_report(args: argparse.Namespace, command: str, name: str, run: Calla
     warning = load_warning()
     if warning:
         print(warning, file=sys.stderr)
+    before = load_average()
+    if args.max_load is not None and before is not None and before > args.max_load:
+        print(f"error: load average {before:.1f} is above --max-load {args.max_load:g}: not measuring "
+              f"{name} on a busy machine", file=sys.stderr)  # fmt: skip
+        return 3
     start = time.perf_counter()
     report = run(cfg, args.quick)
     elapsed = time.perf_counter() - start
     heading = f"## {name} ({cfg.device.type})"
-    section = format_section(heading, cfg.device, command, report)
+    flag = high_load_flag(before, load_average())
+    section = format_section(heading, cfg.device, command, report, flag)
     print(section, end="")
     print(f"\n(benchmark took {elapsed:.1f} s; repeats {cfg.repeats}, warm-up {cfg.warmup})", file=sys.stderr)
     if args.write:
@@ -101,7 +116,9 @@ def detector_command(args: argparse.Namespace, command: str) -> int:
         name = f"detector {Path(config).stem}{frame}{kind}"
 
         def run(cfg: RunConfig, quick: bool, config: str = config) -> Report:
-            return run_detector(cfg, quick, config, args.overrides, args.frame, args.reference, args.train_step)
+            return run_detector(
+                cfg, quick, config, args.overrides, args.frame, args.reference, args.train_step, args.fast_path
+            )
 
         run_and_report(args, command, name, run)
     if not args.compare:
@@ -131,6 +148,24 @@ def export_command(args: argparse.Namespace, command: str) -> int:
     return run_and_report(args, command, "export", lambda cfg, quick: run_export(cfg, quick, configs))
 
 
+def train_load_command(args: argparse.Namespace, command: str) -> int:
+    """``train-load``: demo training steps alone and beside busy processes, threading before/after."""
+    config = args.cfg or DEMO_CONFIG
+    if args.busy < 1:
+        raise SystemExit(f"train-load: --busy must be >= 1, got {args.busy}")
+
+    def run(cfg: RunConfig, quick: bool) -> Report:
+        return run_train_load(cfg, quick, config, args.steps, args.busy)
+
+    return run_and_report(args, command, "train-load", run)
+
+
+def _train_load_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cfg", default=None, help=f"config (default {DEMO_CONFIG}, the make demo model)")
+    parser.add_argument("--steps", type=_positive, default=None, help="timed steps per process (default 5, 2 quick)")
+    parser.add_argument("--busy", type=int, default=2, help="busy-looping processes of the competing load")
+
+
 def _export_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cfg", nargs="+", action="extend", metavar="CFG",
                         help="configs to export (default: every Waymo config)")  # fmt: skip
@@ -144,6 +179,10 @@ def _detector_options(parser: argparse.ArgumentParser) -> None:
                         help="native ops only: no pure-PyTorch reference rows")  # fmt: skip
     parser.add_argument("--no-train-step", dest="train_step", action="store_false",
                         help="inference only: no training-step rows")  # fmt: skip
+    parser.add_argument("--no-fast-path", dest="fast_path", action="store_false",
+                        help="no rows of the eval-mode fast path of the dense stages (folded BatchNorm, fused "
+                             "head branches, channels-last), which otherwise run interleaved with the eager "
+                             "rows")  # fmt: skip
     parser.add_argument("--baseline", dest="baselines", action="append", metavar="CFG",
                         help=f"when this config and others of its metric are among --cfg, a section compares their "
                              f"3D backbones and inference with its, on the same frame (default {DEFAULT_BASELINE}; "
@@ -175,10 +214,12 @@ SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace, str], int]]] = {
                   attention_command),
     "data": ("dataset conversion throughput and the per-frame training data path (load, augment, voxelize) "
              "on one core", data_command),
-    "eval": ("detection metrics: Waymo (1,000 frames x 100 GT / 200 predictions), nuScenes (500 samples x 300 "
-             "predictions, ours vs nuscenes-devkit)", eval_command),
+    "eval": ("detection metrics: Waymo (1,000 frames x 100 GT / 200 predictions), nuScenes (1,000 samples x 400 "
+             "predictions, tools/eval.py vs nuscenes-devkit as whole processes)", eval_command),
     "detector": ("per-stage latency (voxelize to NMS) and training step of a config's detector on a ray-cast "
                  "Waymo-scale frame, native vs reference ops", detector_command),
+    "train-load": ("demo training steps alone and beside busy processes it starts and stops, with the threading "
+                   "before and after pointformer.utils.threads (OMP wait policy, auto threads)", train_load_command),
     "export": ("onnxruntime vs PyTorch on each config's exported network (and points -> boxes) on a ray-cast "
                "Waymo-scale frame", export_command),
 }  # fmt: skip
@@ -187,6 +228,7 @@ SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace, str], int]]] = {
 SUBCOMMAND_OPTIONS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
     "detector": _detector_options,
     "export": _export_options,
+    "train-load": _train_load_options,
 }
 
 
@@ -212,6 +254,10 @@ def _common_options() -> argparse.ArgumentParser:
     common.add_argument("--warmup", type=_non_negative, help="untimed runs first (default 3, 1 with --quick)")
     common.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     common.add_argument("--write", metavar="PATH", help="upsert the section into this markdown file")
+    common.add_argument("--max-load", type=float, default=None, metavar="L",
+                        help="refuse to run (exit 3) when the 1-min load average is above L (e.g. 0.5 for a "
+                             "quiet-machine figure); a section measured at a load of at least the core count is "
+                             "flagged HIGH LOAD either way")  # fmt: skip
     return common
 
 

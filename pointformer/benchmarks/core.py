@@ -230,6 +230,25 @@ def load_note(before: float | None) -> str:
     return note + ": the machine was otherwise quiet."
 
 
+def high_load_flag(before: float | None, after: float | None, cores: int | None = None) -> str | None:
+    """A flag line for a section measured while the machine was oversubscribed (a 1-minute load
+    average at the start, or at the end less this benchmark's own threads, of at least the core
+    count), None otherwise. Under such load PyTorch's multi-threaded ops lose far more than
+    single-pass native kernels (their threads wait on descheduled partners), which inflates every
+    native-vs-PyTorch ratio: such a section is not a quiet-machine figure."""
+    cores = cores or os.cpu_count() or 1
+    own = torch.get_num_threads()
+    loads = [v for v in (before, None if after is None else after - own) if v is not None]
+    if not loads or max(loads) < cores:
+        return None
+    shown = " and ".join(f"{v:.1f} at the {at}" for v, at in ((before, "start"), (after, "end")) if v is not None)
+    return (
+        f"**HIGH LOAD** (1-min load average {shown}, on {cores} cores): measured beside other work; "
+        "absolute times are inflated and native-vs-PyTorch ratios overstated. Re-measure on a quiet machine before "
+        "quoting these figures."
+    )
+
+
 # --- markdown output ----------------------------------------------------------------------------
 
 COLUMNS = ("case", "implementation", "median ms", "min ms", "speedup vs reference/baseline", "notes")
@@ -270,10 +289,11 @@ def machine_line(device: torch.device) -> str:
     return "Machine: " + ", ".join(parts)
 
 
-def format_section(heading: str, device: torch.device, command: str, report: Report) -> str:
-    """A markdown section: heading, Machine/Date/Command lines, the table and its footnotes."""
+def format_section(heading: str, device: torch.device, command: str, report: Report, flag: str | None = None) -> str:
+    """A markdown section: heading, Machine/Date/Command lines (and ``flag``, a high-load warning,
+    under them), the table and its footnotes."""
     lines = [heading, "", machine_line(device), f"Date: {datetime.date.today().isoformat()}",
-             f"Command: `{command}`", "", format_table(report.rows)]  # fmt: skip
+             f"Command: `{command}`"] + ([flag] if flag else []) + ["", format_table(report.rows)]  # fmt: skip
     if report.footnotes:
         lines += [""] + [f"- {note}" for note in report.footnotes]
     return "\n".join(lines) + "\n"

@@ -45,6 +45,7 @@ from pointformer.benchmarks.core import (
 from pointformer.config import Config, load_config
 from pointformer.data.collate import FrameBatch
 from pointformer.models.detector import Detector
+from pointformer.models.fastpath import ChannelsLast, fast_inference_copy
 from pointformer.ops import reference_only
 from pointformer.runs.synthetic_frame import SCATTER_BOXES, BenchFrame, make_frame
 from pointformer.structures import SparseVoxels
@@ -62,10 +63,12 @@ class Variant:
 
     reference: bool
     autocast: torch.dtype | None = None
+    fast: bool = False  # the eval-mode fast path of the dense stages (pointformer.models.fastpath)
 
     @property
     def name(self) -> str:
         ops = "pure-PyTorch reference" if self.reference else "pointformer native"
+        ops = f"{ops}, fast path" if self.fast else ops
         return ops if self.autocast is None else f"{ops}, {str(self.autocast).removeprefix('torch.')} autocast"
 
     def ops(self) -> contextlib.AbstractContextManager:
@@ -186,6 +189,7 @@ class Stage:
     run: Callable[[], object]
     note: str = ""
     parts: Sequence[tuple[str, Sequence[nn.Module]]] = ()
+    dense: bool = False  # a dense BEV stage (2D backbone, neck, head): timed on the fast path too
 
 
 def module_parts(module: nn.Module) -> list[tuple[str, list[nn.Module]]]:
@@ -279,11 +283,11 @@ def detector_stages(model: Detector, batch: FrameBatch) -> list[Stage]:
     computed once here with the native ops in fp32 (bound into the stage's call)."""
     stages: list[Stage] = []
 
-    def add(case: str, fn: Callable[..., object], *args: object, note: str = "") -> None:
-        stages.append(Stage(case, functools.partial(fn, *args), note))
+    def add(case: str, fn: Callable[..., object], *args: object, note: str = "", dense: bool = False) -> None:
+        stages.append(Stage(case, functools.partial(fn, *args), note, dense=dense))
 
     def name(part: nn.Module) -> str:
-        return type(part).__name__
+        return type(part.module if isinstance(part, ChannelsLast) else part).__name__
 
     points, index, size = batch.points, batch.batch_index, batch.batch_size
     with torch.no_grad():
@@ -316,12 +320,12 @@ def detector_stages(model: Detector, batch: FrameBatch) -> list[Stage]:
         maps = [maps] if isinstance(maps, torch.Tensor) else maps
         if _present(model.backbone2d):
             add(f"2D backbone ({name(model.backbone2d)})", model.backbone2d, bev,
-                note="-> " + ", ".join(_shape(m) for m in maps))  # fmt: skip
+                note="-> " + ", ".join(_shape(m) for m in maps), dense=True)  # fmt: skip
         features = model.neck(maps)
         if _present(model.neck):
-            add(f"neck ({name(model.neck)})", model.neck, maps, note=f"-> {_shape(features)}")
+            add(f"neck ({name(model.neck)})", model.neck, maps, note=f"-> {_shape(features)}", dense=True)
         outputs = model.head(features)
-        add(f"head ({name(model.head)})", model.head, features)
+        add(f"head ({name(model.head)})", model.head, features, dense=True)
         detections = model.head.decode(outputs)
         kept = sum(len(d.scores) for d in detections)
         candidates = nms_candidates(model.head, outputs)
@@ -376,6 +380,11 @@ def _training_step(model: Detector, cfg: Config, batch: FrameBatch, variant: Var
     return step
 
 
+def _fast_note(note: str, eager: Timing, fast: Timing) -> str:
+    """The fast-path row's note: its speedup over the native eager row of the same round."""
+    return "; ".join(n for n in (f"**{eager.median_ms / fast.median_ms:.2f}x native eager**", note) if n)
+
+
 def _memory_notes(fns: Sequence[Callable[[], object]], device: torch.device) -> list[str]:
     peaks = [peak_memory_mib(fn, device) for fn in fns]
     return ["" if p is None else f"peak {p:.0f} MiB" for p in peaks]
@@ -416,11 +425,14 @@ def run_detector(
     frame_kind: str = "raycast",
     reference: bool = True,
     train_step: bool = True,
+    fast_path: bool = True,
 ) -> Report:
     """Per-stage, total-inference and training-step rows of ``config``'s detector (with ``--set``
     style ``overrides``) on a ``frame_kind`` frame (see ``make_frame`` and the module docstring).
 
-    ``reference=False``: the native variants only; ``train_step=False``: no training-step rows.
+    ``reference=False``: the native variants only; ``train_step=False``: no training-step rows;
+    ``fast_path=False``: no fast-path rows (the dense stages and the total inference of the
+    eval-mode fast path, ``pointformer.models.fastpath``, timed interleaved with the eager rows).
     """
     load_before = load_average()
     conf = load_config(config, overrides)
@@ -433,23 +445,43 @@ def run_detector(
     report = Report()
 
     stages = detector_stages(model, batch)
-    stage_sums = [0.0] * len(kinds)
+    fast_kind = Variant(False, fast=True)
+    fast = fast_inference_copy(model) if fast_path else None
+    fast_stages = {s.case: s for s in detector_stages(fast, batch) if s.dense} if fast is not None else {}
+    stage_sums = [0.0] * (len(kinds) + (fast is not None))
     for stage in stages:
         fns = [_inference_call(stage, v, cfg.device) for v in kinds]
+        own = [v.name for v in kinds]
+        if stage.case in fast_stages:
+            fns.append(_inference_call(fast_stages[stage.case], fast_kind, cfg.device))
+            own.append(fast_kind.name)
         clocks = [PartClock(fn, stage.parts, cfg.device) for fn in fns] if stage.parts else []
         timings = time_rounds(clocks or fns, cfg)
-        stage_sums = [s + t.median_ms for s, t in zip(stage_sums, timings, strict=True)]
-        report.rows += _rows(stage.case, names, timings, [stage.note] * len(kinds))
+        # A stage without a fast-path row (the sparse ones) counts the same time on the fast path.
+        medians = [t.median_ms for t in timings] + [timings[kinds.index(Variant(False))].median_ms] * (
+            len(stage_sums) - len(timings)
+        )
+        stage_sums = [s + m for s, m in zip(stage_sums, medians, strict=True)]
+        notes = [stage.note] * len(fns)
+        if len(fns) > len(kinds):
+            notes[-1] = _fast_note(stage.note, timings[kinds.index(Variant(False))], timings[-1])
+        report.rows += _rows(stage.case, own, timings, notes)
         if clocks:
-            report.rows += _part_rows(stage, names, clocks, timings)
+            report.rows += _part_rows(stage, own, clocks, timings)
 
     total = Stage("inference total (model(batch), eval)", lambda: model(batch))
     fns = [_inference_call(total, v, cfg.device) for v in kinds]
+    all_names = list(names)
+    if fast is not None:
+        fns.append(_inference_call(Stage(total.case, lambda: fast(batch)), fast_kind, cfg.device))
+        all_names.append(fast_kind.name)
     timings = time_rounds(fns, cfg)
     notes = [f"sum of the stage medians {s:.0f} ms" for s in stage_sums]
     memory = _memory_notes(fns, cfg.device)
     notes = ["; ".join(n for n in pair if n) for pair in zip(notes, memory, strict=True)]
-    report.rows += _rows(total.case, names, timings, notes)
+    if fast is not None:
+        notes[-1] = _fast_note(notes[-1], timings[kinds.index(Variant(False))], timings[-1])
+    report.rows += _rows(total.case, all_names, timings, notes)
 
     if train_step:
         train_model = load_model(conf, cfg.device)  # the same weights (seeded), a separate copy per variant
@@ -461,7 +493,20 @@ def run_detector(
         report.rows += _rows(case, names, timings, memory)
 
     report.footnotes += _footnotes(conf, model, frame, batch, cfg, quick, load_before, reference, train_step)
+    if fast is not None:
+        report.footnotes.append(FAST_PATH_NOTE)
     return report
+
+
+FAST_PATH_NOTE = (
+    "Fast path (`pointformer.models.fastpath.fast_inference_copy`, what `tools/test.py` and the "
+    "trainer's evaluations run unless `--no-fast-path`): an eval-mode copy whose dense stages have every "
+    "BatchNorm folded into the "
+    "convolution before it, the head's branches as one stacked conv plus one grouped conv, and channels-last maps; "
+    "native ops, fp32. Its rows (the 2D backbone, neck and head, and the whole inference) run interleaved with the "
+    "eager rows, round by round; their note gives the speedup over the native eager row. Its outputs equal the "
+    "eager path's to float32 rounding (tests/models/test_fastpath.py)."
+)
 
 
 def load_model(conf: Config, device: torch.device) -> Detector:

@@ -1,5 +1,12 @@
-"""Benchmark: pointformer's nuScenes detection evaluation against nuscenes-devkit 1.2.0's
-``DetectionEval`` on the same input.
+"""Benchmark: the nuScenes evaluation as a user runs it, ``tools/eval.py nuscenes`` as a whole
+process, against a whole process that loads nuscenes-devkit 1.2.0's ``NuScenes`` tables and runs
+``DetectionEval`` on the same results file.
+
+Both sides are timed as new processes (interpreter start, imports, numba cache loading, table and
+results parsing, metrics, output), run in turns (devkit, ours, ours, devkit, ...) so that the
+load of a shared machine falls on both; each process reports its own split (tables, results,
+metrics; the rest of its wall time is start-up: interpreter, imports, output). A first, untimed
+round of each comes first (file cache; numba compiling its cache if that is cold, shown apart).
 
 Input: a keyframes-only nuScenes dataset written straight as the devkit's tables (A.6 of the
 formats reference; no point files: neither evaluation reads them): scenes of 10 samples at 2 Hz,
@@ -14,15 +21,17 @@ from __future__ import annotations
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from pointformer.benchmarks.core import Report, Row, RunConfig, with_speedups
+from pointformer.benchmarks.core import Report, Row, RunConfig, Timing, with_speedups
 from pointformer.data.formats.nuscenes_tables import (
     ATTRIBUTE_NAMES,
     CATEGORY_TO_DETECTION,
@@ -31,8 +40,7 @@ from pointformer.data.formats.nuscenes_tables import (
     yaw_to_quaternion,
 )
 from pointformer.data.formats.nuscenes_writer import LIDAR_TOP_SENSOR_TOKEN, tiny_png, token
-from pointformer.evaluation.nuscenes import default_attribute, evaluate, evaluate_files, load_ground_truth
-from pointformer.evaluation.nuscenes_results import read_results
+from pointformer.evaluation.nuscenes_results import default_attribute
 
 VERSION = "v1.0-mini"
 SPLIT = "bench"
@@ -51,7 +59,7 @@ class EvalSizes:
 
     @classmethod
     def for_run(cls, quick: bool) -> EvalSizes:
-        return cls(50, 40, 300) if quick else cls(500, 40, 300)
+        return cls(50, 40, 400) if quick else cls(1000, 40, 400)
 
 
 def write_eval_dataset(root: Path, sizes: EvalSizes, seed: int = 0) -> tuple[Path, int, int]:
@@ -170,128 +178,182 @@ def write_eval_dataset(root: Path, sizes: EvalSizes, seed: int = 0) -> tuple[Pat
     return path, n_gt, sum(len(v) for v in results.values())
 
 
-def _devkit_fn(root: Path, results: Path, out: Path):
-    """The devkit's end-to-end evaluation (load tables, DetectionEval, evaluate) as ``(fn, why)``."""
+# The devkit side: one process, as a devkit user evaluates (tables, DetectionEval, evaluate); it
+# prints its split and the serialized metrics as JSON on its last line.
+DEVKIT_SCRIPT = """
+import json, sys, time
+t0 = time.perf_counter()
+from nuscenes import NuScenes
+from nuscenes.eval.detection.config import config_factory
+from nuscenes.eval.detection.evaluate import DetectionEval
+root, results, out, version, split = sys.argv[1:6]
+t1 = time.perf_counter()
+nusc = NuScenes(version=version, dataroot=root, verbose=False)
+t2 = time.perf_counter()
+ev = DetectionEval(nusc, config_factory("detection_cvpr_2019"), results, eval_set=split, output_dir=out, verbose=False)
+t3 = time.perf_counter()
+metrics = ev.evaluate()[0].serialize()
+t4 = time.perf_counter()
+split_s = {"imports": t1 - t0, "tables": t2 - t1, "results": t3 - t2, "metrics": t4 - t3}
+print(json.dumps({"split": split_s, "metrics": metrics}))
+"""
+ROOT = Path(__file__).resolve().parents[2]
+PHASES = ("tables", "results", "metrics")
+
+
+@dataclass(frozen=True)
+class ProcessRun:
+    """One whole-process evaluation: wall seconds, its own split (seconds per phase), the metrics."""
+
+    wall_s: float
+    split: dict[str, float]
+    metrics: dict
+
+
+def _run(command: list[str]) -> tuple[float, subprocess.CompletedProcess]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    start = time.perf_counter()
+    proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"{command[:3]} failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
+    return wall, proc
+
+
+def run_devkit(root: Path, results: Path, out: Path) -> ProcessRun:
+    wall, proc = _run([sys.executable, "-c", DEVKIT_SCRIPT, str(root), str(results), str(out), VERSION, SPLIT])
+    data = json.loads(proc.stdout.strip().splitlines()[-1])
+    return ProcessRun(wall, data["split"], data["metrics"])
+
+
+def run_ours(root: Path, results: Path, out: Path) -> ProcessRun:
+    command = [sys.executable, str(ROOT / "tools" / "eval.py"), "nuscenes", str(results), "--dataroot", str(root),
+               "--version", VERSION, "--split", SPLIT, "--output-dir", str(out), "--timings"]  # fmt: skip
+    wall, proc = _run(command)
+    line = next(x for x in proc.stderr.splitlines() if x.startswith("timings: "))
+    split = {}
+    for part in line.removeprefix("timings: ").split(", "):
+        name, seconds, _ = part.split(" ")
+        split[name] = float(seconds)
+    metrics = json.loads((out / "metrics_summary.json").read_text())
+    return ProcessRun(wall, split, metrics)
+
+
+def devkit_available() -> str:
+    """'' when nuscenes-devkit imports, else why not."""
     try:
-        from nuscenes import NuScenes
-        from nuscenes.eval.detection.config import config_factory
-        from nuscenes.eval.detection.evaluate import DetectionEval
+        import nuscenes.eval.detection.evaluate  # noqa: F401
     except ImportError as e:
-        return None, f"nuscenes-devkit not installed ({e.name})"
-
-    def run():
-        nusc = NuScenes(version=VERSION, dataroot=str(root), verbose=False)
-        ev = DetectionEval(nusc, config_factory("detection_cvpr_2019"), str(results), eval_set=SPLIT,
-                           output_dir=str(out), verbose=False)  # fmt: skip
-        return ev.evaluate()[0].serialize()
-
-    return run, ""
+        return f"nuscenes-devkit not installed ({e.name})"
+    return ""
 
 
-def _devkit_metrics_fn(root: Path, results: Path, out: Path):
-    """The devkit's metrics alone (``DetectionEval.evaluate`` after its constructor loaded the
-    tables, ground truth and predictions), or None without the devkit."""
-    try:
-        from nuscenes import NuScenes
-        from nuscenes.eval.detection.config import config_factory
-        from nuscenes.eval.detection.evaluate import DetectionEval
-    except ImportError:
-        return None
-    nusc = NuScenes(version=VERSION, dataroot=str(root), verbose=False)
-    ev = DetectionEval(nusc, config_factory("detection_cvpr_2019"), str(results), eval_set=SPLIT,
-                       output_dir=str(out), verbose=False)  # fmt: skip
-    return lambda: ev.evaluate()
+def metrics_difference(ours: dict, theirs: dict) -> float:
+    """Largest absolute difference over mAP, NDS, per-class APs and TP errors (NaN equal to NaN)."""
+    pairs = [(ours["mean_ap"], theirs["mean_ap"]), (ours["nd_score"], theirs["nd_score"])]
+    for c, per in theirs["label_aps"].items():
+        pairs += [(ours["label_aps"][c][d], v) for d, v in per.items()]
+    for c, per in theirs["label_tp_errors"].items():
+        pairs += [(ours["label_tp_errors"][c][k], v) for k, v in per.items()]
+    worst = 0.0
+    for a, b in pairs:
+        if a is None or b is None or (math.isnan(a) and math.isnan(b)):
+            if (a is None) != (b is None):
+                return math.inf
+            continue
+        worst = max(worst, abs(a - b))
+    return worst
 
 
-def _first_read_overhead(results: Path) -> float | None:
-    """Seconds a new process spends once on its first ``read_results`` beyond a warm read (loading
-    the compiled scanner from numba's cache, pyarrow's compute kernels): the cost the warm-up takes
-    out of the rows, as it takes the devkit's imports out. None if the measurement fails."""
-    code = (
-        "import sys, time\n"
-        "from pointformer.evaluation.nuscenes_results import read_results\n"
-        "t = [time.perf_counter()]\n"
-        "for _ in range(2):\n"
-        "    read_results(sys.argv[1]); t.append(time.perf_counter())\n"
-        "print((t[1] - t[0]) - (t[2] - t[1]))\n"
-    )
-    root = Path(__file__).resolve().parents[2]
-    try:
-        out = subprocess.run([sys.executable, "-c", code, str(results)], capture_output=True, text=True, check=True,
-                             cwd=root, timeout=600)  # fmt: skip
-        return float(out.stdout.strip().splitlines()[-1])
-    except (subprocess.SubprocessError, OSError, ValueError, IndexError):
-        return None
+def _timing(runs: list[ProcessRun]) -> Timing:
+    walls = [r.wall_s * 1e3 for r in runs]
+    return Timing(statistics.median(walls), min(walls), len(walls))
+
+
+def _split_note(runs: list[ProcessRun]) -> str:
+    """Median seconds per phase, and the rest of the wall time (start-up: interpreter, imports,
+    output). Ours reads the tables and the results at the same time: its ``inputs`` phase is the
+    wall time of both, shown with each one's own time."""
+    if "inputs" in runs[0].split:
+        med = {k: statistics.median(r.split[k] for r in runs) for k in ("inputs", "tables", "results", "metrics")}
+        rest = statistics.median(r.wall_s - r.split["inputs"] - r.split["metrics"] for r in runs)
+        return (f"start-up {rest:.2f} s, inputs {med['inputs']:.2f} s (tables {med['tables']:.2f} s and results "
+                f"{med['results']:.2f} s at the same time), metrics {med['metrics']:.2f} s")  # fmt: skip
+    med = {k: statistics.median(r.split.get(k, 0.0) for r in runs) for k in PHASES}
+    rest = statistics.median(r.wall_s - sum(r.split.get(k, 0.0) for k in PHASES) for r in runs)
+    return f"start-up {rest:.2f} s, " + ", ".join(f"{k} {v:.2f} s" for k, v in med.items())
 
 
 def nuscenes_eval_report(cfg: RunConfig, quick: bool) -> Report:
-    """Ours (``evaluate_files``: tables, results JSON, metrics) vs the devkit end to end. CPU only."""
+    """``tools/eval.py nuscenes`` against the devkit, both as whole processes, in turns. CPU only."""
     sizes = EvalSizes.for_run(quick)
     report = Report()
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    rounds = 1 if quick else max(1, min(cfg.repeats, 5))
     with tempfile.TemporaryDirectory(prefix="pointformer_bench_eval_nusc_") as folder:
         root = Path(folder)
         results, n_gt, n_pred = write_eval_dataset(root, sizes)
-        case = f"nuScenes eval {sizes.samples} samples x {sizes.preds_per_sample} preds ({n_gt} GT)"
-        devkit, why = _devkit_fn(root, results, root / "devkit_out")
-        rows = []
-        theirs = None
-        if devkit is None:
-            rows.append(Row(case, "nuscenes-devkit 1.2.0 DetectionEval", None, why))
-        else:
-            timing, theirs = cfg.time_slow(devkit)
-            rows.append(Row(case, "nuscenes-devkit 1.2.0 DetectionEval", timing, "tables + GT + preds + metrics"))
-        ours_metrics = None
-
-        def ours():
-            nonlocal ours_metrics
-            ours_metrics = evaluate_files(results, root, VERSION, SPLIT)
-            return ours_metrics
-
-        rows.append(Row(case, "pointformer evaluate_files", cfg.time(ours), "tables + GT + preds + metrics"))
-        overhead = _first_read_overhead(results)
-        report.rows += with_speedups(rows, 0)
-        # The metrics alone, after both tools have loaded the same inputs.
-        gt, predictions = load_ground_truth(root, VERSION, SPLIT), read_results(results)
-        devkit_metrics = _devkit_metrics_fn(root, results, root / "devkit_out")
-        metric_rows = [
-            Row(case, "nuscenes-devkit 1.2.0 DetectionEval.evaluate", None if devkit_metrics is None
-                else cfg.time_slow(devkit_metrics)[0], "metrics only (inputs loaded)"),
-            Row(case, "pointformer evaluate", cfg.time(lambda: evaluate(gt, predictions)),
-                "metrics only (inputs loaded)"),
-        ]  # fmt: skip
-        report.rows += with_speedups(metric_rows, 0)
-    ours_s = ours_metrics.serialize()
-    if theirs is not None:
-        keys = ("mean_ap", "nd_score")
-        diff = max(abs(ours_s[k] - theirs[k]) for k in keys)
-        agree = f"NDS {ours_s['nd_score']:.6f} / devkit {theirs['nd_score']:.6f} (max |diff| of mAP, NDS {diff:.1e})"
+        case = f"nuScenes eval {sizes.samples} samples x {sizes.preds_per_sample} preds ({n_gt} GT), whole process"
+        why = devkit_available()
+        out_ours, out_devkit = root / "ours_out", root / "devkit_out"
+        loads = [os.getloadavg()[0]]
+        size_mb = results.stat().st_size / 1e6
+        first_ours = run_ours(root, results, out_ours) if cfg.warmup else None
+        first_devkit = run_devkit(root, results, out_devkit) if cfg.warmup and not why else None
+        ours_runs: list[ProcessRun] = []
+        devkit_runs: list[ProcessRun] = []
+        ratios = []
+        for r in range(rounds):
+            loads.append(os.getloadavg()[0])
+            order = (0, 1) if r % 2 == 0 else (1, 0)  # devkit first, then ours first, ...
+            pair: dict[int, ProcessRun] = {}
+            for side in order:
+                if side == 0 and not why:
+                    pair[0] = run_devkit(root, results, out_devkit)
+                elif side == 1:
+                    pair[1] = run_ours(root, results, out_ours)
+            ours_runs.append(pair[1])
+            if 0 in pair:
+                devkit_runs.append(pair[0])
+                ratios.append(pair[0].wall_s / pair[1].wall_s)
+        loads.append(os.getloadavg()[0])
+    devkit_timing = _timing(devkit_runs) if devkit_runs else None
+    rows = [
+        Row(case, "nuscenes-devkit 1.2.0: NuScenes tables + DetectionEval", devkit_timing,
+            _split_note(devkit_runs) if devkit_runs else why),
+        Row(case, "pointformer: tools/eval.py nuscenes", _timing(ours_runs), _split_note(ours_runs)),
+    ]  # fmt: skip
+    report.rows += with_speedups(rows, 0)
+    ours_m = ours_runs[-1].metrics
+    if devkit_runs:
+        diff = metrics_difference(ours_m, devkit_runs[-1].metrics)
+        x = rows[0].timing.median_ms / rows[1].timing.median_ms
+        agree = (f"NDS {ours_m['nd_score']:.6f} / devkit {devkit_runs[-1].metrics['nd_score']:.6f}, mAP "
+                 f"{ours_m['mean_ap']:.6f}; largest |difference| over mAP, NDS, every class AP and TP error "
+                 f"{diff:.1e} ({'equal to 1e-6' if diff <= 1e-6 else 'NOT equal'})")  # fmt: skip
+        speed = (f"Whole process: speedup {x:.1f}x (median wall / median wall; per round "
+                 f"{min(ratios):.1f}x-{max(ratios):.1f}x), target >= {TARGET_SPEEDUP:g}x "
+                 f"{'met' if x >= TARGET_SPEEDUP else 'NOT met'}.")  # fmt: skip
     else:
-        agree = f"NDS {ours_s['nd_score']:.6f} (devkit not run)"
-    speed = ""
-    if report.rows[0].timing is not None and report.rows[1].timing is not None:
-        x = report.rows[0].timing.median_ms / report.rows[1].timing.median_ms
-        speed = (f"End to end: speedup {x:.1f}x, target >= {TARGET_SPEEDUP:g}x "
-                 f"{'met' if x >= TARGET_SPEEDUP else 'NOT met'}. ")  # fmt: skip
-        if report.rows[2].timing is not None and report.rows[3].timing is not None:
-            y = report.rows[2].timing.median_ms / report.rows[3].timing.median_ms
-            speed += f"Metrics alone: speedup {y:.1f}x ({'met' if y >= TARGET_SPEEDUP else 'NOT met'}). "
+        agree, speed = f"NDS {ours_m['nd_score']:.6f} (devkit not run: {why})", ""
+    first = []
+    if first_ours is not None:
+        first.append(f"ours {first_ours.wall_s:.2f} s")
+    if first_devkit is not None:
+        first.append(f"devkit {first_devkit.wall_s:.2f} s")
     report.footnotes += [
         f"Inputs: synthetic keyframes-only nuScenes tables ({sizes.samples} samples, {n_gt} ground-truth boxes of "
         f"the ten classes, a bicycle rack per sample) and {n_pred} predictions (perturbed ground truth plus random "
-        "boxes) in one results JSON; custom split via splits.json; both read the same files, single process. "
-        "End-to-end rows include reading the tables and the results JSON: the devkit with Python's json, ours "
-        "with orjson for the tables and a compiled scanner (numba, `nuscenes_results_scan`) that reads the results "
-        "straight into arrays (floats converted by pyarrow, bit-identical to Python's).",
-        "Both tools' imports are outside the timings, and so is the once-per-process start of our scanner: "
-        + (f"{overhead:.2f} s" if overhead is not None else "not measured")
-        + " in a new process (loading the numba-compiled kernel from its on-disk cache, importing pyarrow.compute), "
-        "measured in a subprocess on the same file.",
-        f"{speed}{agree}.",
+        f"boxes) in one results JSON ({size_mb:.0f} MB); custom split via splits.json; both read the same "
+        "files.",
+        "Whole processes, as a user runs them: `python tools/eval.py nuscenes RESULTS --dataroot ROOT --version "
+        f"{VERSION} --split {SPLIT}` (which imports no torch) against `python -c` loading `NuScenes(...)` and running "
+        f"`DetectionEval(...).evaluate()`; {rounds} round(s) in turns (devkit first in even rounds, ours first in odd "
+        "ones), after an untimed first round" + (f" ({', '.join(first)})" if first else "") + ". Notes give each "
+        "side's median split as the process measured it; start-up is the rest of the wall time (interpreter, "
+        "imports, numba loading its cache, output).",
+        f"{speed} {agree}.",
+        f"Load average (1 min) on {os.cpu_count()} cores during the nuScenes rows: "
+        f"{', '.join(f'{v:.1f}' for v in loads)} (before, at each round, after): other work on the machine slows "
+        "both tools and moves the ratio from run to run.",
     ]
-    if load is not None:
-        report.footnotes.append(
-            f"Load average {load:.1f} on {os.cpu_count()} cores when the nuScenes rows started: other work on the "
-            "machine slows both tools and makes the ratios vary from run to run."
-        )
     return report

@@ -28,6 +28,7 @@ from pointformer.config import load_config
 from pointformer.export import NetworkGraph, Runtime, export_onnx
 from pointformer.export.onnx_export import torch_outputs
 from pointformer.models import build_detector
+from pointformer.models.fastpath import fast_inference_copy
 from pointformer.runs.synthetic_frame import make_frame
 
 DEFAULT_CONFIGS = ("waymo_flatformer", "waymo_dsvt_pillar", "waymo_dsvt_voxel", "waymo_scatterformer",
@@ -39,8 +40,11 @@ def calibrated(model: nn.Module, points: torch.Tensor) -> nn.Module:
     """BatchNorm statistics from ``points`` and the regression branches' last convs scaled by 0.1:
     random weights otherwise blow outputs up to hundreds (ScatterFormer), where fp32 rounding alone
     exceeds 1e-4; a trained head's maps are of unit scale."""
-    for task in model.head.task_heads:
-        for name, branch in task.heads.items():
+    # CenterHead: per task ``heads``; TransFusionHead: one ``prediction_head``.
+    towers = [task.heads for task in getattr(model.head, "task_heads", ())]
+    towers += [model.head.prediction_head] if hasattr(model.head, "prediction_head") else []
+    for heads in towers:
+        for name, branch in heads.items():
             if name != "heatmap":
                 branch[-1].weight.mul_(0.1)
     model.eval()
@@ -71,11 +75,17 @@ def run_export(cfg: RunConfig, quick: bool, configs: Sequence[str] = DEFAULT_CON
             runtime = Runtime(out, device=device, threads=torch.get_num_threads())
             model = model.to(cfg.device)
             graph = NetworkGraph(model).eval()
+            fast = fast_inference_copy(model)
+            fast_graph = NetworkGraph(fast).eval()
             inputs = runtime.inputs(points)
             args = tuple(inputs[n].to(cfg.device) for n in graph.input_names)
             size = os.path.getsize(Path(out) / "model.onnx") / 2**20
 
             def torch_net(graph=graph, args=args):
+                with torch.no_grad():
+                    return graph(*args)
+
+            def fast_net(graph=fast_graph, args=args):
                 with torch.no_grad():
                     return graph(*args)
 
@@ -89,18 +99,24 @@ def run_export(cfg: RunConfig, quick: bool, configs: Sequence[str] = DEFAULT_CON
                 with torch.no_grad():
                     return model(batch)
 
-            timings = cfg.time_together([torch_net, lambda rt=runtime, i=inputs: rt.run_graph(i)])
+            def fast_pipeline(model=fast, batch=batch):
+                with torch.no_grad():
+                    return model(batch)
+
+            timings = cfg.time_together([torch_net, fast_net, lambda rt=runtime, i=inputs: rt.run_graph(i)])
             provider = "CUDA" if device == "cuda" else "CPU"
             case = f"{name}: network ({result.spec.part} -> head maps)"
             note = f"max abs diff {diff:.1e} (outputs up to {scale:.1f})"
             rows = [Row(case, "PyTorch eager (native ops)", timings[0]),
-                    Row(case, f"onnxruntime {provider}", timings[1], note)]  # fmt: skip
+                    Row(case, "PyTorch fast path (native ops)", timings[1]),
+                    Row(case, f"onnxruntime {provider}", timings[2], note)]  # fmt: skip
             report.rows += with_speedups(rows, baseline=0)
-            timings = cfg.time_together([torch_pipeline, lambda rt=runtime, p=points: rt(p)])
+            timings = cfg.time_together([torch_pipeline, fast_pipeline, lambda rt=runtime, p=points: rt(p)])
             case = f"{name}: points -> boxes"
             outside = "" if not result.outside else f"{' + '.join(result.outside)} in PyTorch"
-            rows = [Row(case, "model(batch) (tools/test.py path)", timings[0]),
-                    Row(case, "Runtime (onnxruntime)", timings[1], outside)]  # fmt: skip
+            rows = [Row(case, "model(batch), eager", timings[0]),
+                    Row(case, "fast path (tools/test.py path)", timings[1]),
+                    Row(case, "Runtime (onnxruntime)", timings[2], outside)]  # fmt: skip
             report.rows += with_speedups(rows, baseline=0)
             voxels = inputs["coords"].shape[0]
             details.append(f"{name}: {points.shape[0]} points in range, {voxels} "
@@ -118,6 +134,9 @@ def run_export(cfg: RunConfig, quick: bool, configs: Sequence[str] = DEFAULT_CON
         "the graph on the same precomputed inputs; 'points -> boxes' rows include voxelization, the layouts "
         "(native ops), decode and NMS. ScatterFormer and CenterPoint export only their BEV part (spconv has no ONNX "
         "form): their Runtime runs the voxel encoder and 3D backbone in PyTorch.",
+        "The exported graph is the fast path's (`export_onnx(fast_path=True)`: BatchNorm folded, the head's "
+        "branches as one stacked and one grouped conv, NCHW); 'PyTorch fast path' is "
+        "`pointformer.models.fastpath.fast_inference_copy` (also channels-last), what `tools/test.py` runs.",
         "CUDA provider: `--device cuda` (onnxruntime-gpu) times the same rows on the GPU; not measured here (no GPU)."
         if device == "cpu"
         else "CUDA: onnxruntime's CUDAExecutionProvider against PyTorch on CUDA.",

@@ -12,7 +12,6 @@ FlatFormer's mmdet3d fork: ``state_dict``), OUT a pointformer checkpoint ``{"mod
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from pointformer.checkpoints.convert import FORMATS, PARTS, format_module, to_official, to_pointformer
@@ -56,13 +55,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    try:
-        message = run(args)
-    except ConversionError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(message)
+    """Runs the command; a ``ConversionError`` (an ``InputError``) is reported by ``tools/convert_checkpoint.py``'s
+    error boundary (``pointformer.utils.cli.run_tool``): one line on stderr, exit status 2."""
+    print(run(parser().parse_args(argv)))
     return 0
 
 

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 import torch
 
 from pointformer.checkpoints.spconv_layout import from_krsc, to_krsc
+from pointformer.utils.errors import InputError
 
 
-class ConversionError(ValueError):
+class ConversionError(InputError, ValueError):
     """A checkpoint cannot be converted: the message names the file, keys and what was expected."""
 
 

@@ -41,6 +41,13 @@ Official modules, as read from OpenPCDet's sources, and the pointformer parts th
   ``heatmap``), ``center``, ``center_z`` (``height``), ``dim``, ``rot``, ``vel``, ``iou``. OpenPCDet's
   heading output is ``(cos, sin)``, pointformer's ``(sin, cos)``: the last conv of ``rot`` has its two
   output channels swapped.
+* ``TransFusionHead`` (``dense_head``; OpenPCDet's and the DSVT repository's ``transfusion_head.py``):
+  ``shared_conv``, ``heatmap_head.0`` (``BasicBlock2D``: ``conv``, ``bn``; pointformer ``0.0``, ``0.1``)
+  and ``heatmap_head.1``, ``class_encoding``, ``decoder`` (``self_attn``, ``multihead_attn``
+  (pointformer ``cross_attn``), ``linear1``/``linear2``, ``norm1``-``norm3``, ``self_posembed`` /
+  ``cross_posembed`` ``.position_embedding_head`` (pointformer ``query_pos_embed`` / ``key_pos_embed``
+  ``.mlp``)) and ``prediction_head.<name>`` towers with pointformer's layout. Its heading is
+  ``(sin, cos)`` like pointformer's: no channel is reordered.
 """
 
 from __future__ import annotations
@@ -150,6 +157,15 @@ RULES: dict[str, list[Rule]] = {
         Rule(r"(layers\.\d+\.(?:encoder|decoder|decoder_norm)\..+)", r"\1"),
     ],
     "CenterHead": _head_rules(),
+    "TransFusionHead": [
+        Rule(r"heatmap_head\.0\.0\.(.+)", r"heatmap_head.0.conv.\1"),
+        Rule(r"heatmap_head\.0\.1\.(.+)", r"heatmap_head.0.bn.\1"),
+        Rule(r"decoder\.cross_attn\.(.+)", r"decoder.multihead_attn.\1"),
+        Rule(r"decoder\.query_pos_embed\.mlp\.(.+)", r"decoder.self_posembed.position_embedding_head.\1"),
+        Rule(r"decoder\.key_pos_embed\.mlp\.(.+)", r"decoder.cross_posembed.position_embedding_head.\1"),
+        Rule(r"((?:shared_conv|heatmap_head\.1|class_encoding|prediction_head)\..+)", r"\1"),
+        Rule(r"(decoder\.(?:self_attn|linear[12]|norm[123])\..+)", r"\1"),
+    ],
 }
 
 

@@ -5,10 +5,12 @@ train mode over batches with ``.to(device)`` and ``.batch_size`` (see ``pointfor
 """
 
 from pointformer.engine.checkpoint import (
+    CheckpointError,
     checkpoint_path,
     latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
+    load_model_weights,
     prune_checkpoints,
     rng_state,
     save_checkpoint,
@@ -32,6 +34,7 @@ from pointformer.engine.optim import OneCycleSchedule, build_optimizer, paramete
 from pointformer.engine.trainer import Trainer, resolve_amp, seed_everything
 
 __all__ = [
+    "CheckpointError",
     "DistInfo",
     "OneCycleSchedule",
     "ScalarLog",
@@ -50,6 +53,7 @@ __all__ = [
     "latest_checkpoint",
     "list_checkpoints",
     "load_checkpoint",
+    "load_model_weights",
     "parameter_groups",
     "prune_checkpoints",
     "resolve_amp",

@@ -8,6 +8,13 @@ unpickling arbitrary classes), so ``weights_only=True`` loads it. The trainer's 
      "rng": [per-rank RNG state (see ``rng_state``)], "config": dict}
 
 Files are ``<dir>/epoch_<NNN>.pth`` where NNN is the number of completed epochs.
+
+Loading goes through one place for every command (test, export, train's resume, the demo):
+``load_checkpoint`` (a file ``torch.load(weights_only=True)`` can read) and ``load_model_weights``
+(its ``model`` state dict, with every tensor's shape checked against the model first). Both raise
+``CheckpointError`` naming the file and what was wrong: not found, not loadable (truncated, not a
+checkpoint, a pickle that would run code), no model state, or weights of another model (the
+first mismatching keys with both shapes, and the config each side seems to come from).
 """
 
 from __future__ import annotations
@@ -20,8 +27,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
+from pointformer.config import CONFIG_DIR, ConfigError, read_yaml_with_bases
 from pointformer.utils.atomic import atomic_file
+from pointformer.utils.errors import InputError
 
 _NAME = re.compile(r"^epoch_(\d+)\.pth$")
 
@@ -63,9 +73,113 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
     return path
 
 
+class CheckpointError(InputError, ValueError):
+    """A checkpoint that cannot be used: missing, not loadable, without model state, or of another model."""
+
+
+# How many mismatching keys a message lists.
+_LISTED_KEYS = 5
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device | None = "cpu") -> dict[str, Any]:
-    """Load a checkpoint with ``torch.load(weights_only=True)`` (no arbitrary code runs on load)."""
-    return torch.load(path, map_location=map_location, weights_only=True)
+    """Load a checkpoint with ``torch.load(weights_only=True)`` (no arbitrary code runs on load).
+
+    Raises:
+        CheckpointError naming the file: not found, or not loadable (truncated or empty, not a
+        torch file, a pickle holding objects that ``weights_only`` refuses), or not a dict.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path}: " + ("is a directory" if path.is_dir() else "not found"))
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path}: empty file (0 bytes), not a checkpoint of tools/train.py")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - zip, pickle and tensor errors of any kind: the file is unusable
+        raise CheckpointError(f"checkpoint {path}: not loadable: {_load_reason(e)}") from e
+    if not isinstance(state, dict):
+        raise CheckpointError(
+            f"checkpoint {path}: holds a {type(state).__name__}, expected a dict with a 'model' state"
+        )
+    return state
+
+
+def _load_reason(error: Exception) -> str:
+    """One line on why ``torch.load`` failed (its weights_only message runs over many lines)."""
+    first = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+    if "weights_only" in str(error) or "Unsupported global" in str(error):
+        return ("it holds Python objects that weights_only loading refuses (a pickle that could run code, "
+                f"not a checkpoint of tools/train.py): {first}")  # fmt: skip
+    return f"truncated, or not a file of torch.save ({type(error).__name__}: {first})"
+
+
+def model_state(state: dict[str, Any], path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The checkpoint's ``model`` state dict (``CheckpointError`` when there is none)."""
+    model = state.get("model")
+    if not isinstance(model, dict) or not all(isinstance(v, torch.Tensor) for v in model.values()):
+        keys = sorted(map(str, state))[:_LISTED_KEYS]
+        raise CheckpointError(
+            f"checkpoint {path}: no 'model' state dict of tensors (top-level keys {keys}); "
+            "a checkpoint of tools/train.py has one"
+        )
+    return model
+
+
+def state_mismatch(model: nn.Module, weights: dict[str, torch.Tensor]) -> str | None:
+    """What keeps ``weights`` from loading into ``model`` strictly (None when they fit): tensors of
+    another shape (first ones, both shapes), missing and unexpected keys."""
+    own = model.state_dict()
+    shapes = [
+        f"{k} (checkpoint {list(weights[k].shape)}, model {list(v.shape)})"
+        for k, v in own.items()
+        if k in weights and weights[k].shape != v.shape
+    ]
+    missing = [k for k in own if k not in weights]
+    unexpected = [k for k in weights if k not in own]
+    parts = []
+    for label, items in (("shape mismatch", shapes), ("missing keys", missing), ("unexpected keys", unexpected)):
+        if items:
+            more = f" and {len(items) - _LISTED_KEYS} more" if len(items) > _LISTED_KEYS else ""
+            parts.append(f"{len(items)} {label}: {', '.join(items[:_LISTED_KEYS])}{more}")
+    return "; ".join(parts) or None
+
+
+def config_of_state(state: dict[str, Any]) -> str | None:
+    """The config under ``configs/`` whose ``model`` section equals the checkpoint's saved one
+    (``state["config"]``, the trainer's resolved YAML), or None when none matches or none was saved."""
+    saved = state.get("config")
+    if not isinstance(saved, dict) or not isinstance(saved.get("model"), dict):
+        return None
+    for path in sorted(CONFIG_DIR.rglob("*.yaml")) if CONFIG_DIR.is_dir() else ():
+        try:
+            if read_yaml_with_bases(path.resolve()).get("model") == saved["model"]:
+                return str(path.relative_to(CONFIG_DIR))
+        except (ConfigError, OSError):
+            continue
+    return None
+
+
+def load_model_weights(
+    model: nn.Module, path: str | os.PathLike, config: str | None = None, state: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Loads the checkpoint's model weights into ``model`` (strictly: every key, every shape) and
+    returns the whole checkpoint. ``config`` names the model's config in messages; ``state`` skips
+    reading the file again.
+
+    Raises:
+        CheckpointError: see ``load_checkpoint``; no model state; weights that do not fit the model.
+        The model is unchanged when it is raised.
+    """
+    state = load_checkpoint(path) if state is None else state
+    weights = model_state(state, path)
+    problem = state_mismatch(model, weights)
+    if problem is not None:
+        seems = config_of_state(state)
+        origin = f"; the checkpoint seems to be from {seems}" if seems else ""
+        target = f" of {config}" if config else ""
+        raise CheckpointError(f"checkpoint {path}: the weights do not fit the model{target}: {problem}{origin}")
+    model.load_state_dict(weights)
+    return state
 
 
 def prune_checkpoints(directory: str | os.PathLike, keep: int | None) -> list[Path]:

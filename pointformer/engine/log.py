@@ -14,6 +14,8 @@ from typing import Any
 
 from tqdm import tqdm
 
+from pointformer.utils.atomic import write_atomic
+
 LOGGER_NAME = "pointformer"
 _TAG = "_pointformer_engine_handler"
 
@@ -79,6 +81,24 @@ def attach_log_file(path: str | os.PathLike) -> logging.Handler | None:
     return handler
 
 
+def _truncate_steps(path: Path, keep_until: int) -> None:
+    """Rewrites ``scalars.jsonl`` (atomically) without the rows past step ``keep_until`` and without a
+    torn last line (a run killed mid-write)."""
+    kept, changed = [], False
+    for line in path.read_text().splitlines():
+        try:
+            step = json.loads(line)["step"]
+        except (ValueError, KeyError, TypeError):
+            changed = True
+            continue
+        if isinstance(step, int) and step <= keep_until:
+            kept.append(line)
+        else:
+            changed = True
+    if changed:
+        write_atomic(path, "".join(f"{line}\n" for line in kept))
+
+
 class ScalarLog:
     """Scalars to TensorBoard (``work_dir/tensorboard``) and ``work_dir/scalars.jsonl``; use on rank 0 only.
 
@@ -86,10 +106,15 @@ class ScalarLog:
     asking for TensorBoard without the package raises an ImportError saying what to install.
     """
 
-    def __init__(self, work_dir: str | os.PathLike, tensorboard: bool = True) -> None:
+    def __init__(self, work_dir: str | os.PathLike, tensorboard: bool = True, keep_until: int | None = None) -> None:
+        """``keep_until``: keep only the existing rows with ``step <= keep_until`` (a resumed run passes
+        its checkpoint's iteration, a fresh run -1: no row is then written twice); None keeps all."""
         self.work_dir = Path(work_dir)
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        self._jsonl = open(self.work_dir / "scalars.jsonl", "a")  # noqa: SIM115 - closed in close()
+        path = self.work_dir / "scalars.jsonl"
+        if keep_until is not None and path.is_file():
+            _truncate_steps(path, keep_until)
+        self._jsonl = open(path, "a")  # noqa: SIM115 - closed in close()
         self._writer = None
         if tensorboard:
             try:

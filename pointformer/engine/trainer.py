@@ -9,6 +9,10 @@ so R ranks with batch b then step exactly as one process with batch R * b (Batch
 A killed run resumes at the last completed epoch: the checkpoint holds the model, optimizer, schedule,
 gradient scaler, epoch, iteration and every rank's random generators, and the loader's order depends on
 the epoch alone (``build_train_loader``), so ``train(resume=True)`` continues exactly as the run would have.
+A newest checkpoint that cannot be used (truncated, or of another model) is moved aside to
+``<name>.damaged`` with a warning and the next older one is tried. Temporary files of checkpoints
+killed mid-write are removed at the start of a run, and ``scalars.jsonl`` drops the rows past the
+resumed iteration, so it holds each step once.
 """
 
 from __future__ import annotations
@@ -30,15 +34,20 @@ from tqdm import tqdm
 
 from pointformer.engine import distributed as dist_utils
 from pointformer.engine.checkpoint import (
+    CheckpointError,
     checkpoint_path,
-    latest_checkpoint,
+    list_checkpoints,
     load_checkpoint,
+    model_state,
     prune_checkpoints,
     rng_state,
     save_checkpoint,
     set_rng_state,
+    state_mismatch,
 )
 from pointformer.engine.log import ScalarLog, attach_log_file, get_logger, setup_logging
+from pointformer.utils.atomic import remove_stale_temporaries
+from pointformer.utils.threads import ThreadGovernor
 
 AmpMode = Literal["auto", "bf16", "fp16", "off"]
 # evaluate(model, epoch) -> named scalar metrics; the model is unwrapped and in eval mode, under no_grad.
@@ -124,6 +133,7 @@ class Trainer:
         config: Mapping[str, Any] | None = None,
         sync_batchnorm: bool = False,
         find_unused_parameters: bool = False,
+        threads: ThreadGovernor | None = None,
     ) -> None:
         if epochs < 1:
             raise ValueError(f"Trainer: epochs must be >= 1, got {epochs}")
@@ -158,6 +168,7 @@ class Trainer:
         self.config = dict(config) if config is not None else {}
         self.epoch = 0  # epochs completed
         self.iteration = 0  # optimizer steps taken
+        self.threads = threads
         self.eval_history: list[dict[str, Any]] = []
         self.logger = get_logger()
         self._scalars: ScalarLog | None = None
@@ -185,8 +196,13 @@ class Trainer:
             "config": self.config,
         }
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.module.load_state_dict(state["model"])
+    def load_state_dict(self, state: Mapping[str, Any], path: str | os.PathLike = "<state>") -> None:
+        """Restores a checkpoint; ``CheckpointError`` (model unchanged) when its weights do not fit."""
+        weights = model_state(dict(state), path)
+        problem = state_mismatch(self.module, weights)
+        if problem is not None:
+            raise CheckpointError(f"checkpoint {path}: the weights do not fit this model: {problem}")
+        self.module.load_state_dict(weights)
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state.get("scheduler") is not None:
             self.scheduler.load_state_dict(state["scheduler"])
@@ -217,13 +233,46 @@ class Trainer:
         return path
 
     def resume(self, path: str | os.PathLike | None = None) -> bool:
-        """Load ``path`` or the latest checkpoint in ``work_dir``; False when there is none."""
-        path = Path(path) if path is not None else latest_checkpoint(self.work_dir)
-        if path is None:
+        """Load ``path``, or the newest usable checkpoint in ``work_dir``; False when there is none.
+
+        Without ``path``, a checkpoint that cannot be used (not loadable, no model state, weights of
+        another model, an optimizer state that does not fit) is skipped with a warning, moved aside to
+        ``<name>.damaged`` (rank 0) so that later runs do not take it for the newest, and the next older
+        one is tried. ``CheckpointError`` when checkpoints exist but none is usable (starting from scratch
+        would overwrite them).
+        """
+        if path is not None:
+            self._load_checkpoint_file(Path(path))
+            return True
+        found = list_checkpoints(self.work_dir)
+        if not found:
             return False
-        self.load_state_dict(load_checkpoint(path, map_location="cpu"))
+        problems = []
+        for _, candidate in reversed(found):
+            try:
+                self._load_checkpoint_file(candidate)
+                return True
+            except CheckpointError as e:
+                problems.append(str(e))
+                self.logger.warning("skipping checkpoint %s: %s", candidate.name, e)
+                dist_utils.barrier()  # every rank has read it before rank 0 moves it
+                if self.is_main:
+                    candidate.replace(candidate.with_name(candidate.name + ".damaged"))
+        raise CheckpointError(
+            f"--resume: no usable checkpoint in {self.work_dir} ({len(found)} tried, each moved aside to "
+            f"<name>.damaged): {problems[-1]}"
+        )
+
+    def _load_checkpoint_file(self, path: Path) -> None:
+        state = load_checkpoint(path, map_location="cpu")
+        try:
+            self.load_state_dict(state, path)
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            if isinstance(e, CheckpointError):
+                raise
+            # The model fitted but the optimizer, schedule or counters did not (another optimizer config).
+            raise CheckpointError(f"checkpoint {path}: its training state does not fit this run: {e}") from e
         self.logger.info("resumed from %s (epoch %d, iteration %d)", path, self.epoch, self.iteration)
-        return True
 
     # ----------------------------------------------------------------------------------------------
     def train(self, resume: bool | str | os.PathLike = False) -> dict[str, float]:
@@ -244,6 +293,8 @@ class Trainer:
 
     def _train(self, resume: bool | str | os.PathLike) -> dict[str, float]:
         resumed = False
+        if self.is_main:
+            remove_stale_temporaries(self.work_dir)
         if resume:
             resumed = self.resume(None if resume is True else resume)
             if not resumed:
@@ -253,7 +304,11 @@ class Trainer:
         if len(self.train_loader) == 0:
             raise ValueError("Trainer: the training loader is empty (dataset smaller than one batch?)")
         if self.is_main:
-            self._scalars = ScalarLog(self.work_dir, tensorboard=self.tensorboard)
+            # Rows past the checkpoint's iteration are from the killed part of the run (a fresh run
+            # keeps none): the resumed run writes those steps again.
+            self._scalars = ScalarLog(
+                self.work_dir, tensorboard=self.tensorboard, keep_until=self.iteration if resumed else -1
+            )
             amp = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16 (loss scaling)"}[self.amp_dtype]
             self.logger.info(
                 "training epochs %d-%d on %s x %d, %s, %d iterations per epoch",
@@ -339,6 +394,8 @@ class Trainer:
         try:
             for i, batch in enumerate(self.train_loader):
                 batch = batch.to(self.device)
+                if self.threads is not None:
+                    self.threads.update()  # between steps: this process's OpenMP workers are asleep
                 losses, total, grad_norm = self._step(batch)
                 window_frames += int(batch.batch_size)
                 window_steps += 1

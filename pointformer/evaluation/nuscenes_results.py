@@ -33,12 +33,12 @@ from pathlib import Path
 import numpy as np
 
 from pointformer.data.formats.nuscenes_tables import ATTRIBUTE_NAMES, DETECTION_NAMES, matrix_to_quaternion
-from pointformer.evaluation.nuscenes_results_scan import scan_results
 from pointformer.utils.atomic import atomic_file
+from pointformer.utils.errors import InputError
 from pointformer.utils.jsonio import loads_json
 
 
-class NuScenesEvalError(ValueError):
+class NuScenesEvalError(InputError, ValueError):
     """Input that the nuScenes detection evaluation refuses (the devkit would crash or assert)."""
 
 
@@ -212,8 +212,11 @@ class DetectionBoxes:
         out.validate(ground_truth=ground_truth)
         return out
 
-    def validate(self, *, ground_truth: bool = False) -> None:
-        """Raises NuScenesEvalError where the devkit would assert (see ``from_records``)."""
+    def validate(self, *, ground_truth: bool = False, names_checked: bool = False) -> None:
+        """Raises NuScenesEvalError where the devkit would assert (see ``from_records``).
+
+        ``names_checked``: the detection and attribute names are known valid (boxes built from
+        indices into the official lists), so the string comparison over every box is skipped."""
         for what, a in (("translation", self.translation), ("size", self.size), ("rotation", self.rotation)):
             bad = ~np.isfinite(a).all(axis=1)
             if bad.any():
@@ -229,6 +232,8 @@ class DetectionBoxes:
         if (norms == 0).any():
             i = int(np.flatnonzero(norms == 0)[0])
             raise NuScenesEvalError(f"sample {self._token_of(i)!r}: box {i} has a zero rotation quaternion")
+        if names_checked:
+            return
         bad_names = set(np.unique(self.names).tolist()) - set(DETECTION_NAMES)
         if bad_names:
             raise NuScenesEvalError(f"detection names {sorted(bad_names)} are not among {list(DETECTION_NAMES)}")
@@ -293,6 +298,11 @@ def read_results(path: str | os.PathLike) -> NuScenesResults:
     (``nuscenes_results_scan``, about 10x faster than building the JSON's Python objects); any
     other file, including every malformed one, is read with ``json`` and ``results_from_json``,
     which give the same boxes or the error."""
+    # Imported here, not at the top: numba's import and the loading of the compiled scanner take
+    # most of a second, which ``nuscenes.load_inputs`` overlaps with parsing the tables by calling
+    # this in a second thread.
+    from pointformer.evaluation.nuscenes_results_scan import scan_results
+
     with open(path, "rb") as f:
         data = f.read()
     scanned = scan_results(data, DETECTION_NAMES, ATTRIBUTE_NAMES)
@@ -322,7 +332,7 @@ def _results_from_scan(data: bytes, scanned) -> NuScenesResults:
         scores=np.ascontiguousarray(numbers[:, 12]),
         num_pts=npts,
     )
-    boxes.validate()
+    boxes.validate(names_checked=True)  # the scanner only accepts the official names
     return NuScenesResults(boxes, dict(loads_json(meta)))
 
 

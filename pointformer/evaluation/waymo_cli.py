@@ -9,6 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
+from pointformer.data.formats.errors import DataFormatError
 from pointformer.data.formats.waymo_objects import read_objects
 from pointformer.evaluation.waymo import evaluate
 
@@ -22,7 +23,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     predictions = read_objects(args.predictions)
     ground_truth = read_objects(args.ground_truth)
-    metrics = evaluate(predictions, ground_truth)
+    try:
+        metrics = evaluate(predictions, ground_truth)
+    except DataFormatError as e:  # an input check: name the files
+        raise DataFormatError(f"{e} [predictions {args.predictions}, ground truth {args.ground_truth}]") from None
     print(f"{metrics.num_frames} examples found.\n")
     for line in metrics.lines():
         print(line)

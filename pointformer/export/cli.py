@@ -13,7 +13,10 @@ from pathlib import Path
 
 import torch
 
-from pointformer.config import ConfigError, load_config
+from pointformer.config import load_config
+from pointformer.engine.checkpoint import load_model_weights
+from pointformer.utils.cli import add_debug_argument
+from pointformer.utils.errors import InputError
 
 
 def parser() -> argparse.ArgumentParser:
@@ -29,28 +32,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default=None, help="split the frames come from (default: dataset.val_split)")
     p.add_argument("--tensorrt", action="store_true", help="also build a TensorRT engine (needs tensorrt and a GPU)")
     p.add_argument("--no-check", action="store_true", help="skip the onnxruntime-vs-PyTorch check")
+    add_debug_argument(p)
     return p
 
 
-class ExportError(Exception):
+class ExportError(InputError):
     """A bad input the tool reports as ``error: ...`` (exit status 2)."""
 
 
-def load_weights(model: torch.nn.Module, path: Path) -> None:
-    """The checkpoint's model weights (``weights_only=True``); errors name the file."""
-    if not path.is_file():
-        raise ExportError(f"checkpoint not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # pickle errors, truncated files, non-weights content
-        raise ExportError(f"{path}: not a loadable checkpoint ({type(e).__name__}: {e})") from e
-    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
-        raise ExportError(f"{path}: no 'model' state dict (a checkpoint of tools/train.py has one)")
-    missing, unexpected = model.load_state_dict(state["model"], strict=False)
-    if missing or unexpected:
-        raise ExportError(f"{path}: the weights do not fit the config's model: missing keys {missing[:5]}"
-                          f"{' ...' if len(missing) > 5 else ''}, unexpected keys {unexpected[:5]}"
-                          f"{' ...' if len(unexpected) > 5 else ''}")  # fmt: skip
+def load_weights(model: torch.nn.Module, path: Path, config: str | None = None) -> None:
+    """The checkpoint's model weights (``weights_only=True``); ``CheckpointError`` names the file
+    (``pointformer.engine.checkpoint.load_model_weights``, the loader of every command)."""
+    load_model_weights(model, path, config=config)
 
 
 def example_frames(cfg, count: int, split: str | None) -> tuple[list[torch.Tensor], str]:
@@ -74,12 +67,8 @@ def example_frames(cfg, count: int, split: str | None) -> tuple[list[torch.Tenso
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    try:
-        return _run(args)
-    except (ExportError, ConfigError, FileNotFoundError, ValueError, ImportError) as e:
-        print(f"error: {e}")
-        return 2
+    """Runs the command; bad inputs raise ``InputError`` subclasses (``tools/export.py``'s boundary reports them)."""
+    return _run(parser().parse_args(argv))
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -96,10 +85,13 @@ def _run(args: argparse.Namespace) -> int:
         raise ExportError(f"--opset must be between 17 and 23 (the dynamo exporter's range), got {args.opset}")
     if args.frames < 1:
         raise ExportError(f"--frames must be >= 1, got {args.frames}")
-    import_onnx_exporter()
+    try:
+        import_onnx_exporter()
+    except ImportError as e:  # a missing optional dependency: the message says what to install
+        raise ExportError(str(e)) from e
     cfg = load_config(args.cfg, args.overrides)
     model = build_detector(cfg)
-    load_weights(model, args.ckpt)
+    load_weights(model, args.ckpt, config=cfg.path or cfg.name)
     model.eval()
     frames, source = example_frames(cfg, args.frames, args.split)
     print(f"frames: {source}")

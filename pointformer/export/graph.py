@@ -12,9 +12,12 @@ Which part exports depends on the 3D backbone (``exportable_part``):
 
 ``NetworkGraph.forward`` calls the detector's own parts (no second copy of the model's math); under
 ``pointformer.ops.export_mode()`` every op inside it is plain PyTorch, which is what
-``torch.onnx.export`` traces. Batch size is one frame. Outputs per task ``t``:
+``torch.onnx.export`` traces. Batch size is one frame. Outputs of a CenterHead, per task ``t``:
 ``task{t}_heatmap`` ``(1, K_t, H, W)`` logits, ``task{t}_code`` ``(1, 8|10, H, W)`` (``BEVCoder``
-columns) and, with the IoU branch, ``task{t}_iou`` ``(1, 1, H, W)``.
+columns) and, with the IoU branch, ``task{t}_iou`` ``(1, 1, H, W)``. Of a TransFusionHead (query
+selection and the decoder layer are in the graph): ``query_heatmap`` ``(1, K, P)`` logits,
+``query_score`` ``(1, K, P)``, ``query_labels`` ``(1, P)`` int64, ``query_code`` ``(1, 8|10, P)`` and
+``query_iou`` ``(1, 1, P)`` (``pointformer.models.heads.query_decode``).
 """
 
 from __future__ import annotations
@@ -43,6 +46,25 @@ def exportable_part(detector: nn.Module) -> tuple[str, str]:
     if name in BACKBONE_LAYOUTS:
         return POINTS, ""
     return BEV, f"{name}: {NOT_EXPORTABLE.get(name, 'no exportable form is known for this 3D backbone')}"
+
+
+def head_output_names(head: nn.Module) -> list[str]:
+    """The graph's output names for ``head``: a query head names its own (``export_output_names``),
+    a CenterHead's are per task ``task{t}_heatmap``, ``task{t}_code`` and (IoU branch) ``task{t}_iou``."""
+    if hasattr(head, "export_output_names"):
+        return list(head.export_output_names())
+    return [f"task{t}_{name}" for t in range(len(head.tasks)) for name in ("heatmap", "code", "iou")
+            if name != "iou" or head.with_iou]  # fmt: skip
+
+
+def flat_head_outputs(head: nn.Module, outputs: Any) -> tuple[torch.Tensor, ...]:
+    """``outputs`` of ``head`` as the graph's outputs, in ``head_output_names`` order."""
+    if hasattr(head, "export_outputs"):
+        return tuple(head.export_outputs(outputs).values())
+    flat = []
+    for task in outputs.tasks:
+        flat += [task.heatmap, task.code()] + ([task.iou] if head.with_iou else [])
+    return tuple(flat)
 
 
 def parts_in_graph(part: str) -> tuple[str, ...]:
@@ -81,11 +103,7 @@ class NetworkGraph(nn.Module):
                 TensorSpec("features", (VOXELS, detector.backbone3d.out_channels), "float32"),
                 TensorSpec("coords", (VOXELS, 4), "int32"),
             ]
-        head = detector.head
-        self.outputs = [
-            f"task{t}_{name}" for t in range(len(head.tasks)) for name in ("heatmap", "code", "iou")
-            if name != "iou" or head.with_iou
-        ]  # fmt: skip
+        self.outputs = head_output_names(detector.head)
 
     @property
     def input_names(self) -> list[str]:
@@ -112,11 +130,7 @@ class NetworkGraph(nn.Module):
         else:
             shape, stride = self.bev_input_shape()
             voxels = SparseVoxels(named["features"], named["coords"], shape, 1, stride)
-        outputs = d.head(d.neck(d.backbone2d(d.bev(voxels))))
-        flat = []
-        for task in outputs.tasks:
-            flat += [task.heatmap, task.code()] + ([task.iou] if d.head.with_iou else [])
-        return tuple(flat)
+        return flat_head_outputs(d.head, d.head(d.neck(d.backbone2d(d.bev(voxels)))))
 
     def dynamic_shapes(self) -> tuple[dict[int, Any], ...]:
         """``torch.export`` dynamic shapes of the inputs: one ``Dim`` per named size, at least 1."""

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import torch
 
-from pointformer.export.graph import NetworkGraph, parts_in_graph
+from pointformer.export.graph import NetworkGraph, flat_head_outputs, parts_in_graph
 from pointformer.export.runtime import prepare_inputs
 from pointformer.export.spec import BEV, MODEL_FILE, POINTS, PREFIX_FILE, DeploySpec
+from pointformer.models.fastpath import fast_inference_copy
 from pointformer.ops import export_mode
 from pointformer.utils.atomic import atomic_file, atomic_path
 
@@ -104,6 +105,7 @@ def export_onnx(
     fp16: bool = False,
     opset: int | None = None,
     source: dict[str, str] | None = None,
+    fast_path: bool = True,
 ) -> ExportResult:
     """Exports ``detector`` (eval mode, CPU) to ``<out_dir>/model.onnx`` with ``deploy.json`` (and
     ``prefix.pt`` for a ``"bev"`` graph).
@@ -114,6 +116,9 @@ def export_onnx(
         frames: ``(N, F)`` point frames: the first is the tracing example, all give the size profile.
         fp16: export in float16 (weights and float inputs).
         opset: ONNX opset (None: the exporter's default).
+        fast_path: export the eval-mode fast path of the dense stages
+            (``pointformer.models.fastpath``: BatchNorm folded into the convs, the head's branches as
+            one stacked and one grouped conv; plain NCHW layout, which the graph fixes anyway).
     """
     import_onnx_exporter()
     if not frames:
@@ -123,7 +128,13 @@ def export_onnx(
     out_dir = Path(out_dir)
     detector = detector.cpu().eval()
     precision = "fp16" if fp16 else "fp32"
-    graph = NetworkGraph(copy.deepcopy(detector)).eval()
+    # NCHW (the graph's layout) and no oneDNN post-op calls (not ONNX ops; onnxruntime fuses conv + ReLU itself).
+    network = (
+        fast_inference_copy(detector, channels_last=False, fuse_activations_=False)
+        if fast_path
+        else copy.deepcopy(detector)
+    )
+    graph = NetworkGraph(network).eval()
     if fp16:
         graph = graph.half()
     spec = deploy_spec(detector, cfg, graph, precision, opset, source)
@@ -158,14 +169,11 @@ def _opsets(path: Path):
 @torch.no_grad()
 def torch_outputs(detector, points: torch.Tensor) -> list[torch.Tensor]:
     """The detector's dense outputs for one frame, by its own eager path (native ops), in the
-    graph's output order (per task heatmap, code, iou)."""
+    graph's output order (``graph.head_output_names``)."""
     batch_index = torch.zeros(points.shape[0], dtype=torch.int64, device=points.device)
     voxels = detector.voxel_encoder(points, detector.voxelize(points, batch_index, 1))
     outputs = detector.head(detector.neck(detector.backbone2d(detector.bev(detector.backbone3d(voxels)))))
-    flat = []
-    for task in outputs.tasks:
-        flat += [task.heatmap, task.code()] + ([task.iou] if detector.head.with_iou else [])
-    return flat
+    return list(flat_head_outputs(detector.head, outputs))
 
 
 def max_abs_difference(runtime, detector, points: torch.Tensor) -> dict[str, float]:

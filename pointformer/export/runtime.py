@@ -21,6 +21,7 @@ import torch
 from pointformer.export.layouts import LAYOUTS
 from pointformer.export.spec import BEV, MODEL_FILE, POINTS, PREFIX_FILE, DeploySpec
 from pointformer.models.heads.decode import decode_detections
+from pointformer.models.heads.query_decode import QueryDecodeSettings, decode_queries
 from pointformer.models.outputs import Detections
 from pointformer.ops import voxelize
 from pointformer.structures import VoxelGrid
@@ -144,6 +145,8 @@ class Runtime:
     def decode(self, outputs: Sequence[torch.Tensor]) -> list[Detections]:
         """Decode + NMS of the graph's outputs (one ``Detections`` per frame)."""
         named = dict(zip(self.spec.outputs, outputs, strict=True))
+        if isinstance(self.spec.decode, QueryDecodeSettings):
+            return decode_queries({k: v.to(self.device) for k, v in named.items()}, self.spec.decode)
         maps = [
             (named[f"task{t}_heatmap"].to(self.device), named[f"task{t}_code"].to(self.device),
              named[f"task{t}_iou"].to(self.device) if f"task{t}_iou" in named else None)
@@ -159,5 +162,5 @@ class Runtime:
         return detections
 
     def _velocity(self) -> bool:
-        code = next(o for o in self.session.get_outputs() if o.name == "task0_code")
+        code = next(o for o in self.session.get_outputs() if o.name in ("task0_code", "query_code"))
         return code.shape[1] == 10

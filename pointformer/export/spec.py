@@ -18,6 +18,8 @@ from typing import Any
 
 from pointformer.export.layouts import TensorSpec
 from pointformer.models.heads.decode import DecodeSettings
+from pointformer.models.heads.query_decode import KIND as QUERY_KIND
+from pointformer.models.heads.query_decode import QueryDecodeSettings
 from pointformer.utils.atomic import write_atomic
 
 FORMAT = "pointformer-deploy/1"
@@ -42,7 +44,8 @@ class DeploySpec:
         bev_input: ``{"spatial_shape": (Z, Y, X), "stride": (z, y, x)}`` of the graph's input
             voxels (``"bev"``), else None.
         inputs, outputs: the graph's inputs (``TensorSpec``) and output names, in order.
-        decode: the head's ``DecodeSettings``.
+        decode: the head's ``DecodeSettings`` (CenterHead) or ``QueryDecodeSettings`` (TransFusionHead,
+            told apart by its ``kind``).
         precision: ``"fp32"`` or ``"fp16"``; opset: the ONNX opset.
         profile: per dynamic size ``{"min", "opt", "max"}`` (and the frames measured), or None.
         prefix: ``{"weights": file, "config": the resolved config}`` (``"bev"``), else None.
@@ -63,7 +66,7 @@ class DeploySpec:
     bev_input: dict[str, Any] | None
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[str, ...]
-    decode: DecodeSettings
+    decode: DecodeSettings | QueryDecodeSettings
     precision: str = "fp32"
     opset: int | None = None
     profile: dict[str, Any] | None = None
@@ -95,7 +98,8 @@ class DeploySpec:
         values = {k: v for k, v in data.items() if k != "format"}
         try:
             values["inputs"] = tuple(TensorSpec.from_dict(i) for i in values["inputs"])
-            values["decode"] = DecodeSettings.from_dict(values["decode"])
+            query = isinstance(values["decode"], Mapping) and values["decode"].get("kind") == QUERY_KIND
+            values["decode"] = (QueryDecodeSettings if query else DecodeSettings).from_dict(values["decode"])
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"{where}: bad 'inputs' or 'decode': {e}") from e
         for k in ("point_cloud_range", "voxel_size", "grid_shape", "point_features", "class_names", "outputs"):

@@ -27,6 +27,7 @@ def _register_builtin() -> None:
     from pointformer.models.encoders.dynamic_vfe import DynamicVFE
     from pointformer.models.encoders.mean_vfe import MeanVFE
     from pointformer.models.heads.center_head import CenterHead
+    from pointformer.models.heads.transfusion_head import TransFusionHead
     from pointformer.models.necks.identity import IdentityNeck
     from pointformer.models.necks.second_fpn import SECONDFPN
 
@@ -46,6 +47,7 @@ def _register_builtin() -> None:
         (NECKS, SECONDFPN),
         (NECKS, IdentityNeck),
         (HEADS, CenterHead),
+        (HEADS, TransFusionHead),
     ):
         if cls.__name__ not in registry.names():
             registry.register(cls)
@@ -65,8 +67,10 @@ def build_detector(cfg: Config) -> Detector:
                             sparse_shape=cfg.grid.shape)  # fmt: skip
     backbone2d = BACKBONES_2D.build(m["backbone2d"], f"{where}: model.backbone2d", in_channels=bev.out_channels)
     neck = NECKS.build(m["neck"], f"{where}: model.neck", in_channels=backbone2d.out_channels)
-    head = HEADS.build(m["head"], f"{where}: model.head", in_channels=neck.out_channels, grid=cfg.grid)
     class_names = cfg.class_names or tuple(n for task in m["head"].get("tasks", ()) for n in task)
+    # A head that takes class_names (TransFusionHead) gets the dataset's; CenterHead has its tasks.
+    head = HEADS.build(m["head"], f"{where}: model.head", in_channels=neck.out_channels, grid=cfg.grid,
+                       class_names=class_names)  # fmt: skip
     return Detector(
         cfg.grid, class_names, vfe, backbone3d, bev, backbone2d, neck, head,
         max_points_per_voxel=cfg.max_points_per_voxel, max_voxels=cfg.max_voxels,

@@ -10,9 +10,10 @@ from pointformer.config import Config
 from pointformer.data.collate import collate_frames
 from pointformer.data.dataset import LayoutDataset
 from pointformer.data.layout import frame_table_path
+from pointformer.utils.errors import InputError
 
 
-class DatasetMissingError(FileNotFoundError):
+class DatasetMissingError(InputError, FileNotFoundError):
     """The converted split a run needs is not there; the message says how to make it."""
 
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 from pointformer.config import load_config
+from pointformer.utils.threads import requested_threads
 
 DEFAULT_CONFIG = "demo/waymo_flatformer_demo.yaml"
 
@@ -30,6 +32,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("outputs/demo"))
     p.add_argument("--render", type=int, default=3, help="frames to render")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--threads", default=None, metavar="N|auto",
+                   help="CPU intra-op threads (default: POINTFORMER_THREADS, else OMP_NUM_THREADS, else auto: the "
+                        "free CPUs, re-checked every few seconds; README 'CPU threads')")  # fmt: skip
     return p
 
 
@@ -81,6 +86,11 @@ def loss_curve(work_dir: Path) -> list[tuple[int, float, float, float]]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    try:
+        requested_threads(args.threads)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     start = time.perf_counter()
     cfg = load_config(args.cfg, args.overrides)
     root = Path(cfg.data.root)
@@ -97,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     from pointformer.runs.train import run_training
 
     print(f"[demo] training {cfg.name} -> {args.work_dir}")
-    run_training(cfg, args.work_dir, resume=True, device="cpu", progress=progress)
+    run_training(cfg, args.work_dir, resume=True, device="cpu", progress=progress, threads=args.threads)
     t_train = time.perf_counter()
 
     from pointformer.engine import latest_checkpoint

@@ -53,12 +53,14 @@ def evaluate_model(
     device: torch.device | str = "cpu",
     max_frames: int | None = None,
     progress: bool = True,
+    fast_path: bool = True,
 ) -> EvaluationResult:
     """Runs ``model`` over ``split`` (default the config's ``val_split``) and computes
     ``eval.metric``: the Waymo metrics against the frame table's ground truth of the model's
     classes whose centres lie inside the model's range (boxes outside it cannot be detected by
     construction), or the nuScenes metrics against the dataroot's annotations of the evaluated
-    samples (the devkit's class ranges; ``pointformer.runs.nuscenes_eval``)."""
+    samples (the devkit's class ranges; ``pointformer.runs.nuscenes_eval``). ``fast_path``: see
+    ``pointformer.runs.inference.predict``."""
     split = split or cfg.data.val_split
     dataset = build_dataset(cfg, split, training=False)
     source = None
@@ -69,7 +71,7 @@ def evaluate_model(
     frames_limit = max_frames if max_frames is not None else cfg.eval.max_frames
     data = subset(dataset, frames_limit)
     loader = inference_loader(data, cfg.eval.batch_size, min(cfg.train.workers, 2))
-    predictions = predict(model, loader, device, progress=progress)
+    predictions = predict(model, loader, device, progress=progress, fast_path=fast_path)
     if source is not None:
         from pointformer.runs.nuscenes_eval import evaluate_nuscenes, sample_tokens
 

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import torch
 
-from pointformer.config import ConfigError, load_config
+from pointformer.config import load_config
+from pointformer.engine.checkpoint import load_model_weights
 from pointformer.models import build_detector
-from pointformer.runs.data import DatasetMissingError
 from pointformer.runs.evaluate import evaluate_model, waymo_frames, write_predictions_json, write_submission
+from pointformer.utils.cli import add_debug_argument
 
 
 def parser() -> argparse.ArgumentParser:
@@ -32,42 +33,36 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--predictions-json", type=Path, default=None, help="write per-frame predictions as JSON")
     p.add_argument("--render", type=int, default=0, metavar="N", help="render N frames of detections to PNG")
     p.add_argument("--no-progress", action="store_true")
+    add_debug_argument(p)
+    p.add_argument("--no-fast-path", dest="fast_path", action="store_false",
+                   help="run the eager model (default: the eval-mode fast path of the dense stages, folded "
+                        "BatchNorm, fused head branches, channels-last; same outputs to float32 rounding)")  # fmt: skip
     return p
 
 
-def load_weights(model: torch.nn.Module, path: str | Path) -> dict:
-    """Loads a checkpoint's model weights (``weights_only``: a checkpoint cannot run code)."""
-    from pointformer.engine.checkpoint import load_checkpoint
-
-    state = load_checkpoint(path)
-    model.load_state_dict(state["model"])
-    return state
+def load_weights(model: torch.nn.Module, path: str | Path, config: str | None = None) -> dict:
+    """Loads a checkpoint's model weights (``weights_only``: a checkpoint cannot run code); see
+    ``pointformer.engine.checkpoint.load_model_weights`` for the errors."""
+    return load_model_weights(model, path, config=config)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    try:
-        cfg = load_config(args.cfg, args.overrides)
-        model = build_detector(cfg)
-    except (ConfigError, FileNotFoundError) as e:
-        print(f"error: {e}")
-        return 2
+    """Runs the command; bad inputs raise ``InputError`` subclasses (``tools/test.py``'s boundary reports them)."""
+    p = parser()
+    args = p.parse_args(argv)
+    cfg = load_config(args.cfg, args.overrides)
     nuscenes = cfg.eval.metric == "nuscenes"
     if args.gt_file and cfg.eval.metric != "waymo":
-        print(f"error: --gt-file writes Waymo ground truth; with eval.metric {cfg.eval.metric} there is none to write"
-              + (" (nuScenes ground truth is the dataroot's tables, which tools/eval.py nuscenes reads)"
-                 if nuscenes else ""))  # fmt: skip
-        return 2
+        p.error(f"--gt-file writes Waymo ground truth; with eval.metric {cfg.eval.metric} there is none to write"
+                + (" (nuScenes ground truth is the dataroot's tables, which tools/eval.py nuscenes reads)"
+                   if nuscenes else ""))  # fmt: skip
     if args.submission and cfg.eval.metric == "none":
-        print("error: --submission needs eval.metric waymo or nuscenes (--set eval.metric=...)")
-        return 2
-    load_weights(model, args.ckpt)
+        p.error("--submission needs eval.metric waymo or nuscenes (--set eval.metric=...)")
+    model = build_detector(cfg)
+    load_weights(model, args.ckpt, config=cfg.path or cfg.name)
     model.to(args.device)
-    try:
-        result = evaluate_model(model, cfg, args.split, args.device, args.max_frames, progress=not args.no_progress)
-    except (DatasetMissingError, ConfigError) as e:
-        print(f"error: {e}")
-        return 2
+    progress = not args.no_progress
+    result = evaluate_model(model, cfg, args.split, args.device, args.max_frames, progress, args.fast_path)
     for line in result.lines:
         print(line)
     out_dir = args.out_dir

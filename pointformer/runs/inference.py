@@ -11,6 +11,8 @@ import torch
 from pointformer.data.formats.waymo_objects import WaymoObjects
 from pointformer.data.layout import FrameRecord
 from pointformer.evaluation.waymo import CLASS_TYPES, WaymoMetrics, evaluate, predictions_from_arrays
+from pointformer.models.detector import Detector
+from pointformer.models.fastpath import fast_inference_copy
 from pointformer.models.outputs import Detections
 
 
@@ -47,18 +49,23 @@ def to_frame_predictions(frame_ids: Sequence[str], detections: Sequence[Detectio
 
 @torch.no_grad()
 def predict(
-    model: torch.nn.Module, loader, device: torch.device | str, progress: bool = True
+    model: torch.nn.Module, loader, device: torch.device | str, progress: bool = True, fast_path: bool = True
 ) -> list[FramePredictions]:
-    """Runs ``model`` (eval mode) over ``loader`` (``FrameBatch`` batches in frame order)."""
+    """Runs ``model`` (eval mode) over ``loader`` (``FrameBatch`` batches in frame order).
+
+    ``fast_path``: a ``Detector`` runs as its eval-mode fast-path copy
+    (``pointformer.models.fastpath``: folded BatchNorm, fused head branches, channels-last dense
+    maps; the same outputs to float32 rounding); False runs the model itself (eager)."""
     from tqdm.auto import tqdm
 
     was_training = model.training
     model.eval()
     net = getattr(model, "module", model)
+    runner = fast_inference_copy(net) if fast_path and isinstance(net, Detector) else model
     out: list[FramePredictions] = []
     try:
         for batch in tqdm(loader, desc="inference", unit="batch", disable=not progress, dynamic_ncols=True):
-            detections = model(batch.to(device))
+            detections = runner(batch.to(device))
             out += to_frame_predictions(batch.frame_ids, detections, net.class_names)
     finally:
         model.train(was_training)

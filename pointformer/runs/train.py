@@ -22,6 +22,7 @@ from pointformer.engine import (
 )
 from pointformer.models import build_detector
 from pointformer.runs.data import build_dataset, training_data
+from pointformer.utils.threads import ThreadGovernor, requested_threads
 
 log = logging.getLogger("pointformer.train")
 
@@ -54,12 +55,18 @@ def run_training(
     resume: bool = False,
     device: str | None = None,
     progress: bool = True,
+    threads: str | int | None = None,
 ) -> dict[str, float]:
     """Trains ``cfg``'s detector on its training split into ``work_dir`` (checkpoints, logs,
     TensorBoard) and evaluates it on the validation split every ``train.eval_interval`` epochs
     and at the end. Returns the last evaluation's scalars. Works under ``torchrun`` (one process
-    per device, batch ``train.batch_size`` per process)."""
+    per device, batch ``train.batch_size`` per process).
+
+    ``threads``: on the CPU, the intra-op thread count: a number, or ``auto``/None (then
+    ``POINTFORMER_THREADS`` / ``OMP_NUM_THREADS`` if set, else adaptive to the free CPUs;
+    ``pointformer.utils.threads``)."""
     info = init_distributed(device)
+    threads_before = torch.get_num_threads()  # the governor's count ends with the run
     try:
         work_dir = Path(work_dir)
         setup_logging(work_dir, info.rank)
@@ -111,7 +118,9 @@ def run_training(
             progress=progress,
             config=dict(cfg.raw),
             sync_batchnorm=cfg.train.sync_bn,
+            threads=ThreadGovernor(requested_threads(threads)) if info.device.type == "cpu" else None,
         )
         return trainer.train(resume=resume)
     finally:
+        torch.set_num_threads(threads_before)
         cleanup_distributed()

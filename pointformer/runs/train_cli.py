@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 from pointformer.config import ConfigError, load_config
-from pointformer.runs.data import DatasetMissingError
+from pointformer.utils.cli import add_debug_argument
+from pointformer.utils.threads import requested_threads
 
 
 def parser() -> argparse.ArgumentParser:
@@ -18,25 +19,27 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in the work dir")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_debug_argument(p)
+    p.add_argument("--threads", default=None, metavar="N|auto",
+                   help="CPU intra-op threads (default: POINTFORMER_THREADS, else OMP_NUM_THREADS, else auto: the "
+                        "free CPUs, re-checked every few seconds; README 'CPU threads')")  # fmt: skip
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Runs the command; bad inputs raise ``InputError`` subclasses (``tools/train.py``'s boundary reports them)."""
     args = parser().parse_args(argv)
+    cfg = load_config(args.cfg, args.overrides)
     try:
-        cfg = load_config(args.cfg, args.overrides)
-    except (ConfigError, FileNotFoundError) as e:
-        print(f"error: {e}")
-        return 2
+        requested_threads(args.threads)  # a bad --threads / POINTFORMER_THREADS fails before any work
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
     from pointformer.runs.train import run_training
 
     work_dir = args.work_dir or Path("work_dirs") / cfg.name
-    try:
-        scalars = run_training(cfg, work_dir, resume=args.resume, device=args.device, progress=not args.no_progress)
-    except (DatasetMissingError, ConfigError) as e:
-        # ConfigError here: a model part the registry refuses (unknown key or type), found at build time.
-        print(f"error: {e}")
-        return 2
+    scalars = run_training(
+        cfg, work_dir, resume=args.resume, device=args.device, progress=not args.no_progress, threads=args.threads
+    )
     if scalars:
         print("final evaluation: " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(scalars.items())))
     print(f"work dir: {work_dir}")

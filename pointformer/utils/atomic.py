@@ -18,6 +18,8 @@ from typing import IO
 # not safe once worker threads run.
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+# Temporary files are ``.<final name>.<random>.tmp`` in the final file's folder.
+TEMP_SUFFIX = ".tmp"
 
 
 def _final_mode(path: Path) -> int:
@@ -49,7 +51,7 @@ def atomic_path(path: str | os.PathLike, durable: bool = True) -> Iterator[Path]
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
@@ -93,3 +95,17 @@ def fsync_files(paths: Iterable[str | os.PathLike]) -> None:
         folders.append(os.path.dirname(os.path.abspath(p)))
     for d in dict.fromkeys(folders):
         _fsync(d)
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, final_name: str = "*") -> list[Path]:
+    """Removes the temporary files that writers killed mid-write left in ``folder`` (those of final
+    files matching the glob ``final_name``); returns them. Call it only where no writer of the same
+    folder runs at the same time (at the start of a run, before its workers)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    stale = sorted(p for p in folder.glob(f".{final_name}.*{TEMP_SUFFIX}") if p.is_file())
+    for p in stale:
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+    return stale

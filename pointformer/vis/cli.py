@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from pointformer.data.formats.errors import DataFormatError
+from pointformer.utils.errors import InputError
 from pointformer.vis.scene import FrameScene
 
 __all__ = [
@@ -49,7 +50,7 @@ __all__ = [
 WAYMO_CLASS_NAMES = {0: "unknown", 1: "vehicle", 2: "pedestrian", 3: "sign", 4: "cyclist"}
 
 
-class FrameNotFoundError(LookupError):
+class FrameNotFoundError(InputError, LookupError):
     """The requested frame is not in the source (index out of range, unknown token)."""
 
 

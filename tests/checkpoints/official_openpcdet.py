@@ -401,3 +401,148 @@ class CascadeDEDBackbone(nn.Module):
         for layer in self.layers:
             x = layer(x)
         return x
+
+
+# --- TransFusionHead (the DSVT repository's dense_heads/transfusion_head.py) -------------------------
+
+
+class _BasicBlock2D(nn.Module):
+    def __init__(self, c: int, bias: bool) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c, c, 3, padding=1, bias=bias)
+        self.bn = nn.BatchNorm2d(c)
+        self.relu = nn.ReLU()
+
+    def forward(self, x):
+        return self.relu(self.bn(self.conv(x)))
+
+
+class _PosEmbed(nn.Module):
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.position_embedding_head = nn.Sequential(
+            nn.Conv1d(2, c, 1), nn.BatchNorm1d(c), nn.ReLU(), nn.Conv1d(c, c, 1)
+        )
+
+    def forward(self, xyz):
+        return self.position_embedding_head(xyz.transpose(1, 2))
+
+
+class _DecoderLayer(nn.Module):
+    def __init__(self, c: int, heads: int, ffn: int) -> None:
+        super().__init__()
+        self.self_attn = nn.MultiheadAttention(c, heads)
+        self.multihead_attn = nn.MultiheadAttention(c, heads)
+        self.linear1, self.linear2 = nn.Linear(c, ffn), nn.Linear(ffn, c)
+        self.norm1, self.norm2, self.norm3 = nn.LayerNorm(c), nn.LayerNorm(c), nn.LayerNorm(c)
+        self.self_posembed, self.cross_posembed = _PosEmbed(c), _PosEmbed(c)
+
+    def forward(self, query, key, query_pos, key_pos, key_padding_mask=None):
+        # N x C x P -> P x N x C; the values carry the key position embedding.
+        qpe = self.self_posembed(query_pos).permute(2, 0, 1)
+        kpe = self.cross_posembed(key_pos).permute(2, 0, 1)
+        query, key = query.permute(2, 0, 1), key.permute(2, 0, 1)
+        q = query + qpe
+        query = self.norm1(query + self.self_attn(q, q, value=q)[0])
+        att = self.multihead_attn(query + qpe, key + kpe, value=key + kpe, key_padding_mask=key_padding_mask)[0]
+        query = self.norm2(query + att)
+        query = self.norm3(query + self.linear2(F.relu(self.linear1(query))))
+        return query.permute(1, 2, 0)
+
+
+class TransFusionHead(nn.Module):
+    """``dense_head`` of the DSVT repository's nuScenes model (bias before the norms, local queries)."""
+
+    def __init__(self, cin: int, num_class: int = 10, hidden: int = 128, heads: int = 8, ffn: int = 256,
+                 num_proposals: int = 200, radius: int = 20, with_iou: bool = True) -> None:  # fmt: skip
+        super().__init__()
+        self.num_class, self.num_proposals, self.radius = num_class, num_proposals, radius
+        self.shared_conv = nn.Conv2d(cin, hidden, 3, padding=1)
+        self.heatmap_head = nn.Sequential(_BasicBlock2D(hidden, True), nn.Conv2d(hidden, num_class, 3, padding=1))
+        self.class_encoding = nn.Conv1d(num_class, hidden, 1)
+        self.decoder = _DecoderLayer(hidden, heads, ffn)
+        outs = {"center": 2, "height": 1, "dim": 3, "rot": 2, "vel": 2, **({"iou": 1} if with_iou else {}),
+                "heatmap": num_class}  # fmt: skip
+        self.prediction_head = nn.Module()
+        self.names = list(outs)
+        for name, out in outs.items():
+            tower = nn.Sequential(
+                nn.Sequential(nn.Conv1d(hidden, 64, 1, bias=True), nn.BatchNorm1d(64), nn.ReLU()), nn.Conv1d(64, out, 1)
+            )  # fmt: skip
+            setattr(self.prediction_head, name, tower)
+
+    def forward(self, feats):
+        """``feats`` (B, C, Y, X) -> the official result dict (its maps in the official (X, Y) layout)."""
+        feats = feats.permute(0, 1, 3, 2)  # [y, x] -> [x, y]
+        b = feats.shape[0]
+        lidar = self.shared_conv(feats)
+        flat = lidar.view(b, lidar.shape[1], -1)
+        x_size, y_size = lidar.shape[-2:]
+        bx, by = torch.meshgrid(torch.arange(x_size, dtype=feats.dtype), torch.arange(y_size, dtype=feats.dtype),
+                                indexing="ij")  # fmt: skip
+        bev_pos = torch.cat([bx[None] + 0.5, by[None] + 0.5], 0)[None].view(1, 2, -1).permute(0, 2, 1).repeat(b, 1, 1)
+        dense = self.heatmap_head(lidar)
+        heat = dense.detach().sigmoid()
+        local_max = torch.zeros_like(heat)
+        local_max[:, :, 1:-1, 1:-1] = F.max_pool2d(heat, 3, stride=1, padding=0)
+        local_max[:, 8] = heat[:, 8]  # pedestrian
+        local_max[:, 9] = heat[:, 9]  # traffic cone
+        heat = (heat * (heat == local_max)).view(b, self.num_class, -1)
+        top = heat.view(b, -1).argsort(dim=-1, descending=True)[..., : self.num_proposals]
+        labels, index = top // heat.shape[-1], top % heat.shape[-1]
+        query = flat.gather(2, index[:, None, :].expand(-1, flat.shape[1], -1))
+        query = query + self.class_encoding(F.one_hot(labels, self.num_class).permute(0, 2, 1).to(query.dtype))
+        query_pos = bev_pos.gather(1, index[:, :, None].expand(-1, -1, 2))
+        r = torch.arange(-self.radius, self.radius + 1)
+        rx, ry = torch.meshgrid(r, r, indexing="ij")
+        px, py = index // x_size, index % y_size
+        kidx = (px[:, :, None, None] + rx).view(b, index.shape[1], -1) * x_size + (py[:, :, None, None] + ry).view(
+            b, index.shape[1], -1
+        )
+        mask = (kidx < 0) | (kidx >= x_size * y_size)
+        kidx = kidx.clamp(0, x_size * y_size - 1)
+        p, c = index.shape[1], flat.shape[1]
+        key = flat.gather(2, kidx.view(b, 1, -1).expand(-1, c, -1)).view(b, c, p, -1)
+        key_pos = bev_pos.gather(1, kidx.view(b, -1, 1).expand(-1, -1, 2)).view(b, p, -1, 2)
+        key = key.permute(0, 2, 1, 3).reshape(b * p, c, -1)
+        q = self.decoder(query.permute(0, 2, 1).reshape(b * p, c, 1), key, query_pos.view(-1, 1, 2),
+                         key_pos.view(b * p, -1, 2), mask.view(b * p, -1))  # fmt: skip
+        query = q.reshape(b, p, c).permute(0, 2, 1)
+        res = {n: getattr(self.prediction_head, n)(query) for n in self.names}
+        res["center"] = res["center"] + query_pos.permute(0, 2, 1)
+        res["query_heatmap_score"] = heat.gather(2, index[:, None, :].expand(-1, self.num_class, -1))
+        res["dense_heatmap"] = dense
+        res["query_labels"] = labels
+        return res
+
+
+def transfusion_get_bboxes(res, stride_voxel, pc_min, post_center_range, rectifier=0.5, nms=None):
+    """The official ``get_bboxes`` (score threshold 0, nuScenes tasks: NMS for classes 8 and 9 only);
+    ``nms(boxes, scores, thresh)`` -> kept indices. Returns per frame (boxes, scores, labels 0-based)."""
+    k = res["heatmap"].shape[1]
+    score = res["heatmap"].sigmoid() * res["query_heatmap_score"] * F.one_hot(res["query_labels"], k).permute(0, 2, 1)
+    labels, scores = score.max(1).indices, score.max(1).values
+    center = res["center"].clone()
+    center[:, 0] = center[:, 0] * stride_voxel[0] + pc_min[0]
+    center[:, 1] = center[:, 1] * stride_voxel[1] + pc_min[1]
+    dim = res["dim"].exp()
+    height = res["height"] - dim[:, 2:3] * 0.5
+    rot = torch.atan2(res["rot"][:, 0:1], res["rot"][:, 1:2])
+    boxes = torch.cat([center, height, dim, rot, res["vel"]], 1).permute(0, 2, 1)
+    rng = torch.tensor(post_center_range, dtype=boxes.dtype)
+    keep = (scores > 0) & (boxes[..., :3] >= rng[:3]).all(2) & (boxes[..., :3] <= rng[3:]).all(2)
+    out = []
+    for i in range(boxes.shape[0]):
+        bx, sc, lb = boxes[i, keep[i]], scores[i, keep[i]], labels[i, keep[i]]
+        iou = ((res["iou"][i, 0, keep[i]] + 1) * 0.5).clamp(0, 1)
+        sc = sc.pow(1 - rectifier) * iou.pow(rectifier)
+        keep_mask = torch.zeros_like(sc, dtype=torch.bool)
+        keep_mask[lb < 8] = True
+        for cls in (8, 9):
+            idx = torch.nonzero(lb == cls).squeeze(1)
+            if idx.numel():
+                order = sc[idx].argsort(descending=True)[:1000]
+                kept = nms(bx[idx][order][:, :7], sc[idx][order], 0.175)[:100]
+                keep_mask[idx[order][kept]] = True
+        out.append((bx[keep_mask], sc[keep_mask], lb[keep_mask]))
+    return out

@@ -21,6 +21,7 @@ from pointformer.checkpoints.spconv_layout import LayoutError, detect_layout, fr
 from pointformer.config import load_config
 from pointformer.engine.checkpoint import load_checkpoint
 from pointformer.models.build import build_detector
+from pointformer.utils.cli import run_tool
 
 REPO = Path(__file__).resolve().parents[2]
 PILLAR = "waymo_dsvt_pillar.yaml"
@@ -121,26 +122,35 @@ def test_cli_round_trip_and_reverse(pillar, official, tmp_path, capsys) -> None:
     assert all(torch.equal(written["model_state"][k], v) for k, v in official.items())
 
 
+def tool(argv: list[str]) -> int:
+    """The command through its error boundary, as tools/convert_checkpoint.py runs it."""
+    return run_tool(main, argv, prog="convert_checkpoint.py")
+
+
 def test_cli_errors_exit_2_without_traceback(official, tmp_path, capsys) -> None:
     out = tmp_path / "out.pth"
-    assert main(["--from", "openpcdet", "--cfg", PILLAR, str(tmp_path / "none.pth"), str(out)]) == 2
+    assert tool(["--from", "openpcdet", "--cfg", PILLAR, str(tmp_path / "none.pth"), str(out)]) == 2
     assert "none.pth: no such checkpoint file" in capsys.readouterr().err
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"not a checkpoint")
-    assert main(["--from", "openpcdet", "--cfg", PILLAR, str(bad), str(out)]) == 2
+    assert tool(["--from", "openpcdet", "--cfg", PILLAR, str(bad), str(out)]) == 2
     assert "not a readable torch checkpoint" in capsys.readouterr().err
     (tmp_path / "dict.pth").write_bytes(b"")
     torch.save({"model_state": {"a": 1}}, tmp_path / "dict.pth")
-    assert main(["--from", "openpcdet", "--cfg", PILLAR, str(tmp_path / "dict.pth"), str(out)]) == 2
+    assert tool(["--from", "openpcdet", "--cfg", PILLAR, str(tmp_path / "dict.pth"), str(out)]) == 2
     err = capsys.readouterr().err
     assert "'model_state' entry is not a state dict (non-tensor entries a)" in err and "Traceback" not in err
     official_file = _save_openpcdet(tmp_path / "official.pth", official)
-    assert main(["--from", "openpcdet", "--cfg", PILLAR, "--reverse", str(official_file), str(out)]) == 2
+    assert tool(["--from", "openpcdet", "--cfg", PILLAR, "--reverse", str(official_file), str(out)]) == 2
     assert "--reverse reads a pointformer checkpoint" in capsys.readouterr().err
     voxel = _save_openpcdet(tmp_path / "wrong.pth", official)
-    assert main(["--from", "openpcdet", "--cfg", "waymo_centerpoint.yaml", str(voxel), str(out)]) == 2
+    assert tool(["--from", "openpcdet", "--cfg", "waymo_centerpoint.yaml", str(voxel), str(out)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and "not used by the pointformer model" in err and not out.exists()
+    assert (
+        err.startswith("convert_checkpoint.py: error: ")
+        and "not used by the pointformer model" in err
+        and not out.exists()
+    )
 
 
 def test_weights_only_then_explicit_trust_pickle(official, tmp_path, capsys) -> None:
@@ -148,7 +158,7 @@ def test_weights_only_then_explicit_trust_pickle(official, tmp_path, capsys) -> 
     src = _save_openpcdet(tmp_path / "numpy.pth", official, best=np.float64(0.7))
     out = tmp_path / "out.pth"
     args = ["--from", "openpcdet", "--cfg", PILLAR, *[a for s in SMALL for a in ("--set", s)], str(src), str(out)]
-    assert main(args) == 2
+    assert tool(args) == 2
     err = capsys.readouterr().err
     assert "weights_only=True" in err and "numpy" in err and "--trust-pickle" in err and not out.exists()
     assert main([*args, "--trust-pickle"]) == 0 and out.exists()

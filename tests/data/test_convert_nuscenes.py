@@ -22,6 +22,7 @@ from pointformer.data.layout import (
     read_gt_database,
     read_meta,
 )
+from pointformer.utils.cli import run_tool
 
 SCENES = ("scene-0103", "scene-0916")  # the devkit's mini_val
 SPLITS = {"a": [SCENES[0]], "b": [SCENES[1]]}
@@ -187,5 +188,5 @@ def test_cli_predefined_split_default_sweeps(dataroot, reader, tmp_path, capsys)
 
 def test_cli_errors(dataroot, tmp_path, capsys):
     argv = ["--dataset", "nuscenes", "--root", str(dataroot), "--out", str(tmp_path), "--no-progress"]
-    assert convert.main(argv + ["--splits", "nope"]) == 1
+    assert run_tool(convert.main, argv + ["--splits", "nope"]) == 2
     assert "no split 'nope'" in capsys.readouterr().err

@@ -68,3 +68,64 @@ def test_rng_state_round_trip_through_a_file(tmp_path):
     assert _draw() != expected
     ckpt.set_rng_state(ckpt.load_checkpoint(path)["rng"])
     assert _draw() == expected
+
+
+# --- the one loader's errors (issue 18) ---------------------------------------------------------
+
+
+class _RunsCode:
+    def __reduce__(self):
+        import os
+
+        return (os.getpid, ())
+
+
+def test_load_checkpoint_errors_name_the_file(tmp_path):
+    good = ckpt.save_checkpoint({"model": {"w": torch.ones(3)}}, tmp_path / "good.pth")
+    data = good.read_bytes()
+    (tmp_path / "truncated.pth").write_bytes(data[: len(data) // 2])
+    (tmp_path / "empty.pth").write_bytes(b"")
+    (tmp_path / "text.pth").write_text("hello")
+    torch.save({"model": _RunsCode()}, tmp_path / "code.pth")
+    torch.save([1, 2], tmp_path / "list.pth")
+    cases = {
+        "missing.pth": "not found",
+        "empty.pth": "empty file",
+        "text.pth": "not loadable: truncated, or not a file of torch.save",
+        "truncated.pth": "not loadable",
+        "code.pth": "weights_only loading refuses",
+        "list.pth": "holds a list",
+    }
+    for name, text in cases.items():
+        with pytest.raises(ckpt.CheckpointError, match=text) as error:
+            ckpt.load_checkpoint(tmp_path / name)
+        assert str(tmp_path / name) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_load_model_weights_checks_every_shape_first(tmp_path):
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Linear(8, 2))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    other = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.Linear(16, 2), torch.nn.Linear(2, 2))
+    path = ckpt.save_checkpoint({"model": other.state_dict()}, tmp_path / "other.pth")
+    with pytest.raises(ckpt.CheckpointError) as error:
+        ckpt.load_model_weights(model, path, config="mine.yaml")
+    message = str(error.value)
+    assert "do not fit the model of mine.yaml" in message
+    assert "3 shape mismatch: 0.weight (checkpoint [16, 4], model [8, 4])" in message
+    assert "unexpected keys: 2.weight, 2.bias" in message
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # unchanged
+    bare = ckpt.save_checkpoint(model.state_dict(), tmp_path / "bare.pth")
+    with pytest.raises(ckpt.CheckpointError, match="no 'model' state dict"):
+        ckpt.load_model_weights(model, bare)
+    fits = ckpt.save_checkpoint({"model": {k: v + 1 for k, v in before.items()}, "epoch": 3}, tmp_path / "fits.pth")
+    assert ckpt.load_model_weights(model, fits)["epoch"] == 3
+    assert torch.equal(model.state_dict()["0.bias"], before["0.bias"] + 1)
+
+
+def test_config_of_state_finds_the_config_by_its_model_section():
+    from pointformer.config import load_config
+
+    cfg = load_config("waymo_flatformer.yaml")
+    assert ckpt.config_of_state({"config": dict(cfg.raw)}) == "waymo_flatformer.yaml"
+    assert ckpt.config_of_state({"config": {"model": {"head": {"type": "Nothing"}}}}) is None
+    assert ckpt.config_of_state({}) is None

@@ -24,6 +24,7 @@ from pointformer.export.cli import main as export_main  # noqa: E402
 from pointformer.export.onnx_export import deploy_spec  # noqa: E402
 from pointformer.export.tensorrt import engine_shapes, unavailable_reason  # noqa: E402
 from pointformer.ops import export_mode  # noqa: E402
+from pointformer.utils.cli import run_tool  # noqa: E402
 
 ROOT = Path(__file__).parents[2]
 
@@ -106,19 +107,21 @@ def test_export_tool_end_to_end(checkpoint, tmp_path, capsys):
 
 
 def test_export_tool_bad_inputs(checkpoint, tmp_path, capsys):
+    # Through the tool's error boundary (tools/export.py): one line on stderr, exit 2.
     out = tmp_path / "x"
-    assert export_main(cli("--ckpt", str(tmp_path / "missing.pth"), "--out", str(out))) == 2
-    assert f"checkpoint not found: {tmp_path / 'missing.pth'}" in capsys.readouterr().out
-    assert export_main(cli("--ckpt", str(checkpoint), "--out", str(out), "--opset", "9")) == 2
-    assert "--opset must be between 17 and 23" in capsys.readouterr().out
+    assert run_tool(export_main, cli("--ckpt", str(tmp_path / "missing.pth"), "--out", str(out))) == 2
+    assert f"checkpoint {tmp_path / 'missing.pth'}: not found" in capsys.readouterr().err
+    assert run_tool(export_main, cli("--ckpt", str(checkpoint), "--out", str(out), "--opset", "9")) == 2
+    assert "--opset must be between 17 and 23" in capsys.readouterr().err
     bad = tmp_path / "bad.pth"
     torch.save({"weights": {}}, bad)
-    assert export_main(cli("--ckpt", str(bad), "--out", str(out))) == 2
-    assert f"{bad}: no 'model' state dict" in capsys.readouterr().out
+    assert run_tool(export_main, cli("--ckpt", str(bad), "--out", str(out))) == 2
+    assert f"checkpoint {bad}: no 'model' state dict" in capsys.readouterr().err
     other = tmp_path / "other.pth"
     torch.save({"model": {"head.nothing": torch.zeros(1)}}, other)
-    assert export_main(cli("--ckpt", str(other), "--out", str(out))) == 2
-    assert "the weights do not fit the config's model" in capsys.readouterr().out
+    assert run_tool(export_main, cli("--ckpt", str(other), "--out", str(out))) == 2
+    err = capsys.readouterr().err
+    assert "the weights do not fit the model of" in err and "unexpected keys: head.nothing" in err
     assert not out.exists()
 
 
@@ -176,12 +179,13 @@ def test_deploy_spec_errors_name_the_file(tmp_path):
 
 
 def test_benchmark_export_smoke(capsys):
-    """``tools/benchmark.py export`` on the demo config (quick frame, one repeat): four rows with the
-    onnxruntime difference in the notes."""
+    """``tools/benchmark.py export`` on the demo config (quick frame, one repeat): six rows (eager,
+    fast path, onnxruntime per case) with the onnxruntime difference in the notes."""
     from pointformer.benchmarks.cli import main as benchmark_main
 
     cfg = "demo/waymo_flatformer_demo.yaml"
     assert benchmark_main(["export", "--quick", "--cfg", cfg, "--repeats", "1", "--warmup", "0"]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith(f"| {cfg}")]
-    assert len(rows) == 4 and "onnxruntime CPU" in rows[1] and "Runtime (onnxruntime)" in rows[3]
-    assert float(rows[1].split("max abs diff ")[1].split()[0]) < 1e-4
+    assert len(rows) == 6 and "PyTorch fast path" in rows[1] and "onnxruntime CPU" in rows[2]
+    assert "fast path (tools/test.py path)" in rows[4] and "Runtime (onnxruntime)" in rows[5]
+    assert float(rows[2].split("max abs diff ")[1].split()[0]) < 1e-4

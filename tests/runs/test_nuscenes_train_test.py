@@ -16,6 +16,7 @@ from pointformer.data.cbgs import ClassBalancedDataset, class_draw_counts, frame
 from pointformer.evaluation.nuscenes import evaluate_files, read_results
 from pointformer.runs import evaluate_cli, train_cli
 from pointformer.runs.data import FrameSubset, build_dataset, training_data
+from pointformer.utils.cli import run_tool
 
 CFG = "nuscenes_flatformer.yaml"
 
@@ -94,5 +95,6 @@ def test_tools_test_writes_results_the_evaluator_reads(trained, tiny_nuscenes, t
     assert summary["label_aps"] == json.loads(json.dumps(files.serialize()["label_aps"]))
     # --gt-file is Waymo's.
     with captured() as buffer:
-        assert evaluate_cli.main(argv[:4] + ["--gt-file", str(tmp_path / "gt.bin")]) == 2
+        # A usage error (argparse: usage line, then the message on stderr, status 2) through the boundary.
+        assert run_tool(evaluate_cli.main, argv[:4] + ["--gt-file", str(tmp_path / "gt.bin")]) == 2
     assert "nuScenes ground truth is the dataroot's tables" in buffer.getvalue()

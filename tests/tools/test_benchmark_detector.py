@@ -23,6 +23,7 @@ HEADING = "## detector waymo_flatformer_demo (cpu)"
 STAGES = ("voxelize", "voxel encoder (DynamicVFE)", "partition (FlatFormer, 4 layouts)", "3D backbone (FlatFormer)",
           "BEV (ScatterToBEV)", "2D backbone (SECOND)", "neck (SECONDFPN)", "head (CenterHead)", "decode + NMS",
           "inference total", "training step")  # fmt: skip
+FAST = ("2D backbone (SECOND)", "neck (SECONDFPN)", "head (CenterHead)", "inference total")  # + a fast-path row
 
 
 def _cells(line: str) -> list[str]:
@@ -42,12 +43,15 @@ def test_detector_quick_times_every_stage_native_and_reference(tmp_path: Path) -
     rows = [_cells(line) for line in text.splitlines() if line.startswith("| ") and not line.startswith("| case")]
     for stage in STAGES:
         mine = [r for r in rows if r[0].startswith(stage)]
-        assert [r[1] for r in mine] == ["pure-PyTorch reference", "pointformer native"], stage
-        assert mine[0][4] == "baseline" and mine[1][4].endswith("x"), stage
+        fast = ["pointformer native, fast path"] if stage in FAST else []
+        assert [r[1] for r in mine] == ["pure-PyTorch reference", "pointformer native", *fast], stage
+        assert mine[0][4] == "baseline" and all(r[4].endswith("x") for r in mine[1:]), stage
         assert all(float(r[2]) > 0 for r in mine), stage
+        if fast:  # the fast path's speedup over the native eager row of the same rounds
+            assert mine[2][5].startswith("**") and "x native eager**" in mine[2][5], stage
     parts = [r for r in rows if r[0].startswith("↳")]  # the 3D backbone's parts, per variant
     assert [r[0] for r in parts[::2]] == ["↳ blocks (4 x PostNormAttentionLayer)", "↳ rest (outside these parts)"]
-    assert len(rows) == 2 * len(STAGES) + len(parts)
+    assert len(rows) == 2 * len(STAGES) + len(FAST) + len(parts)
     decode = next(r for r in rows if r[0] == "decode + NMS")
     assert "~96 candidates into NMS" in decode[5]  # every class fills its (overridden) cap
     assert "groups per layout" in next(r for r in rows if r[0].startswith("partition"))[5]
@@ -109,10 +113,12 @@ def test_time_rounds_interleaves_and_respects_the_budget() -> None:
 
 # Half ranges (m) that each model's windows, strides and pooling divide (see tests/models/test_configs.py):
 # DSVT and ScatterFormer 72 cells of 0.32 m; FlatFormer 80; CenterPoint 256 cells of 0.1 m (32 at stride 8);
-# nuScenes DSVT-P 60 cells of 0.3 m (windows of 30, BEV stride 4); nuScenes CenterPoint 320 of 0.075 m.
+# nuScenes DSVT-P 60 cells of 0.3 m (windows of 30, BEV stride 4); nuScenes CenterPoint 320 of 0.075 m;
+# nuScenes ScatterFormer 80 cells of 0.3 m (windows of 20, a 40-cell BEV the DED strides divide).
 HALF_RANGE = {"waymo_flatformer": 12.8, "waymo_dsvt_pillar": 11.52, "waymo_dsvt_voxel": 11.52,
               "waymo_scatterformer": 11.52, "waymo_centerpoint": 12.8, "nuscenes_flatformer": 12.8,
-              "nuscenes_dsvt_pillar": 9.0, "nuscenes_centerpoint": 12.0}  # fmt: skip
+              "nuscenes_dsvt_pillar": 9.0, "nuscenes_dsvt_pillar_centerhead": 9.0, "nuscenes_centerpoint": 12.0,
+              "nuscenes_scatterformer": 12.0}  # fmt: skip
 WAYMO = [name for name in HALF_RANGE if name.startswith("waymo")]
 
 
@@ -131,7 +137,7 @@ def test_every_config_gets_its_stage_rows_and_the_waymo_backbones_their_ratio_to
     once = RunConfig(cpu, repeats=1, warmup=0)
     assert sorted(HALF_RANGE) == sorted(p.stem for p in (ROOT / "configs").glob("*.yaml"))  # every full config
     for name in HALF_RANGE:
-        report = run_detector(once, True, name, small(name), reference=False, train_step=False)
+        report = run_detector(once, True, name, small(name), reference=False, train_step=False, fast_path=False)
         cases = [r.case for r in report.rows]
         assert {r.implementation for r in report.rows} == {"pointformer native"}, name
         assert all(r.timing is not None and r.timing.median_ms > 0 for r in report.rows if PART_MARK not in r.case)

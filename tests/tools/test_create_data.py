@@ -12,6 +12,7 @@ import pytest
 
 from pointformer.data.convert import main
 from pointformer.data.layout import read_frame_table, read_meta
+from pointformer.utils.cli import run_tool
 
 REPO = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("tiny_waymo", REPO / "tests" / "data" / "tiny_waymo.py")
@@ -37,8 +38,10 @@ def test_in_process(inputs, tmp_path, capsys):
 
 
 def test_errors_are_reported(tmp_path, capsys):
-    assert main(["--dataset", "waymo", "--root", str(tmp_path), "--out", str(tmp_path / "out"), "--no-progress"]) == 1
-    assert "no Waymo v1 input for split 'training'" in capsys.readouterr().err
+    argv = ["--dataset", "waymo", "--root", str(tmp_path), "--out", str(tmp_path / "out"), "--no-progress"]
+    assert run_tool(main, argv) == 2
+    err = capsys.readouterr().err
+    assert "no Waymo v1 input for split 'training'" in err and "Traceback" not in err
 
 
 def test_subprocess(inputs, tmp_path):

@@ -23,6 +23,7 @@ from pointformer.data.formats.waymo_objects import read_objects, write_objects
 from pointformer.data.layout import read_frame_table
 from pointformer.models import Detections, build_detector
 from pointformer.runs import evaluate_cli, train_cli
+from pointformer.utils.cli import run_tool
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = "demo/waymo_flatformer_demo.yaml"
@@ -87,10 +88,12 @@ def trained(data_root, tmp_path_factory, captured) -> tuple[Path, str, int]:
 @pytest.fixture(scope="module")
 def resumed(trained, data_root, tmp_path_factory, captured) -> tuple[Path, str, int, bytes]:
     """A copy of ``trained``'s work dir resumed with epochs=2: (work dir, output, exit code, the epoch-1
-    checkpoint's bytes before resuming)."""
+    checkpoint's bytes before resuming). A truncated ``epoch_002.pth`` (a run killed while writing it
+    without the atomic writer, or a disk error) is planted first: the resume must skip it."""
     work_dir = tmp_path_factory.mktemp("resume") / "work"
     shutil.copytree(trained[0], work_dir)
     before = (work_dir / "epoch_001.pth").read_bytes()
+    (work_dir / "epoch_002.pth").write_bytes(before[: len(before) // 2])
     argv = ["--cfg", DEMO, *reduced(data_root, epochs=2), "--work-dir", str(work_dir), "--no-progress", "--resume"]
     with captured() as out:
         code = train_cli.main(argv)
@@ -117,17 +120,17 @@ def test_missing_dataset_message_and_exit_code(tmp_path):
 
 
 def test_config_errors_exit_2(data_root, tmp_path, capsys, captured):
-    assert train_cli.main(["--cfg", DEMO, "--set", "train.epoch=1", "--work-dir", str(tmp_path)]) == 2
-    assert "train: unknown keys ['epoch']" in capsys.readouterr().out
+    assert run_tool(train_cli.main, ["--cfg", DEMO, "--set", "train.epoch=1", "--work-dir", str(tmp_path)]) == 2
+    assert "train: unknown keys ['epoch']" in capsys.readouterr().err
     # A model key only the part's constructor can judge: found at build time, reported the same way.
     with captured() as out:
-        code = train_cli.main(["--cfg", DEMO, *reduced(data_root), "--set", "model.head.score_treshold=0.1",
-                               "--work-dir", str(tmp_path / "w"), "--no-progress"])  # fmt: skip
-    assert code == 2, out.getvalue()
+        code = run_tool(train_cli.main, ["--cfg", DEMO, *reduced(data_root), "--set", "model.head.score_treshold=0.1",
+                                         "--work-dir", str(tmp_path / "w"), "--no-progress"])  # fmt: skip
+    assert code == 2, out.getvalue()  # stdout and stderr together
     assert "model.head: unknown keys ['score_treshold'] for CenterHead" in out.getvalue()
     assert "Traceback" not in out.getvalue()
-    assert evaluate_cli.main(["--cfg", "no_such_config", "--ckpt", "x.pth"]) == 2
-    assert "'no_such_config' not found" in capsys.readouterr().out
+    assert run_tool(evaluate_cli.main, ["--cfg", "no_such_config", "--ckpt", "x.pth"]) == 2
+    assert "'no_such_config' not found" in capsys.readouterr().err
 
 
 # --- training --------------------------------------------------------------------------------
@@ -168,6 +171,8 @@ def test_resume_continues_from_the_last_epoch(resumed):
     assert code == 0, out
     assert sorted(p.name for p in work_dir.glob("*.pth")) == ["epoch_001.pth", "epoch_002.pth"]
     assert (work_dir / "epoch_001.pth").read_bytes() == before  # continued, not restarted
+    assert "skipping checkpoint epoch_002.pth" in out and "not loadable" in out  # the planted damaged one
+    assert (work_dir / "epoch_002.pth.damaged").is_file()
     assert f"resumed from {work_dir / 'epoch_001.pth'} (epoch 1, iteration 1)" in out
     assert "training epochs 2-2" in out
     state = torch.load(work_dir / "epoch_002.pth", weights_only=True, map_location="cpu")

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pointformer.utils.cli import run_tool
 from pointformer.vis import read_png
 from pointformer.vis.cli import FrameNotFoundError, load_frame_scene, load_predictions
 from pointformer.vis.partitions import LAYOUTS
@@ -134,11 +135,11 @@ def test_frame_bev(waymo_v1_file: Path, predictions: Path, tmp_path: Path, capsy
 def test_frame_errors(waymo_v1_file: Path, tmp_path: Path, monkeypatch, capsys) -> None:
     tool = _tool()
     argv = ["frame", "--data", str(waymo_v1_file), "--frame", "7", "--bev", "--save", str(tmp_path / "x.png")]
-    assert tool.main(argv) == 1
+    assert run_tool(tool.main, argv) == 2
     assert "frame 7 out of range" in capsys.readouterr().err
     # Without Open3D the 3D view fails with the install hint; the BEV still works.
     monkeypatch.setitem(sys.modules, "open3d", None)
     argv = ["frame", "--data", str(waymo_v1_file), "--frame", "0", "--save", str(tmp_path / "y.png")]
-    assert tool.main(argv) == 1
+    assert run_tool(tool.main, argv) == 2
     assert "pip install open3d-cpu==0.20.0" in capsys.readouterr().err
     assert not (tmp_path / "y.png").exists()

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from collections.abc import Callable
 
 from pointformer.data.convert.nuscenes import nuscenes_main
 from pointformer.data.convert.sequences import ConvertSummary
 from pointformer.data.convert.waymo import waymo_main
-from pointformer.data.formats.errors import DataFormatError
+from pointformer.utils.cli import add_debug_argument
+from pointformer.utils.errors import InputError
 
 # Dataset name -> CLI entry (argparse namespace -> summary).
 DATASETS: dict[str, Callable[[argparse.Namespace], ConvertSummary]] = {
@@ -19,7 +19,13 @@ DATASETS: dict[str, Callable[[argparse.Namespace], ConvertSummary]] = {
 }
 
 
+class ConvertError(InputError, ValueError):
+    """A conversion the arguments rule out (an unknown split, another dataset's conversion in ``--out``)."""
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Runs the command; bad inputs raise ``InputError`` subclasses (``tools/create_data.py``'s boundary
+    reports them: one line on stderr, exit status 2)."""
     parser = argparse.ArgumentParser(
         prog="create_data.py",
         description="Convert a dataset into pointformer's layout (points .npy, parquet frame tables, gt database).",
@@ -48,11 +54,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gt-min-points", type=int, default=1)
     parser.add_argument("--on-error", choices=["raise", "skip"], default="raise", help="for a malformed sequence")
     parser.add_argument("--no-progress", action="store_true")
+    add_debug_argument(parser)
     args = parser.parse_args(argv)
     try:
         summary = DATASETS[args.dataset](args)
-    except (DataFormatError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    except ValueError as e:
+        if isinstance(e, InputError):
+            raise  # reported by the tool's boundary (pointformer.utils.cli)
+        # The converters' own argument checks (an unknown split, a conversion of another dataset in --out).
+        raise ConvertError(str(e)) from e
     print(summary)
     return 0

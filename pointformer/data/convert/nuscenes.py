@@ -199,8 +199,9 @@ def read_nuscenes_scene(source: SequenceSource) -> Iterator[LabelledFrame]:
             elif prev in given:
                 listed.append(LabelledSweep(prev, int(sweep["timestamp"]), pose))
             else:
-                raw = read_pcd_bin(reader.sample_data_path(prev))
-                listed.append(LabelledSweep(prev, int(sweep["timestamp"]), pose, np.ascontiguousarray(raw[:, :4])))
+                path = reader.sample_data_path(prev)
+                raw = np.ascontiguousarray(read_pcd_bin(path)[:, :4])
+                listed.append(LabelledSweep(prev, int(sweep["timestamp"]), pose, raw, source=str(path)))
                 given.add(prev)
             prev = sweep["prev"]
         keep = np.asarray([n != "" for n in sample.names], bool)
@@ -221,6 +222,7 @@ def read_nuscenes_scene(source: SequenceSource) -> Iterator[LabelledFrame]:
             accel_global=np.full((m, 3), np.nan, np.float32),
             location=location,
             sweeps=tuple(listed),
+            source=str(sample.lidar_path),
             extra={
                 "sample_token": rec["token"],
                 "scene_token": scene_token,

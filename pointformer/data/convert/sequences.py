@@ -47,12 +47,14 @@ in the resume check.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import dataclasses
 import importlib
 import io
 import json
 import multiprocessing
 import os
+import queue as queue_module
 import time
 import warnings
 from collections import Counter
@@ -66,11 +68,21 @@ import pyarrow.compute  # noqa: F401  (pa.compute)
 import pyarrow.parquet as pq
 
 from pointformer.data import layout as L
+from pointformer.data.convert.checks import (
+    drop_non_finite,
+    file_record,
+    records_from_json,
+    records_to_json,
+    verify_file,
+)
 from pointformer.data.formats.errors import DataFormatError
-from pointformer.utils.atomic import atomic_file, fsync_files, write_atomic
+from pointformer.utils.atomic import atomic_file, fsync_files, remove_stale_temporaries, write_atomic
+from pointformer.utils.process import die_with
 
 _META_SOURCE = b"pointformer.source"
 _META_GT = b"pointformer.gt_database"
+# {relative path: size in bytes} of every .npy file a sequence wrote (convert.checks), checked on resume.
+_META_FILES = b"pointformer.files"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -94,6 +106,7 @@ class LabelledSweep:
     pose: np.ndarray
     points: np.ndarray | None = None
     frame_index: int | None = None
+    source: str = ""  # the input file of ``points``, for messages ("" : the sequence's)
 
 
 @dataclass(frozen=True, eq=False)
@@ -125,6 +138,7 @@ class LabelledFrame:
     weather: str = ""
     sweeps: tuple[LabelledSweep, ...] | None = None
     extra: dict = field(default_factory=dict)
+    source: str = ""  # the input file of ``points``, for messages ("": the sequence's, with the frame index)
 
 
 @dataclass(frozen=True)
@@ -162,6 +176,10 @@ class _Result:
     frames: int = 0
     points: int = 0
     error: str | None = None
+    # Messages for the parent to warn with (non-finite points dropped), and frames without points.
+    warnings: list[str] = field(default_factory=list)
+    empty_frames: list[str] = field(default_factory=list)
+    non_finite: int = 0  # points dropped for NaN or infinite values
 
 
 def _part_paths(out: Path, split: str, sequence: str) -> tuple[Path, Path]:
@@ -194,10 +212,15 @@ def _is_complete(task: _Task) -> bool:
         if "sweeps" in names:  # sweeps the dataset lists itself (nuScenes)
             sweeps = pq.read_table(frames_part, columns=["sweeps"]).column(0)
             paths += pa.compute.list_flatten(sweeps).combine_chunks().field("points_path").to_pylist()
-        paths += pq.read_table(gt_part, columns=["path"]).column(0).to_pylist()
+        gt_paths = pq.read_table(gt_part, columns=["path"]).column(0).to_pylist()
     except (pa.ArrowException, OSError):
         return False
-    return all((out / p).is_file() for p in paths)
+    records = records_from_json(meta.get(_META_FILES))
+    if records is None:  # a part written before sizes were recorded: existence only
+        return all((out / p).is_file() for p in paths + gt_paths)
+    return all(p in records and verify_file(out / p, records[p]) for p in paths) and all(
+        p in records and verify_file(out / p, records[p], header=False) for p in gt_paths
+    )
 
 
 def _save_npy(path: Path, array: np.ndarray, durable: bool = True) -> None:
@@ -334,8 +357,7 @@ def _convert_one(task: _Task, progress=None) -> _Result:
             p.unlink(missing_ok=True)
         for d in (points_dir, gt_dir, frames_part.parent):
             d.mkdir(parents=True, exist_ok=True)
-        for stale in points_dir.glob(".*.tmp"):
-            stale.unlink(missing_ok=True)
+        remove_stale_temporaries(points_dir)
         module, func = src.reader.split(":")
         reader: Callable[[SequenceSource], Iterable[LabelledFrame]] = getattr(importlib.import_module(module), func)
         frames: list[LabelledFrame] = []
@@ -344,11 +366,20 @@ def _convert_one(task: _Task, progress=None) -> _Result:
         gt_rows: dict[str, list] = {name: [] for name in L.GT_SCHEMA.names}
         sweeps_written: set[str] = set()
         gt_files: list[Path] = []  # written without fsync; fsynced together before the parts
+        records: dict[str, int] = {}  # relative path -> size of every .npy written
         for index, frame in enumerate(reader(src)):
             rel = L.points_relpath(src.sequence, index)
             path = out / rel
+            points, message = drop_non_finite(frame.points, frame.source or f"{src.path} frame {index}")
+            if message is not None:
+                result.warnings.append(message)
+                result.non_finite += len(frame.points) - len(points)
+                frame = dataclasses.replace(frame, points=points)
+            if len(frame.points) == 0:
+                result.empty_frames.append(L.frame_id(src.sequence, index))
             written.append(path)
             _save_npy(path, frame.points)
+            records[rel] = file_record(path)
             for sweep in frame.sweeps or ():
                 if sweep.frame_index is not None:
                     if not 0 <= sweep.frame_index < index:
@@ -361,16 +392,22 @@ def _convert_one(task: _Task, progress=None) -> _Result:
                 sweep_path = out / L.sweep_relpath(src.sequence, sweep.key)
                 if not sweeps_written:
                     sweep_path.parent.mkdir(parents=True, exist_ok=True)
-                    for stale in sweep_path.parent.glob(".*.tmp"):
-                        stale.unlink(missing_ok=True)
+                    remove_stale_temporaries(sweep_path.parent)
+                given = np.ascontiguousarray(sweep.points, dtype=np.float32)
+                sweep_points, message = drop_non_finite(given, sweep.source or f"{src.path} sweep {sweep.key}")
+                if message is not None:
+                    result.warnings.append(message)
+                    result.non_finite += len(given) - len(sweep_points)
                 written.append(sweep_path)
-                _save_npy(sweep_path, np.ascontiguousarray(sweep.points, dtype=np.float32))
+                _save_npy(sweep_path, sweep_points)
+                records[L.sweep_relpath(src.sequence, sweep.key)] = file_record(sweep_path)
                 sweeps_written.add(sweep.key)
             if task.gt_database:
                 for gt_rel, obj, k in _gt_objects(src.split, src.sequence, index, frame, task.gt_min_points):
                     written.append(out / gt_rel)
                     gt_files.append(out / gt_rel)
                     _save_npy(out / gt_rel, obj, durable=False)
+                    records[gt_rel] = file_record(out / gt_rel)
                     for name, value in (
                         ("path", gt_rel),
                         ("name", str(frame.names[k])),
@@ -397,7 +434,7 @@ def _convert_one(task: _Task, progress=None) -> _Result:
                 progress.put(1)
         if not frames:
             raise DataFormatError(f"{src.path}: sequence {src.sequence!r} has no frames")
-        meta = {_META_SOURCE: _source_tag(src), _META_GT: _gt_tag(task)}
+        meta = {_META_SOURCE: _source_tag(src), _META_GT: _gt_tag(task), _META_FILES: records_to_json(records)}
         gt_table = pa.Table.from_pydict(gt_rows, schema=L.GT_SCHEMA).replace_schema_metadata(meta)
         frames_table = _frames_part(src.sequence, frames, paths, num_points).replace_schema_metadata(meta)
         fsync_files(gt_files)  # before the parts that list them (see the module docstring)
@@ -419,7 +456,15 @@ def _convert_one(task: _Task, progress=None) -> _Result:
     return result
 
 
-def _init_worker() -> None:
+# In a worker process: the queue its frame counts go to (set by ``_init_worker``).
+_WORKER_PROGRESS = None
+
+
+def _init_worker(command_pid: int, progress_queue) -> None:
+    # End with the command: a kill -9 of tools/create_data.py leaves no worker converting on.
+    die_with(command_pid)
+    global _WORKER_PROGRESS
+    _WORKER_PROGRESS = progress_queue
     # One thread per worker process: the pool already uses the cores.
     try:
         import torch
@@ -427,6 +472,10 @@ def _init_worker() -> None:
         torch.set_num_threads(1)
     except ImportError:  # pragma: no cover
         pass
+
+
+def _convert_in_worker(task: _Task) -> _Result:
+    return _convert_one(task, _WORKER_PROGRESS)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -501,6 +550,10 @@ class ConvertSummary:
     boxes_per_class: dict[str, int] = field(default_factory=dict)
     gt_objects_per_class: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    # Frame ids of this run's frames without points (a 0-byte LiDAR file, every point non-finite).
+    empty_frames: list[str] = field(default_factory=list)
+    # How many points with NaN or infinite values this run dropped (one warning per input file).
+    non_finite_points: int = 0
 
     def __str__(self) -> str:
         rate = self.frames_converted / self.seconds if self.seconds > 0 else 0.0
@@ -514,6 +567,11 @@ class ConvertSummary:
             + (", ".join(f"{k} {v}" for k, v in sorted(self.gt_objects_per_class.items())) or "none"),
             f"  time: {self.seconds:.1f} s",
         ]
+        if self.non_finite_points:
+            lines.append(f"  points with NaN or infinite values dropped: {self.non_finite_points}")
+        if self.empty_frames:
+            shown = ", ".join(self.empty_frames[:10]) + (" ..." if len(self.empty_frames) > 10 else "")
+            lines.append(f"  empty frames (no points, kept with their boxes): {len(self.empty_frames)}: {shown}")
         lines += [f"  FAILED {seq}: {err}" for seq, err in self.failed]
         return "\n".join(lines)
 
@@ -547,21 +605,33 @@ def _run_tasks(tasks: list[_Task], workers: int, progress: _Progress) -> Iterato
         return
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    with ctx.Manager() as manager:
-        queue = manager.Queue()
-        pool = cf.ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx, initializer=_init_worker)
-        try:
-            pending = {pool.submit(_convert_one, task, queue) for task in tasks}
-            while pending:
-                done, pending = cf.wait(pending, timeout=0.2, return_when=cf.FIRST_COMPLETED)
-                while not queue.empty():
-                    progress.put(queue.get())
-                for fut in done:
-                    yield fut.result()
-            while not queue.empty():
-                progress.put(queue.get())
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+    # A plain queue handed to the workers at their start (no Manager: its server process would be
+    # one more process to outlive a killed command).
+    queue = ctx.Queue()
+    pool = cf.ProcessPoolExecutor(
+        max_workers=min(workers, len(tasks)),
+        mp_context=ctx,
+        initializer=_init_worker,
+        initargs=(os.getpid(), queue),
+    )
+
+    def drain() -> None:
+        with contextlib.suppress(queue_module.Empty):
+            while True:
+                progress.put(queue.get_nowait())
+
+    try:
+        pending = {pool.submit(_convert_in_worker, task) for task in tasks}
+        while pending:
+            done, pending = cf.wait(pending, timeout=0.2, return_when=cf.FIRST_COMPLETED)
+            drain()
+            for fut in done:
+                yield fut.result()
+        drain()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        queue.close()
+        queue.join_thread()
 
 
 def _write_meta(out: Path, meta: dict) -> None:
@@ -580,6 +650,17 @@ def _existing_meta(out: Path, meta: dict) -> dict:
                 "use another output folder"
             )
     return old
+
+
+def _remove_stale_temporaries(out: Path) -> None:
+    """Temporary files of a killed run (meta.json, tables, parts, points, gt files): no worker runs yet."""
+    folders = [out, out / "parts", out / "points", out / "gt_database"]
+    for parent in folders[1:]:
+        if parent.is_dir():
+            folders += [d for d in parent.iterdir() if d.is_dir()]
+    folders += [d for d in (out / "points").glob("*/sweeps") if d.is_dir()]
+    for folder in folders:
+        remove_stale_temporaries(folder)
 
 
 def convert_sequences(
@@ -620,6 +701,7 @@ def convert_sequences(
         **(extra_meta or {}),
     }
     old_meta = _existing_meta(out, meta)
+    _remove_stale_temporaries(out)
     gt_splits = set(gt_database_splits) if gt_database_splits is not None else {"training", "train"}
     tasks = [_Task(s, str(out), s.split in gt_splits, gt_min_points) for s in sources]
     summary = ConvertSummary(dataset, source_format, str(out), sequences=len(tasks))
@@ -640,6 +722,16 @@ def convert_sequences(
                 summary.failed.append((result.sequence, result.error))
                 failed.add((result.split, result.sequence))
                 continue
+            for message in result.warnings:
+                warnings.warn(message, stacklevel=2)
+            summary.non_finite_points += result.non_finite
+            summary.empty_frames += result.empty_frames
+            if result.empty_frames:
+                warnings.warn(
+                    f"sequence {result.sequence!r}: {len(result.empty_frames)} frames without points "
+                    f"({', '.join(result.empty_frames[:5])}{' ...' if len(result.empty_frames) > 5 else ''})",
+                    stacklevel=2,
+                )
             summary.converted += 1
             summary.frames_converted += result.frames
     finally:

@@ -1,7 +1,9 @@
 """The one error type raised for malformed or inconsistent input files."""
 
+from pointformer.utils.errors import InputError
 
-class DataFormatError(ValueError):
+
+class DataFormatError(InputError, ValueError):
     """Input data does not follow its format: truncation, a checksum mismatch, malformed
     protobuf, an undecompressible payload, or arrays whose sizes disagree.
 

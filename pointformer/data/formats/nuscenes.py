@@ -75,6 +75,26 @@ def read_pcd_bin(path: str | os.PathLike) -> np.ndarray:
     return np.frombuffer(data, dtype="<f4").reshape(-1, PCD_BIN_DIMS).astype(np.float32)
 
 
+def _malformed_records(method):
+    """Reports a malformed record met while reading (a missing field, a value of another type or
+    shape: ``load_tables`` checks tokens and references, not every field) as ``DataFormatError``
+    naming the table folder and the call, instead of a ``KeyError`` or numpy's ``ValueError``."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except DataFormatError:
+            raise
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+            call = f"{method.__name__.lstrip('_')}({', '.join(map(repr, args))})"
+            raise DataFormatError(
+                f"{self.dataroot / self.version}: {call}: malformed record ({type(e).__name__}: {e})"
+            ) from e
+
+    return wrapper
+
+
 def _readonly(a: np.ndarray) -> np.ndarray:
     a = np.ascontiguousarray(a).view()
     a.setflags(write=False)
@@ -193,6 +213,10 @@ class NuScenesReader:
         self.dataroot = Path(dataroot)
         self.version = version
         self.tables: NuScenesTables = load_tables(self.dataroot, version)
+        self._index_keyframes()
+
+    @_malformed_records
+    def _index_keyframes(self) -> None:
         t = self.tables
         self._channel = {r["token"]: r["channel"] for r in t.tables["sensor"]}
         # sample token -> keyframe LIDAR_TOP sample_data token (the devkit's sample['data']).
@@ -206,6 +230,10 @@ class NuScenesReader:
     def _anns(self) -> dict[str, list[dict]]:
         """Sample token -> its annotations in table order (the devkit's ``sample['anns']``); built
         on first use (the evaluation reads the annotation table column-wise instead)."""
+        return self._annotations_by_sample()
+
+    @_malformed_records
+    def _annotations_by_sample(self) -> dict[str, list[dict]]:
         out: dict[str, list[dict]] = {}
         for a in self.tables.tables["sample_annotation"]:
             out.setdefault(a["sample_token"], []).append(a)
@@ -215,6 +243,10 @@ class NuScenesReader:
 
     @property
     def scene_names(self) -> tuple[str, ...]:
+        return self._scene_names()
+
+    @_malformed_records
+    def _scene_names(self) -> tuple[str, ...]:
         return tuple(s["name"] for s in self.tables.tables["scene"])
 
     def split_scene_names(self, split: str) -> tuple[str, ...]:
@@ -225,6 +257,7 @@ class NuScenesReader:
         """The LIDAR_TOP keyframe sample_data token of a sample (None if it has none)."""
         return self._lidar_of_sample.get(sample_token)
 
+    @_malformed_records
     def sample_tokens(self, split: str | None = None) -> list[str]:
         """Sample tokens (scene by scene in table order, each scene's samples in time order),
         of the scenes of ``split`` present in this version (all scenes when None)."""
@@ -246,6 +279,7 @@ class NuScenesReader:
 
     # --- points ------------------------------------------------------------------------------------
 
+    @_malformed_records
     def sample_data_path(self, sample_data_token: str) -> Path:
         """The file of a sample_data record (checked to stay inside the dataroot)."""
         sd = self.tables.get("sample_data", sample_data_token)
@@ -270,6 +304,12 @@ class NuScenesReader:
         """
         if nsweeps < 1:
             raise ValueError("nsweeps must be >= 1")
+        return self._lidar_points(sample_data_token, nsweeps, min_distance)
+
+    @_malformed_records
+    def _lidar_points(
+        self, sample_data_token: str, nsweeps: int, min_distance: float
+    ) -> tuple[np.ndarray, tuple[str, ...]]:
         ref = self.tables.get("sample_data", sample_data_token)
         ref_from_global = invert_rigid(self._pose(ref) @ self._calib(ref))
         t_ref = ref["timestamp"]
@@ -297,6 +337,7 @@ class NuScenesReader:
 
     # --- annotations -----------------------------------------------------------------------------
 
+    @_malformed_records
     def box_velocity(self, annotation_token: str, max_time_diff: float = MAX_VELOCITY_TIME_DIFF) -> np.ndarray:
         """``(3,)`` float64 global velocity (m/s) of an annotation, as ``NuScenes.box_velocity``."""
         t = self.tables
@@ -324,6 +365,12 @@ class NuScenesReader:
 
     def sample(self, token: str, nsweeps: int = 10, min_distance: float = 1.0) -> NuScenesSample:
         """The keyframe ``token`` with ``nsweeps`` sweeps (keyframe included) and its boxes."""
+        if nsweeps < 1:
+            raise ValueError("nsweeps must be >= 1")
+        return self._sample(token, nsweeps, min_distance)
+
+    @_malformed_records
+    def _sample(self, token: str, nsweeps: int, min_distance: float) -> NuScenesSample:
         t = self.tables
         rec = t.get("sample", token)
         scene = t.get("scene", rec["scene_token"])
@@ -331,7 +378,7 @@ class NuScenesReader:
         if lidar_token is None:
             raise DataFormatError(f"sample {token!r} has no {LIDAR_CHANNEL} keyframe sample_data")
         sd = t.get("sample_data", lidar_token)
-        points, sweep_tokens = self.lidar_points(lidar_token, nsweeps, min_distance)
+        points, sweep_tokens = self._lidar_points(lidar_token, nsweeps, min_distance)
         sensor_to_ego, ego_to_global = self._calib(sd), self._pose(sd)
         anns = self._anns.get(token, [])
         m = len(anns)

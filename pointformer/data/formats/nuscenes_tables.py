@@ -271,15 +271,17 @@ def _load_table(path: Path, name: str) -> tuple[list[dict], dict[str, dict]]:
     # check record by record to name the bad one.
     try:
         index = dict(zip(map(itemgetter("token"), records), records, strict=True))
-    except (TypeError, KeyError):  # a record that is no object, or has no token
+    except (TypeError, KeyError):  # a record that is no object, has no token, or an unhashable one
         index = None
-    if index is None or len(index) != len(records):
+    if index is None or len(index) != len(records) or not all(type(k) is str for k in index):
         seen: set = set()
         for i, r in enumerate(records):
             if not isinstance(r, dict):
                 raise DataFormatError(f"{path}: record {i} is a {type(r).__name__}, not an object")
             if "token" not in r:
                 raise DataFormatError(f"{path}: record {i} has no 'token'")
+            if not isinstance(r["token"], str):
+                raise DataFormatError(f"{path}: record {i}: 'token' must be a string, got {type(r['token']).__name__}")
             if r["token"] in seen:
                 raise DataFormatError(f"{path}: duplicate token {r['token']!r}")
             seen.add(r["token"])

@@ -200,7 +200,8 @@ def _open(path: Path, columns: Iterable[str]) -> pq.ParquetFile:
         raise DataFormatError(f"{path}: missing component file")
     try:
         pf = pq.ParquetFile(path, memory_map=True)
-    except (pa.ArrowException, OSError) as e:
+        pf.schema_arrow  # noqa: B018 - decodes the footer's column paths (a damaged name raises UnicodeDecodeError)
+    except (pa.ArrowException, OSError, ValueError) as e:
         raise DataFormatError(f"{path}: not a parquet file: {e}") from None
     names = set(pf.schema_arrow.names)
     missing = [c for c in columns if c not in names]
@@ -215,7 +216,7 @@ def _read(path: Path, columns: list[str]) -> pa.Table:
     pf = _open(path, columns)
     try:
         return pf.read(columns=columns)
-    except pa.ArrowException as e:
+    except (pa.ArrowException, OSError) as e:  # pyarrow raises OSError for undecodable pages (fuzzing found it)
         raise DataFormatError(f"{path}: {e}") from None
 
 
@@ -226,6 +227,11 @@ def _numpy(table: pa.Table, column: str, path: Path, dtype, nullable: bool = Fal
         raise DataFormatError(f"{path}: column {column!r} has {col.null_count} null values")
     if pa.types.is_nested(col.type) or pa.types.is_binary(col.type):
         raise DataFormatError(f"{path}: column {column!r} has type {col.type}, expected a number")
+    if np.issubdtype(np.dtype(dtype), np.integer) and not (
+        pa.types.is_integer(col.type) or pa.types.is_boolean(col.type)
+    ):
+        # A float (NaN) or string column cast to integers would give silent garbage (fuzzing found it).
+        raise DataFormatError(f"{path}: column {column!r} has type {col.type}, expected an integer")
     try:
         return np.asarray(col.to_numpy(), dtype=dtype)
     except (TypeError, ValueError, pa.ArrowException) as e:
@@ -346,7 +352,7 @@ class _RowGroups:
         if group not in self._cache:
             try:
                 table = self.pf.read_row_group(group, columns=self.columns)
-            except pa.ArrowException as e:
+            except (pa.ArrowException, OSError) as e:  # OSError: an undecodable page
                 raise DataFormatError(f"{self.path}: row group {group}: {e}") from None
             self._cache[group] = [_Images(table, p, self.path, self.channels) for p in self.prefixes]
         local = row - int(self.starts[group])
@@ -405,6 +411,11 @@ def _camera_calibrations(path: Path, context_name: str) -> tuple[WaymoCameraCali
 def _check_segment(table: pa.Table, path: Path, context_name: str) -> None:
     """Every row's ``key.segment_context_name`` is ``context_name``."""
     col = table.column(SEGMENT)
+    # Type and nulls first: comparing a column of another type raises, and nulls compare as null.
+    if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+        raise DataFormatError(f"{path}: column {SEGMENT!r} has type {col.type}, expected string")
+    if col.null_count:
+        raise DataFormatError(f"{path}: column {SEGMENT!r} has {col.null_count} null values")
     if len(col) and not pc.all(pc.equal(col, context_name)).as_py():
         other = pc.filter(col, pc.not_equal(col, context_name))[0].as_py()
         raise DataFormatError(f"{path}: rows of segment {other!r} in the file of {context_name!r}")
@@ -416,7 +427,17 @@ def _labels_by_frame(path: Path, context_name: str) -> dict[int, WaymoLabels]:
     _check_segment(table, path, context_name)
     ts = _numpy(table, TIMESTAMP, path, np.int64)
     floats = [f"{_BOX}.box.center.{a}" for a in _XYZ] + [f"{_BOX}.box.size.{a}" for a in _XYZ] + [f"{_BOX}.box.heading"]
-    boxes = np.stack([_numpy(table, c, path, np.float64) for c in floats], axis=1).astype(np.float32)
+    boxes64 = np.stack([_numpy(table, c, path, np.float64) for c in floats], axis=1)
+    # A NaN, infinite or float32-overflowing box field would reach training as a NaN target (fuzzing
+    # found the silent overflow to inf).
+    bad = ~np.isfinite(boxes64) | (np.abs(boxes64) > np.finfo(np.float32).max)
+    if bad.any():
+        column = floats[int(np.flatnonzero(bad.any(axis=0))[0])]
+        raise DataFormatError(
+            f"{path}: {int(bad.any(axis=1).sum())} boxes with NaN, infinite or out-of-range values "
+            f"(first column {column!r}); expected finite metres and radians"
+        )
+    boxes = boxes64.astype(np.float32)
     boxes[:, 6] = wrap_heading(boxes[:, 6])
     motion = np.stack(
         [

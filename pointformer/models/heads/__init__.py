@@ -13,7 +13,10 @@ _WHERE = {
     "CenterHead": "center_head",
     "CenterHeadOutputs": "center_head",
     "TaskOutputs": "center_head",
+    "QueryDecodeSettings": "query_decode",
     "TaskTargets": "targets",
+    "TransFusionHead": "transfusion_head",
+    "TransFusionOutputs": "transfusion_head",
     "build_task_targets": "targets",
     "gaussian_radius": "targets",
 }

@@ -298,9 +298,11 @@ class CenterHead(nn.Module):
         """``features``: ``(B, in_channels, H, W)`` BEV map (rows along y, columns along x)."""
         x = self.shared_conv(features)
         names = {f.name for f in fields(TaskOutputs)}
-        return CenterHeadOutputs(
-            tuple(TaskOutputs(**{k: v for k, v in head(x).items() if k in names}) for head in self.task_heads)
-        )
+        # An eval-mode fast-path copy (pointformer.models.fastpath) computes every task's branches
+        # as one conv tower; it returns what the separate heads would.
+        fused = getattr(self, "fused_branches", None)
+        per_task = fused(x) if fused is not None else [head(x) for head in self.task_heads]
+        return CenterHeadOutputs(tuple(TaskOutputs(**{k: v for k, v in o.items() if k in names}) for o in per_task))
 
     def _check_map(self, outputs: CenterHeadOutputs) -> tuple[int, int]:
         h, w = outputs.tasks[0].heatmap.shape[-2:]

@@ -1,0 +1,28 @@
+"""Benchmarks under load: a section measured on an oversubscribed machine is flagged, --max-load
+refuses to measure, and the train-load suite's child measures training steps."""
+
+from __future__ import annotations
+
+import torch
+
+from pointformer.benchmarks.core import Report, format_section, high_load_flag
+
+
+def test_high_load_flag_and_section():
+    threads = torch.get_num_threads()
+    assert high_load_flag(None, None, cores=2) is None
+    assert high_load_flag(0.3, 0.2 + threads, cores=2) is None  # the benchmark's own threads do not count
+    flag = high_load_flag(9.5, 12.0, cores=2)
+    assert flag is not None and "HIGH LOAD" in flag and "9.5 at the start and 12.0 at the end" in flag
+    assert high_load_flag(0.1, 2.0 + threads, cores=2) is not None  # busy during the run
+    section = format_section("## x (cpu)", torch.device("cpu"), "cmd", Report(), flag)
+    lines = section.splitlines()
+    assert lines[4] == "Command: `cmd`" and lines[5] == flag
+    assert "HIGH LOAD" not in format_section("## x (cpu)", torch.device("cpu"), "cmd", Report())
+
+
+def test_max_load_refuses(capsys):
+    from pointformer.benchmarks.cli import main
+
+    assert main(["eval", "--quick", "--max-load", "-1"]) == 3
+    assert "above --max-load -1" in capsys.readouterr().err
