@@ -6,7 +6,7 @@ VPY    := $(VENV)/bin/python
 TORCH_PIN := torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: venv deps build test test-fast fuzz demo bench lint clean crosscheck-waymo
+.PHONY: venv deps build test test-fast fuzz demo bench lint clean crosscheck-waymo tsan gpu-check
 
 $(VPY):
 	$(PYTHON) -m venv $(VENV)
@@ -86,6 +86,18 @@ $(WAYMO_VENV)/.official: requirements-waymo-official.txt
 crosscheck-waymo: build $(WAYMO_VENV)/.official
 	$(VPY) tools/crosscheck_waymo.py --official-python $(WAYMO_VENV)/bin/python $(CROSSCHECK_ARGS)
 
+# The op tests' CUDA cases under the emulation built with ThreadSanitizer (tests/cuda_emulation):
+# optional and slow (minutes). tsan.supp explains each suppression.
+tsan: build
+	LD_PRELOAD="$$(c++ -print-file-name=libtsan.so) $$(c++ -print-file-name=libstdc++.so.6)" PF_CUDA_EMULATION=tsan OMP_NUM_THREADS=1 \
+	TSAN_OPTIONS="halt_on_error=1 suppressions=$(CURDIR)/tests/cuda_emulation/tsan.supp" \
+	$(VPY) -m pytest -p no:cacheprovider -m "cuda_emulated and not slow" tests/ops $(PYTEST_ARGS)
+
+# On a machine with a GPU, a CUDA torch and nvcc (its own Python, not this venv): CUDA build in
+# place, CUDA tests, CUDA benchmark rows, one results file (tools/gpu_check.sh; under 8 min on an H100).
+gpu-check:
+	tools/gpu_check.sh $(GPU_CHECK_RESULTS)
+
 # Linters are development tools, not dependencies: installed into the environment on demand.
 # lint-imports checks the package's layers and cycles (the contracts in pyproject.toml); it reads
 # the source from the working directory, so it needs no build. import-linter 2.15 is the newest
@@ -96,7 +108,7 @@ lint: $(VENV)/.deps
 	$(VPY) -m pip install -q $(LINTERS)
 	$(VENV)/bin/ruff check pointformer tools tests setup.py
 	$(VENV)/bin/ruff format --check pointformer tools tests setup.py
-	$(VENV)/bin/clang-format --dry-run --Werror $$(find csrc -name '*.h' -o -name '*.cuh' -o -name '*.cpp' -o -name '*.cu')
+	$(VENV)/bin/clang-format --dry-run --Werror $$(find csrc tests/cuda_emulation -name '*.h' -o -name '*.cuh' -o -name '*.cpp' -o -name '*.cu')
 	$(VENV)/bin/lint-imports --no-cache
 
 clean:

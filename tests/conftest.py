@@ -23,6 +23,15 @@ def device(request) -> torch.device:
     return torch.device(request.param)
 
 
+def pytest_collection_modifyitems(items):
+    """Marks the tests that run the CUDA code under emulation (the "cuda-emulated" device of
+    tests/ops/conftest.py), so that ``pytest -m cuda_emulated`` selects exactly them."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and callspec.params.get("device") == "cuda-emulated":
+            item.add_marker(pytest.mark.cuda_emulated)
+
+
 @pytest.fixture
 def generator() -> torch.Generator:
     return torch.Generator().manual_seed(0)

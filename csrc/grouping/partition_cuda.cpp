@@ -29,8 +29,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> partition
   const at::Tensor first_group = groups.cumsum(0) - groups;
   const at::Tensor sample_start = counts.cumsum(0) - counts;
   const int64_t num_groups = groups.sum().item<int64_t>();
-  const at::Tensor group_sample =
-      at::repeat_interleave(at::arange(batch_size, permutation.options()), groups, num_groups);
+  const at::Tensor group_sample = at::repeat_interleave(at::arange(batch_size, permutation.options()), groups,
+                                                        /*dim=*/0, /*output_size=*/num_groups);
   const at::Tensor group_in_sample =
       at::arange(num_groups, permutation.options()) - first_group.index_select(0, group_sample);
   at::Tensor offsets = at::cat({sample_start.index_select(0, group_sample) + group_in_sample * group_size,

@@ -90,6 +90,18 @@ def exporting() -> bool:
     return _exporting
 
 
+# Which kernel family serves each device type's native ops. The test suite's CUDA emulation
+# (tests/cuda_emulation) runs the CUDA kernels on CPU tensors and sets "cpu" to "cuda" while it
+# does, so that choices made by kernel capability (dtypes, head dims) follow the kernel, not the
+# tensor's device.
+KERNEL_KIND: dict[str, str] = {"cpu": "cpu", "cuda": "cuda"}
+
+
+def kernel_kind(device: torch.device) -> str:
+    """The kernel family (``"cpu"`` or ``"cuda"``) behind the native ops on ``device``."""
+    return KERNEL_KIND.get(device.type, device.type)
+
+
 def has_kernel(op: str, device: torch.device) -> bool:
     """Whether the public op should call ``torch.ops.pointformer.<op>``: a native kernel exists for
     ``device``'s type and ``reference_only`` is not active."""

@@ -277,7 +277,7 @@ def fused_supports(q: torch.Tensor, num_heads: int) -> bool:
     """Whether the native kernel covers ``q``'s device, dtype and head dim."""
     if not _library.has_kernel("grouped_attention", q.device):
         return False
-    if q.device.type == "cpu":
+    if _library.kernel_kind(q.device) == "cpu":
         return q.dtype in (torch.float32, torch.float64)
     return q.dtype in (torch.float32, torch.float16, torch.bfloat16) and q.shape[1] // num_heads <= CUDA_MAX_HEAD_DIM
 

@@ -72,7 +72,7 @@ def _check_args(
         raise ValueError(f"{name}: eps must be > 0, got {eps!r}")
     head_dim = q.shape[1] // num_heads
     if (
-        q.device.type == "cuda"
+        _library.kernel_kind(q.device) == "cuda"
         and head_dim > CUDA_MAX_HEAD_DIM
         and _library.has_kernel("scattered_linear_attention", q.device)
     ):

@@ -177,20 +177,20 @@ def test_reference_only_and_partition(device, generator):
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_reduced_precision_cuda(generator, dtype):
-    if not torch.cuda.is_available():
-        pytest.skip("needs a CUDA GPU (none present): float16/bfloat16 run on the CUDA kernel")
+def test_reduced_precision_cuda(device, generator, dtype):
+    if _library.kernel_kind(device) != "cuda":
+        pytest.skip("float16/bfloat16 run on the CUDA kernel (on a GPU, or emulated: the cuda-emulated case)")
     offsets = make_offsets([1, 0, 700, 64, 65, 9])
     n = int(offsets[-1])
     q, k, v = (t.to(dtype) for t in make_qkv(n, 128, generator, torch.float32))
-    inputs = [t.cuda().requires_grad_(True) for t in (q, k, v)]
-    y = scattered_linear_attention(*inputs, offsets.cuda(), 4)
+    inputs = [t.to(device).requires_grad_(True) for t in (q, k, v)]
+    y = scattered_linear_attention(*inputs, offsets.to(device), 4)
     assert y.dtype == dtype
     tol = 2e-2 if dtype == torch.float16 else 5e-2
     torch.testing.assert_close(y.cpu().double(), expected(q, k, v, offsets, 4), rtol=tol, atol=tol)
     upstream = torch.randn(n, 128, generator=generator)
-    y.backward(upstream.to(dtype).cuda())
-    ref = [t.float().requires_grad_(True) for t in (q, k, v)]
+    y.backward(upstream.to(dtype).to(device))
+    ref = [t.detach().float().requires_grad_(True) for t in (q, k, v)]  # leaves also where inputs are q, k, v
     scattered_linear_attention_reference(*ref, offsets, 4).backward(upstream.to(dtype).float())
     for got, want in zip(inputs, ref, strict=True):
         scale = want.grad.abs().max().item()
