@@ -6,8 +6,11 @@ the cores, the spinning thread burns the time slice its descheduled partner need
 waits for the slowest thread: beside two busy processes on two cores the demo trained 27x slower
 than alone (docs/benchmarks.md, "training under load"). Two remedies, both here:
 
-- ``prepare_environment()`` sets ``OMP_WAIT_POLICY=PASSIVE`` (threads sleep at the barrier) unless
-  the user set it. OpenMP reads it once, when torch first loads, so the tools call this before
+- ``prepare_environment()`` sets ``OMP_WAIT_POLICY=PASSIVE`` (threads sleep at the barrier) when
+  other work already runs on the CPUs at start, unless the user set it. On a quiet machine it keeps
+  OpenMP's default (spinning): there PASSIVE cost the demo about 40 % of its training speed
+  (1.2-1.6 against 2.3-2.4 frames/s, 2 threads, 2026-12-07), since every small op then wakes a
+  sleeping thread. OpenMP reads it once, when torch first loads, so the tools call this before
   importing anything that imports torch.
 - ``ThreadGovernor`` picks the intra-op thread count: a fixed ``--threads N`` /
   ``POINTFORMER_THREADS=N``, or (``auto``, the default on the CPU) the CPUs this process may use
@@ -35,12 +38,16 @@ AUTO = "auto"
 PROC_STAT = Path("/proc/stat")
 
 
-def prepare_environment() -> bool:
-    """Sets ``OMP_WAIT_POLICY=PASSIVE`` unless set. Returns False (and changes nothing) when torch
-    is already loaded: OpenMP has read its environment by then."""
+def prepare_environment(busy: bool | None = None) -> bool:
+    """Sets ``OMP_WAIT_POLICY=PASSIVE`` unless set, when ``busy`` (default: other runnable tasks
+    leave fewer free CPUs than this process may use). Returns False (and changes nothing) when
+    torch is already loaded: OpenMP has read its environment by then."""
     if "torch" in sys.modules:
         return False
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if busy is None:
+        busy = auto_threads() < available_cpus()
+    if busy:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     return True
 
 

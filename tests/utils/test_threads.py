@@ -23,10 +23,11 @@ def run_python(code: str, **env: str) -> str:
 
 
 def test_prepare_environment_before_torch_only():
-    code = "from pointformer.utils.threads import prepare_environment as p; import os, sys; r = p(); " \
+    code = "from pointformer.utils.threads import prepare_environment as p; import os, sys; r = p(busy=BUSY); " \
            "print(r, os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)"  # fmt: skip
-    assert run_python(code).split() == ["True", "PASSIVE", "False"]
-    assert run_python(code, OMP_WAIT_POLICY="ACTIVE").split() == ["True", "ACTIVE", "False"]  # the user's choice
+    assert run_python(code.replace("BUSY", "True")).split() == ["True", "PASSIVE", "False"]
+    assert run_python(code.replace("BUSY", "False")).split() == ["True", "None", "False"]  # quiet: OpenMP's default
+    assert run_python(code.replace("BUSY", "True"), OMP_WAIT_POLICY="ACTIVE").split() == ["True", "ACTIVE", "False"]
 
 
 def test_prepare_environment_after_torch_changes_nothing(monkeypatch):
