@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
 from pointformer.models.heads.coder import BEVCoder
+from pointformer.models.heads.settings_dict import SettingsDict
 from pointformer.models.outputs import Detections
 from pointformer.ops import nms_bev
 
@@ -113,7 +112,7 @@ def decode_task(
 
 
 @dataclass(frozen=True)
-class DecodeSettings:
+class DecodeSettings(SettingsDict):
     """What turns a ``CenterHead``'s dense outputs into detections, as plain numbers (the head's
     ``decode_settings()``; ``pointformer.export`` writes it to JSON for the deployed runtime).
 
@@ -138,17 +137,6 @@ class DecodeSettings:
     post_max_sizes: tuple[int, ...]
     nms_iou_thresholds: tuple[float, ...]
     post_center_range: tuple[float, ...] | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> DecodeSettings:
-        names = {f.name for f in dataclasses.fields(cls)}
-        missing, unknown = sorted(names - set(data)), sorted(set(data) - names)
-        if missing or unknown:
-            raise ValueError(f"DecodeSettings: missing keys {missing}, unknown keys {unknown}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
 def decode_detections(

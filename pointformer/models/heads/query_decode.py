@@ -6,13 +6,12 @@ Inference-only (``pointformer.export``'s runtime imports it): no training module
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
+from pointformer.models.heads.settings_dict import SettingsDict
 from pointformer.models.outputs import Detections
 from pointformer.ops import nms_bev
 
@@ -22,7 +21,7 @@ KIND = "query"
 
 
 @dataclass(frozen=True)
-class QueryDecodeSettings:
+class QueryDecodeSettings(SettingsDict):
     """What turns a ``TransFusionHead``'s query outputs into detections, as plain numbers.
 
     Attributes:
@@ -45,17 +44,6 @@ class QueryDecodeSettings:
     nms_post_max_size: int
     post_center_range: tuple[float, ...] | None
     kind: str = KIND
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> QueryDecodeSettings:
-        names = {f.name for f in dataclasses.fields(cls)}
-        missing, unknown = sorted(names - set(data)), sorted(set(data) - names)
-        if missing or unknown:
-            raise ValueError(f"QueryDecodeSettings: missing keys {missing}, unknown keys {unknown}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
 def query_boxes(code: torch.Tensor, settings: QueryDecodeSettings) -> torch.Tensor:
