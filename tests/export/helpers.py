@@ -55,8 +55,12 @@ def calibrate(model: nn.Module, frames: list[torch.Tensor]) -> nn.Module:
     the regression maps brought to a trained head's scale: the last conv of every regression
     branch (offset, z, log size, sin/cos, IoU) is scaled by 0.1, which takes their magnitude from
     ~30 (random Kaiming weights on calibrated features) to ~3; the heatmap keeps its init."""
-    for task in model.head.task_heads:
-        for name, branch in task.heads.items():
+    # CenterHead: one set of branches per task; TransFusionHead: one prediction head.
+    branch_sets = (
+        [t.heads for t in model.head.task_heads] if hasattr(model.head, "task_heads") else [model.head.prediction_head]
+    )
+    for branches in branch_sets:
+        for name, branch in branches.items():
             if name != "heatmap":
                 with torch.no_grad():
                     branch[-1].weight.mul_(0.1)

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parents[1] / "models"))
-from helpers import frame  # noqa: E402
+from helpers import calibrate, frame  # noqa: E402
 from test_detector import make_batch  # noqa: E402
 from test_onnx import assert_same_detections  # noqa: E402
 
@@ -38,33 +37,12 @@ OVERRIDES = [
 ]
 
 
-def _calibrated(model: nn.Module, frames) -> nn.Module:
-    """BatchNorm statistics from the frames (as helpers.calibrate), the box branches scaled to a
-    trained head's magnitude."""
-    with torch.no_grad():
-        for name, branch in model.head.prediction_head.items():
-            if name != "heatmap":
-                branch[-1].weight.mul_(0.1)
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    model.eval()
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None
-        m.train()
-    with torch.no_grad():
-        for points in frames:
-            index = torch.zeros(points.shape[0], dtype=torch.int64)
-            vox = model.voxel_encoder(points, model.voxelize(points, index, 1))
-            model.head(model.neck(model.backbone2d(model.bev(model.backbone3d(vox)))))
-    return model.eval()
-
-
 def test_transfusion_exports(tmp_path):
     torch.set_num_threads(1)
     cfg = load_config("nuscenes_dsvt_pillar", OVERRIDES)
     torch.manual_seed(0)
     frames = [frame(HALF, 2000, 0), frame(HALF, 1500, 1)]
-    model = _calibrated(build_detector(cfg), frames)
+    model = calibrate(build_detector(cfg), frames)
     result = export_onnx(model, cfg, frames, tmp_path)
     assert result.spec.part == "points" and result.spec.decode.kind == "query"
     assert list(result.spec.outputs) == ["query_heatmap", "query_score", "query_labels", "query_code", "query_iou"]
