@@ -8,10 +8,14 @@ for: it is consumed on the way in and written (from the checkpoint's iteration, 
 
 Official modules, as read from OpenPCDet's sources, and the pointformer parts they correspond to:
 
-* ``DynamicVoxelVFE`` / DSVT's ``DynPillarVFE3D`` (``vfe.pfn_layers.<i>``: ``PFNLayerV2`` with
-  ``linear`` (no bias) and ``norm`` BatchNorm1d) = ``DynamicVFE`` ``layers.<i>.{0,1}``. Both order a
-  point's inputs as its features, the offset to the voxel's point mean, the offset to the voxel centre.
-* ``MeanVFE``, ``HeightCompression``, ``PointPillarScatter3d``: no tensors.
+* ``DynamicVoxelVFE`` / ``DynamicPillarVFE`` (``DynPillarVFE``) / DSVT's ``DynPillarVFE3D``
+  (``vfe.pfn_layers.<i>``: ``PFNLayerV2`` with ``linear`` (no bias) and ``norm`` BatchNorm1d) =
+  ``DynamicVFE`` ``layers.<i>.{0,1}``. Both order a point's inputs as its features, the offset to the
+  voxel's point mean, the offset to the voxel centre.
+* ``PillarVFE`` (``vfe.pfn_layers.<i>``: ``PFNLayer``, the same ``linear`` and ``norm`` tensors) =
+  ``PillarVFE``, which pools the zero padding rows of OpenPCDet's ``(M, T, F)`` pillars as it does.
+* ``MeanVFE``, ``HeightCompression``, ``PointPillarScatter`` / ``PointPillarScatter3d``: no tensors;
+  pillar detectors have no ``backbone_3d`` (pointformer ``IdentityBackbone3D``).
 * ``DSVT`` (``backbone_3d``): per stage ``stage_<s>.<b>`` blocks of two ``encoder_list.<l>`` layers
   (``win_attn`` = ``SetAttention``: ``self_attn`` nn.MultiheadAttention, ``linear1``/``linear2`` FFN,
   ``norm1`` after attention, ``norm2`` after the FFN; then the layer's ``norm``), a
@@ -97,12 +101,16 @@ def _second_rules() -> list[Rule]:
     return [Rule(r"stages\.(\d+)\.(\d+)\.([01])\.(.+)", unit)]
 
 
+_PFN_RULES = [
+    Rule(r"layers\.(\d+)\.0\.(.+)", r"pfn_layers.\1.linear.\2"),
+    Rule(r"layers\.(\d+)\.1\.(.+)", r"pfn_layers.\1.norm.\2"),
+]
+
 RULES: dict[str, list[Rule]] = {
-    "DynamicVFE": [
-        Rule(r"layers\.(\d+)\.0\.(.+)", r"pfn_layers.\1.linear.\2"),
-        Rule(r"layers\.(\d+)\.1\.(.+)", r"pfn_layers.\1.norm.\2"),
-    ],
+    "DynamicVFE": _PFN_RULES,
+    "PillarVFE": _PFN_RULES,
     "MeanVFE": [],
+    "IdentityBackbone3D": [],
     "ScatterToBEV": [],
     "IdentityNeck": [],
     "DSVT": [

@@ -20,12 +20,14 @@ def _register_builtin() -> None:
     from pointformer.models.backbones.cascade_ded import CascadeDEDBackbone
     from pointformer.models.backbones.dsvt import DSVT
     from pointformer.models.backbones.flatformer import FlatFormer
+    from pointformer.models.backbones.identity import IdentityBackbone3D
     from pointformer.models.backbones.scatterformer import ScatterFormer
     from pointformer.models.backbones.second import SECOND
     from pointformer.models.backbones.sparse_resnet import VoxelResBackBone8x
     from pointformer.models.bev.scatter import ScatterToBEV
     from pointformer.models.encoders.dynamic_vfe import DynamicVFE
     from pointformer.models.encoders.mean_vfe import MeanVFE
+    from pointformer.models.encoders.pillar_vfe import PillarVFE
     from pointformer.models.heads.center_head import CenterHead
     from pointformer.models.heads.transfusion_head import TransFusionHead
     from pointformer.models.necks.identity import IdentityNeck
@@ -36,10 +38,12 @@ def _register_builtin() -> None:
     for registry, cls in (
         (VOXEL_ENCODERS, DynamicVFE),
         (VOXEL_ENCODERS, MeanVFE),
+        (VOXEL_ENCODERS, PillarVFE),
         (BACKBONES_3D, FlatFormer),
         (BACKBONES_3D, DSVT),
         (BACKBONES_3D, ScatterFormer),
         (BACKBONES_3D, VoxelResBackBone8x),
+        (BACKBONES_3D, IdentityBackbone3D),
         (BEV_MAPPERS, ScatterToBEV),
         (BACKBONES_2D, SECOND),
         (BACKBONES_2D, BEVResBackbone),
@@ -58,8 +62,9 @@ def build_detector(cfg: Config) -> Detector:
     _register_builtin()
     m, where = cfg.model, cfg.path or "<config>"
     features = tuple(cfg.data.options.get("point_features", ("x", "y", "z", "intensity", "elongation")))
+    # PillarVFE pads each pillar to the voxelization's point cap: it takes the cap from there.
     vfe = VOXEL_ENCODERS.build(m["voxel_encoder"], f"{where}: model.voxel_encoder", in_channels=len(features),
-                               grid=cfg.grid)  # fmt: skip
+                               grid=cfg.grid, max_points_per_voxel=cfg.max_points_per_voxel)  # fmt: skip
     backbone3d = BACKBONES_3D.build(m["backbone3d"], f"{where}: model.backbone3d", in_channels=vfe.out_channels,
                                     sparse_shape=cfg.grid.shape)  # fmt: skip
     bev = BEV_MAPPERS.build(m["bev"], f"{where}: model.bev", in_channels=backbone3d.out_channels,

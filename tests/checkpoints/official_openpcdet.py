@@ -2,6 +2,7 @@
 ``state_dict`` has the official key names and shapes) and the official forward of each part.
 
 Written from reading OpenPCDet's ``dynamic_voxel_vfe.py`` / ``dynamic_pillar_vfe.py`` (PFNLayerV2),
+``pillar_vfe.py`` (PillarVFE, PFNLayer over zero-padded pillars),
 ``backbones_3d/dsvt.py``, ``model_utils/dsvt_utils.py``, ``backbones_2d/base_bev_backbone.py``
 (BaseBEVBackbone, BaseBEVResBackbone with its BasicBlock) and ``dense_heads/center_head.py``; not
 copied. The DSVT forward takes its sets from pointformer's partition op (checked against the official
@@ -69,6 +70,61 @@ class DynamicVoxelVFE(nn.Module):
         for layer in self.pfn_layers:
             x = layer(x, inverse, num)
         return x
+
+
+class PFNLayer(nn.Module):
+    """``pillar_vfe.py``'s layer: the same tensors as PFNLayerV2, over ``(M, T, C)`` padded pillars."""
+
+    def __init__(self, cin: int, cout: int, last: bool) -> None:
+        super().__init__()
+        self.last = last
+        width = cout if last else cout // 2
+        self.linear = nn.Linear(cin, width, bias=False)
+        self.norm = nn.BatchNorm1d(width, eps=1e-3, momentum=0.01)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m, t, _ = x.shape
+        y = self.linear(x)
+        y = F.relu(self.norm(y.reshape(m * t, -1)).reshape(m, t, -1))  # every row, padding included
+        top = y.max(dim=1, keepdim=True).values
+        return top if self.last else torch.cat([y, top.expand(-1, t, -1)], dim=2)
+
+
+class PillarVFE(nn.Module):
+    """``vfe`` of OpenPCDet's hard-voxelized pillars: ``(M, T, F)`` points, rows past each pillar's
+    count zero; inputs [point features, xyz - pillar point mean, xyz - pillar centre], zeroed on the
+    padding rows, then the PFNLayers on every row."""
+
+    def __init__(self, num_point_features: int, num_filters: list[int]) -> None:
+        super().__init__()
+        widths = [num_point_features + 6, *num_filters]
+        self.pfn_layers = nn.ModuleList(
+            PFNLayer(widths[i], widths[i + 1], i == len(num_filters) - 1) for i in range(len(num_filters))
+        )
+
+    def forward(self, voxels, num_points, coords, voxel_size, range_min) -> torch.Tensor:
+        xyz = voxels[:, :, :3]
+        mean = xyz.sum(dim=1, keepdim=True) / num_points.to(voxels.dtype).view(-1, 1, 1)
+        # coords (b, z, y, x): the centre of cell (x, y, z)
+        centre = coords[:, [3, 2, 1]].to(voxels.dtype) * voxel_size + voxel_size / 2 + range_min
+        x = torch.cat([voxels, xyz - mean, xyz - centre[:, None, :]], dim=2)
+        x = x * (torch.arange(voxels.shape[1])[None, :] < num_points[:, None]).to(x.dtype)[..., None]
+        for layer in self.pfn_layers:
+            x = layer(x)
+        return x.squeeze(1)
+
+
+def pillar_scatter(features, coords, batch_size: int, ny: int, nx: int) -> torch.Tensor:
+    """``map_to_bev_module`` PointPillarScatter: per sample a ``(C, nx * ny)`` canvas of zeros, pillar
+    ``(b, z, y, x)`` written at ``z + y * nx + x``, viewed as ``(B, C, ny, nx)``."""
+    canvases = []
+    for b in range(batch_size):
+        mine = coords[:, 0] == b
+        c = coords[mine].long()
+        canvas = features.new_zeros(features.shape[1], nx * ny)
+        canvas[:, c[:, 1] + c[:, 2] * nx + c[:, 3]] = features[mine].t()
+        canvases.append(canvas)
+    return torch.stack(canvases).view(batch_size, features.shape[1], ny, nx)
 
 
 # --- DSVT ------------------------------------------------------------------------------------------

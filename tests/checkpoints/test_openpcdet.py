@@ -12,6 +12,7 @@ spconv 1.x and 2.x layouts, give the same outputs after conversion.
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import official_openpcdet as off
@@ -21,6 +22,7 @@ import torch
 from pointformer.checkpoints import to_official, to_pointformer
 from pointformer.config import load_config
 from pointformer.models.build import build_detector
+from pointformer.models.encoders import DynamicVFE
 from pointformer.structures import SparseVoxels
 
 DSVT_CONFIGS = {
@@ -350,5 +352,138 @@ def test_nuscenes_scatterformer_converts(generator, one_thread) -> None:
     bev = torch.randn(1, 128, 12, 12, generator=generator, dtype=torch.float64)
     torch.testing.assert_close(det.neck(det.backbone2d(bev)), parts["backbone_2d."](bev), rtol=1e-10, atol=1e-10)
     _compare_transfusion(det, parts["dense_head."], generator, 128)
+    back = to_official(det.state_dict(), det, "openpcdet", iteration=1234)
+    assert back.keys() == official.keys() and all(torch.equal(back[k], v) for k, v in official.items())
+
+
+# --- pillar CenterPoint (no 3D backbone) -------------------------------------------------------------
+
+
+def _padded_pillars(points: torch.Tensor, vox, cap: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """OpenPCDet's hard-voxelization output for the kept points: ``(M, cap, F)`` with each pillar's
+    points in arrival order and zero rows after them, and the ``(M,)`` counts."""
+    kept = torch.nonzero(vox.point_to_voxel >= 0).squeeze(1)
+    pillar = vox.point_to_voxel[kept]
+    order = torch.argsort(pillar, stable=True)
+    pillar, kept = pillar[order], kept[order]
+    counts = torch.bincount(pillar, minlength=vox.num_voxels)
+    starts = torch.cumsum(counts, 0) - counts
+    slot = torch.arange(pillar.shape[0]) - starts[pillar]
+    voxels = points.new_zeros(vox.num_voxels, cap, points.shape[1])
+    voxels[pillar, slot] = points[kept]
+    return voxels, counts
+
+
+def _pillar_points(generator) -> torch.Tensor:
+    """Dense clumps (pillars past the 20-point cap) and a sparse spread (pillars of 1-3 points)."""
+    dense = torch.rand(500, 5, generator=generator, dtype=torch.float64)
+    dense[:, :2] = dense[:, :2] * 0.9 + 0.02
+    sparse = torch.rand(250, 5, generator=generator, dtype=torch.float64)
+    sparse[:, :2] = sparse[:, :2] * 6 - 3
+    points = torch.cat([dense, sparse])[torch.randperm(750, generator=generator)]
+    points[:, 2] = points[:, 2] * 4 - 1.5  # inside both z ranges (Waymo -2..4 m, nuScenes -5..3 m)
+    return points
+
+
+def test_waymo_centerpoint_pillar_parity_and_round_trip(generator, one_thread) -> None:
+    """OpenPCDet's centerpoint_pillar_1x.yaml: PillarVFE with its zero-padded pillars (eval and training
+    BatchNorm), no 3D backbone, PointPillarScatter, BaseBEVBackbone, CenterHead at stride 1; the
+    official parameter count; the dynamic-pillar sibling's tensors into the same config."""
+    det = _detector("waymo_centerpoint_pillar.yaml")
+    parts = {
+        "vfe.": off.PillarVFE(5, [64, 64]),
+        "backbone_2d.": off.BEVBackbone(64, [3, 5, 5], [1, 2, 2], [64, 128, 256], [1, 2, 4], [128] * 3, False),
+        "dense_head.": off.CenterHead(384, [["Vehicle", "Pedestrian", "Cyclist"]], WAYMO_HEADS, bias=True),
+    }
+    parts = {k: off.randomise(m, generator).double().eval() for k, m in parts.items()}
+    official = _official_state(parts)
+    converted = to_pointformer(official, det, "openpcdet")
+    assert converted.ignored == ["global_step"] and converted.unfilled == []
+    det.load_state_dict(converted.state, strict=True)
+    n_official = sum(p.numel() for m in parts.values() for p in m.parameters())
+    assert det.parameter_counts()["total"] == n_official == 5_224_043 and det.parameter_counts()["backbone3d"] == 0
+
+    points = _pillar_points(generator)
+    vox = det.voxelize(points, torch.zeros(points.shape[0], dtype=torch.long), 1)
+    counts = vox.num_points.long()
+    assert (counts == 20).any() and (counts < 20).any() and (vox.point_to_voxel < 0).any()  # capped and padded
+    padded, n = _padded_pillars(points, vox, 20)
+    assert torch.equal(n, counts)
+    size, low = det.voxel_encoder.voxel_size.double(), det.voxel_encoder.range_min.double()
+    theirs = parts["vfe."](padded, n, vox.coords, size, low)
+    ours = det.voxel_encoder(points, vox)
+    torch.testing.assert_close(ours.features, theirs, rtol=1e-10, atol=1e-10)
+    # The padding rows matter: without them (DynamicVFE's pooling) the pillars below the cap differ.
+    unpadded = DynamicVFE.forward(det.voxel_encoder, points, vox).features
+    short = counts < 20
+    assert torch.allclose(unpadded[~short], theirs[~short]) and not torch.allclose(unpadded[short], theirs[short])
+
+    # Training: the BatchNorm batch statistics over every padding row, as OpenPCDet's, and the same update.
+    vfe_ours, vfe_theirs = copy.deepcopy(det.voxel_encoder).train(), copy.deepcopy(parts["vfe."]).train()
+    torch.testing.assert_close(vfe_ours(points, vox).features, vfe_theirs(padded, n, vox.coords, size, low),
+                               rtol=1e-9, atol=1e-9)  # fmt: skip
+    for i in range(2):
+        a, b = vfe_ours.layers[i][1], vfe_theirs.pfn_layers[i].norm
+        torch.testing.assert_close(a.running_mean, b.running_mean, rtol=1e-9, atol=1e-12)
+        torch.testing.assert_close(a.running_var, b.running_var, rtol=1e-9, atol=1e-12)
+
+    bev = det.bev(det.backbone3d(ours))
+    assert torch.equal(bev, off.pillar_scatter(ours.features, vox.coords, 1, 468, 468))
+    x = torch.randn(1, 64, 16, 16, generator=generator, dtype=torch.float64)
+    torch.testing.assert_close(det.neck(det.backbone2d(x)), parts["backbone_2d."](x), rtol=1e-10, atol=1e-10)
+    _compare_head(det, parts["dense_head."], generator, 384)
+
+    back = to_official(det.state_dict(), det, "openpcdet", iteration=1234)
+    assert back.keys() == official.keys() and all(torch.equal(back[k], v) for k, v in official.items())
+
+    # centerpoint_dyn_pillar_1x.yaml (DynPillarVFE: the same tensors, dynamic pillars) with the README's --set.
+    dyn = build_detector(load_config("waymo_centerpoint_pillar.yaml", DYN_PILLAR_SETS)).double().eval()
+    dyn.load_state_dict(to_pointformer(official, dyn, "openpcdet").state, strict=True)
+    vox = dyn.voxelize(points, torch.zeros(points.shape[0], dtype=torch.long), 1)
+    inverse = vox.point_to_voxel.long()
+    assert (inverse >= 0).all()
+    theirs = off.DynamicVoxelVFE(5, [64, 64]).double().eval()
+    theirs.load_state_dict({k[4:]: v for k, v in official.items() if k.startswith("vfe.")})
+    expected = theirs(points, inverse, vox.coords[inverse][:, [3, 2, 1]], vox.num_voxels, size, low)
+    torch.testing.assert_close(dyn.voxel_encoder(points, vox).features, expected, rtol=1e-10, atol=1e-10)
+
+
+DYN_PILLAR_SETS = ["model.voxel_encoder.type=DynamicVFE", "voxelization.max_points_per_voxel=-1",
+                   "voxelization.max_voxels=-1"]  # fmt: skip
+
+
+def test_nuscenes_centerpoint_pillar_parity_and_round_trip(generator, one_thread) -> None:
+    """OpenPCDet's released cbgs_dyn_pp_centerpoint.yaml: DynPillarVFE, no 3D backbone,
+    PointPillarScatter, BaseBEVBackbone with strides 2/2/2 and the FPN's 0.5 (a strided conv), the
+    6-group CenterHead with velocity at stride 4; the official parameter count."""
+    det = _detector("nuscenes_centerpoint_pillar.yaml")
+    groups = [["car"], ["truck", "construction_vehicle"], ["bus", "trailer"], ["barrier"], ["motorcycle", "bicycle"],
+              ["pedestrian", "traffic_cone"]]  # fmt: skip
+    parts = {
+        "vfe.": off.DynamicVoxelVFE(5, [64, 64]),  # DynamicPillarVFE: the same tensors and inputs on one z cell
+        "backbone_2d.": off.BEVBackbone(64, [3, 5, 5], [2, 2, 2], [64, 128, 256], [0.5, 1, 2], [128] * 3, False),
+        "dense_head.": off.CenterHead(384, groups, {**WAYMO_HEADS, "vel": 2}, bias=True),
+    }
+    parts = {k: off.randomise(m, generator).double().eval() for k, m in parts.items()}
+    official = _official_state(parts)
+    converted = to_pointformer(official, det, "openpcdet")
+    assert converted.ignored == ["global_step"] and converted.unfilled == []
+    det.load_state_dict(converted.state, strict=True)
+    n_official = sum(p.numel() for m in parts.values() for p in m.parameters())
+    assert det.parameter_counts()["total"] == n_official == 5_989_030
+
+    points = _pillar_points(generator)
+    vox = det.voxelize(points, torch.zeros(points.shape[0], dtype=torch.long), 1)
+    inverse = vox.point_to_voxel.long()
+    assert (inverse >= 0).all() and vox.num_points.max() > 20  # dynamic: no cap
+    size, low = det.voxel_encoder.voxel_size.double(), det.voxel_encoder.range_min.double()
+    theirs = parts["vfe."](points, inverse, vox.coords[inverse][:, [3, 2, 1]], vox.num_voxels, size, low)
+    ours = det.voxel_encoder(points, vox)
+    torch.testing.assert_close(ours.features, theirs, rtol=1e-10, atol=1e-10)
+    assert torch.equal(det.bev(det.backbone3d(ours)), off.pillar_scatter(ours.features, vox.coords, 1, 512, 512))
+    x = torch.randn(1, 64, 16, 16, generator=generator, dtype=torch.float64)
+    torch.testing.assert_close(det.neck(det.backbone2d(x)), parts["backbone_2d."](x), rtol=1e-10, atol=1e-10)
+    _compare_head(det, parts["dense_head."], generator, 384)
+
     back = to_official(det.state_dict(), det, "openpcdet", iteration=1234)
     assert back.keys() == official.keys() and all(torch.equal(back[k], v) for k, v in official.items())

@@ -99,18 +99,27 @@ class DynamicVFE(nn.Module):
             ``SparseVoxels`` with ``(M, out_channels)`` features on ``voxels.coords``, the grid's
             ``(Z, Y, X)`` shape and ``voxels.batch_size``.
         """
-        if points.dim() != 2 or points.shape[1] != self.in_channels:
-            raise ValueError(f"DynamicVFE: points must be (N, {self.in_channels}), got {tuple(points.shape)}")
-        if voxels.point_to_voxel.shape != points.shape[:1]:
-            raise ValueError(
-                f"DynamicVFE: point_to_voxel has {voxels.point_to_voxel.shape[0]} entries for {points.shape[0]} points"
-            )
+        self._check_inputs(points, voxels)
         if voxels.all_points_kept:  # e.g. the exported graph's inputs: no data-dependent size
             kept_points, voxel_of_point = points, voxels.point_to_voxel
         else:
             kept = torch.nonzero(voxels.point_to_voxel >= 0).squeeze(1)
             kept_points, voxel_of_point = points[kept], voxels.point_to_voxel[kept]
-        features = self.point_inputs(kept_points, voxel_of_point, voxels)
+        return self.pool(self.point_inputs(kept_points, voxel_of_point, voxels), voxel_of_point, voxels)
+
+    def _check_inputs(self, points: torch.Tensor, voxels: Voxelization) -> None:
+        name = type(self).__name__
+        if points.dim() != 2 or points.shape[1] != self.in_channels:
+            raise ValueError(f"{name}: points must be (N, {self.in_channels}), got {tuple(points.shape)}")
+        if voxels.point_to_voxel.shape != points.shape[:1]:
+            raise ValueError(
+                f"{name}: point_to_voxel has {voxels.point_to_voxel.shape[0]} entries for {points.shape[0]} points"
+            )
+
+    def pool(self, features: torch.Tensor, voxel_of_point: torch.Tensor, voxels: Voxelization) -> SparseVoxels:
+        """The layers over ``(P, C)`` decorated rows (``point_inputs``) of voxels ``voxel_of_point``
+        ``(P,)`` int64, each layer's output max-pooled per voxel; the last layer's max as
+        ``SparseVoxels`` on ``voxels``."""
         for layer in self.layers[:-1]:
             point_features = layer(features)
             voxel_features = segment_reduce(point_features, voxel_of_point, voxels.num_voxels, "max")
