@@ -37,6 +37,8 @@ NOT_EXPORTABLE = {
     "VoxelResBackBone8x": "sparse convolution (spconv) has no ONNX form",
     "ScatterFormer": "its stem, cross-window depthwise convs and downsampling are sparse convolutions (spconv), "
     "which have no ONNX form",
+    "IdentityBackbone3D": "no 3D backbone: the graph starts at the pillars the voxel encoder gives (no points "
+    "layout is defined for a model without a 3D backbone)",
 }
 
 

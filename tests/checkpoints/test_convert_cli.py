@@ -188,7 +188,7 @@ def tiny_waymo_root(tmp_path_factory, captured) -> Path:
 # (the windows, poolings and strides still divide it; the parameters are unchanged).
 TOOL_RUNS = {"waymo_dsvt_pillar": ("openpcdet", 11.52), "waymo_dsvt_voxel": ("openpcdet", 11.52),
              "waymo_scatterformer": ("openpcdet", 11.52), "waymo_centerpoint": ("openpcdet", 12.8),
-             "waymo_flatformer": ("mmdet3d", 12.8)}  # fmt: skip
+             "waymo_flatformer": ("mmdet3d", 12.8), "waymo_centerpoint_pillar": ("openpcdet", 12.8)}  # fmt: skip
 
 
 @pytest.mark.slow

@@ -39,12 +39,15 @@ OFFICIAL = {
     "waymo_dsvt_voxel": {"voxel_encoder": 38_496, "backbone3d": 3_133_824, "bev2d": 5_479_680, "head": 450_188},
     "waymo_scatterformer": {"voxel_encoder": 4_640, "backbone3d": 4_241_856, "bev2d": 7_751_680, "head": 302_732},
     "waymo_centerpoint": {"voxel_encoder": 0, "backbone3d": 2_695_312, "bev2d": 4_576_768, "head": 486_731},
+    # OpenPCDet PillarVFE [64, 64], no 3D backbone (tests/checkpoints/test_openpcdet.py counts the official modules)
+    "waymo_centerpoint_pillar": {"voxel_encoder": 4_640, "backbone3d": 0, "bev2d": 4_806_400, "head": 413_003},
 }
 GRIDS = {
     "waymo_dsvt_pillar": (1, 468, 468),
     "waymo_dsvt_voxel": (32, 468, 468),
     "waymo_scatterformer": (32, 480, 480),
     "waymo_centerpoint": (40, 1504, 1504),
+    "waymo_centerpoint_pillar": (1, 468, 468),
 }
 
 # Reduced ranges for the forward passes: grids the windows, pooling and strides of each model still
@@ -52,7 +55,7 @@ GRIDS = {
 # DED levels 24/12/6; CenterPoint 128 -> 16 at stride 8, SECOND 16/8). Score threshold 0 so that
 # untrained heads return boxes.
 REDUCED_HALF = {"waymo_dsvt_pillar": 7.68, "waymo_dsvt_voxel": 7.68, "waymo_scatterformer": 7.68,
-                "waymo_centerpoint": 6.4}  # fmt: skip
+                "waymo_centerpoint": 6.4, "waymo_centerpoint_pillar": 7.68}  # fmt: skip
 
 
 def reduced(name: str) -> list[str]:
@@ -102,7 +105,7 @@ def test_official_parameter_counts(name):
 
 def test_part_types_and_derived_channels():
     parts = {name: build_detector(load_config(name)) for name in OFFICIAL}
-    cp, dsvt_p, dsvt_v, sf = (parts[n] for n in sorted(OFFICIAL))
+    cp, pillar, dsvt_p, dsvt_v, sf = (parts[n] for n in sorted(OFFICIAL))
     for m in (dsvt_p, dsvt_v):
         assert type(m.backbone3d).__name__ == "DSVT"
         assert isinstance(m.backbone2d, BEVResBackbone) and isinstance(m.neck, SECONDFPN)
@@ -116,6 +119,10 @@ def test_part_types_and_derived_channels():
     # Head maps: stride 1 (DSVT), 2 (ScatterFormer's pooled BEV), 8 (CenterPoint).
     assert (dsvt_p.head.out_size_factor, sf.head.out_size_factor, cp.head.out_size_factor) == (1, 2, 8)
     assert sf.backbone3d.out_spatial_shape[1:] == (240, 240) and cp.backbone3d.out_spatial_shape[1:] == (188, 188)
+    # CenterPoint-Pillar: OpenPCDet's PillarVFE padded to the 20-point cap, no 3D backbone, the head at stride 1.
+    assert type(pillar.voxel_encoder).__name__ == "PillarVFE" and pillar.voxel_encoder.max_points_per_voxel == 20
+    assert type(pillar.backbone3d).__name__ == "IdentityBackbone3D" and pillar.bev.out_channels == 64
+    assert pillar.neck.out_channels == 384 and pillar.head.out_size_factor == 1
 
 
 def test_published_settings():
@@ -195,6 +202,12 @@ def test_max_voxels_caps_each_frame():
     uncapped = build_detector(load_config("waymo_centerpoint", reduced("waymo_centerpoint")))
     assert uncapped.max_voxels == 150_000  # the published cap, far above these frames
     assert uncapped.voxelize(batch.points, batch.batch_index, batch.batch_size).coords.shape[0] > 2000
+
+
+def test_pillar_vfe_needs_the_point_cap():
+    cfg = load_config("waymo_centerpoint_pillar", ["voxelization.max_points_per_voxel=-1"])
+    with pytest.raises(ConfigError, match=r"model.voxel_encoder \(PillarVFE\).*voxelization.max_points_per_voxel"):
+        build_detector(cfg)
 
 
 @pytest.mark.parametrize("value", [0, -2, 1.5, "many", True])
