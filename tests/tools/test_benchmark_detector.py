@@ -114,12 +114,15 @@ def test_time_rounds_interleaves_and_respects_the_budget() -> None:
 # Half ranges (m) that each model's windows, strides and pooling divide (see tests/models/test_configs.py):
 # DSVT and ScatterFormer 72 cells of 0.32 m; FlatFormer 80; CenterPoint 256 cells of 0.1 m (32 at stride 8);
 # nuScenes DSVT-P 60 cells of 0.3 m (windows of 30, BEV stride 4); nuScenes CenterPoint 320 of 0.075 m;
-# nuScenes ScatterFormer 80 cells of 0.3 m (windows of 20, a 40-cell BEV the DED strides divide).
+# nuScenes ScatterFormer 80 cells of 0.3 m (windows of 20, a 40-cell BEV the DED strides divide);
+# the pillar CenterPoints 80 pillars of 0.32 m (Waymo, BEV strides 1/2/2) and 128 of 0.2 m (nuScenes, 2/2/2).
 HALF_RANGE = {"waymo_flatformer": 12.8, "waymo_dsvt_pillar": 11.52, "waymo_dsvt_voxel": 11.52,
               "waymo_scatterformer": 11.52, "waymo_centerpoint": 12.8, "nuscenes_flatformer": 12.8,
               "nuscenes_dsvt_pillar": 9.0, "nuscenes_dsvt_pillar_centerhead": 9.0, "nuscenes_centerpoint": 12.0,
-              "nuscenes_scatterformer": 12.0}  # fmt: skip
-WAYMO = [name for name in HALF_RANGE if name.startswith("waymo")]
+              "nuscenes_scatterformer": 12.0, "waymo_centerpoint_pillar": 12.8,
+              "nuscenes_centerpoint_pillar": 12.8}  # fmt: skip
+NO_BACKBONE_3D = ("waymo_centerpoint_pillar", "nuscenes_centerpoint_pillar")  # pillars straight to the BEV
+WAYMO = [name for name in HALF_RANGE if name.startswith("waymo") and name not in NO_BACKBONE_3D]
 
 
 def small(name: str) -> list[str]:
@@ -142,6 +145,10 @@ def test_every_config_gets_its_stage_rows_and_the_waymo_backbones_their_ratio_to
         assert {r.implementation for r in report.rows} == {"pointformer native"}, name
         assert all(r.timing is not None and r.timing.median_ms > 0 for r in report.rows if PART_MARK not in r.case)
         assert cases[0] == "voxelize" and cases[-1].startswith("inference total") and "training step" not in cases[-1]
+        if name in NO_BACKBONE_3D:
+            assert not any(c.startswith(("3D backbone", PART_MARK, "partition")) for c in cases), cases
+            assert cases[2] == "BEV (ScatterToBEV)", cases
+            continue
         backbone = next(i for i, c in enumerate(cases) if c.startswith("3D backbone"))
         parts = [c for c in cases[backbone + 1 :] if c.startswith(PART_MARK)]  # its parts, then 'rest'
         assert len(parts) >= 2 and parts[-1] == PART_MARK + "rest (outside these parts)", (name, cases)
