@@ -15,6 +15,7 @@ import torch
 
 from pointformer.config import load_config
 from pointformer.engine.checkpoint import load_model_weights
+from pointformer.ops.cpu_cache import enable_from_env
 from pointformer.utils.cli import add_debug_argument
 from pointformer.utils.errors import InputError
 
@@ -72,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    enable_from_env()  # large CPU blocks reused across the checks' forwards (README 'CPU memory')
     from pointformer.export.onnx_export import (
         FP16_TOLERANCE,
         export_onnx,

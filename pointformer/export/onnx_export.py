@@ -130,7 +130,7 @@ def export_onnx(
     precision = "fp16" if fp16 else "fp32"
     # NCHW (the graph's layout) and no oneDNN post-op calls (not ONNX ops; onnxruntime fuses conv + ReLU itself).
     network = (
-        fast_inference_copy(detector, channels_last=False, fuse_activations_=False)
+        fast_inference_copy(detector, channels_last=False, fuse_heads=True, fuse_activations_=False)
         if fast_path
         else copy.deepcopy(detector)
     )

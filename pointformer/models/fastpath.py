@@ -6,14 +6,19 @@ stages compute the same function (to float32 rounding) in fewer, larger operatio
 - every BatchNorm2d directly after a Conv2d / ConvTranspose2d (in an ``nn.Sequential``, or a
   ``BasicBlock2d``'s ``convN``/``bnN`` pairs) is folded into that convolution's weight and bias with
   its running statistics (eval mode only: training normalises with the batch's statistics);
-- ``CenterHead``: the separate heads of all tasks read the same map (the shared conv's output), so
-  their first convs become one convolution with the branches' filters stacked, and every further
-  conv of the branches one grouped convolution (a group per branch; the last layer's groups padded
-  with zero filters to the widest branch, whose extra outputs are dropped);
+- ``CenterHead``, off the CPU (and in the ONNX export): the separate heads of all tasks read the
+  same map (the shared conv's output), so their first convs become one convolution with the
+  branches' filters stacked, and every further conv of the branches one grouped convolution (a group
+  per branch; the last layer's groups padded with zero filters to the widest branch, whose extra
+  outputs are dropped). On the CPU the branches run one after the other (``ContiguousBranches``):
+  with the caching allocator (``pointformer.ops.cpu_cache``) that measured 5-7 % faster on the
+  waymo_flatformer head (1202-1267 against 1271-1362 ms) and keeps one 64-channel map instead of the
+  stacked 448-channel one (392 MB on the Waymo canvas);
 - the dense stages run in the channels-last memory format (oneDNN's native layout for convolutions
-  on the CPU, so no reorder around each call), chosen by measurement (docs/benchmarks.md);
-- on the CPU, a conv followed by a ReLU (and ``BasicBlock2d``'s conv + shortcut add + ReLU) runs as
-  one oneDNN convolution with the ReLU (and the add) as post-ops
+  on the CPU, so no reorder around each call), chosen by measurement (docs/benchmarks.md); a
+  ``ScatterToBEV`` canvas is created channels-last, so the map is never converted;
+- on the CPU, a conv or transposed conv followed by a ReLU (and ``BasicBlock2d``'s conv + shortcut
+  add + ReLU) runs as one oneDNN convolution with the ReLU (and the add) as post-ops
   (``torch.ops.mkldnn._convolution_pointwise``, the kernel inductor's CPU fusions call), so the
   output map is written once instead of being re-read and re-written per elementwise op; elsewhere
   (CUDA, autograd, a torch without the op) the same module runs the plain ops.
@@ -29,6 +34,7 @@ import copy
 import torch
 from torch import nn
 
+from pointformer.models.bev.scatter import ScatterToBEV
 from pointformer.models.detector import Detector
 from pointformer.models.heads.center_head import CenterHead, SeparateHead
 from pointformer.models.layers.basic_block2d import BasicBlock2d
@@ -139,6 +145,25 @@ def conv_relu(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     return torch.relu_(conv(x))
 
 
+def _transpose_pointwise_available(x: torch.Tensor, conv: nn.ConvTranspose2d) -> bool:
+    return (
+        _pointwise_available(x, conv)  # type: ignore[arg-type]
+        and conv.padding_mode == "zeros"
+        and hasattr(torch.ops.mkldnn, "_convolution_transpose_pointwise")
+    )
+
+
+def conv_transpose_relu(conv: nn.ConvTranspose2d, x: torch.Tensor) -> torch.Tensor:
+    """``relu(conv_transpose(x))``, fused on the CPU (oneDNN's deconvolution with a ReLU post-op)."""
+    if _transpose_pointwise_available(x, conv):
+        c = conv
+        return torch.ops.mkldnn._convolution_transpose_pointwise(
+            x, c.weight, c.bias, list(c.padding), list(c.output_padding), list(c.stride), list(c.dilation),
+            c.groups, "relu", [], "",
+        )  # fmt: skip
+    return torch.relu_(conv(x))
+
+
 def conv_add_relu(conv: nn.Conv2d, x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
     """``relu(conv(x) + other)``, fused on the CPU (module docstring)."""
     if _pointwise_available(x, conv) and other.shape[:1] == x.shape[:1] and other.dtype == x.dtype:
@@ -166,6 +191,17 @@ class ConvReLU(nn.Module):
         return conv_relu(self.conv, x)
 
 
+class ConvTransposeReLU(nn.Module):
+    """A (folded) ConvTranspose2d and the ReLU after it, as one call (``conv_transpose_relu``)."""
+
+    def __init__(self, conv: nn.ConvTranspose2d) -> None:
+        super().__init__()
+        self.conv = conv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return conv_transpose_relu(self.conv, x)
+
+
 class FusedBasicBlock(nn.Module):
     """A folded ``BasicBlock2d``: ``conv_add_relu(conv2, conv_relu(conv1, x), shortcut(x))``."""
 
@@ -182,7 +218,8 @@ class FusedBasicBlock(nn.Module):
 
 def fuse_activations(module: nn.Module) -> int:
     """In place, after ``fold_batchnorms``: every ``nn.Sequential``'s Conv2d (+ folded Identity) +
-    ReLU becomes ``ConvReLU`` (+ Identity), every folded ``BasicBlock2d`` a ``FusedBasicBlock``.
+    ReLU becomes ``ConvReLU`` (+ Identity), a ConvTranspose2d + ReLU ``ConvTransposeReLU`` (SECONDFPN's
+    upsampling), every folded ``BasicBlock2d`` a ``FusedBasicBlock``.
     Returns how many were fused."""
     fused = 0
     for m in list(module.modules()):
@@ -190,13 +227,14 @@ def fuse_activations(module: nn.Module) -> int:
             names = list(m._modules)
             for i, name in enumerate(names):
                 conv = m._modules[name]
-                if type(conv) is not nn.Conv2d:
+                if type(conv) not in (nn.Conv2d, nn.ConvTranspose2d):
                     continue
                 j = i + 1
                 while j < len(names) and isinstance(m._modules[names[j]], nn.Identity):
                     j += 1
                 if j < len(names) and isinstance(m._modules[names[j]], nn.ReLU):
-                    m._modules[name], m._modules[names[j]] = ConvReLU(conv), nn.Identity()
+                    unit = ConvReLU(conv) if type(conv) is nn.Conv2d else ConvTransposeReLU(conv)
+                    m._modules[name], m._modules[names[j]] = unit, nn.Identity()
                     fused += 1
         for child_name, child in list(m.named_children()):
             if (
@@ -313,7 +351,10 @@ class InferenceOnly(Detector):
 
 
 def fast_inference_copy(
-    model: Detector, channels_last: bool = True, fuse_heads: bool = True, fuse_activations_: bool = True
+    model: Detector,
+    channels_last: bool = True,
+    fuse_heads: bool | None = None,
+    fuse_activations_: bool = True,
 ) -> Detector:
     """An eval-mode copy of ``model`` with the dense stages optimised (module docstring).
 
@@ -321,6 +362,8 @@ def fast_inference_copy(
     backbone, the neck and the head are transformed. Outputs equal the eager
     model's in eval mode to float32 rounding (tests/models/test_fastpath.py).
     """
+    if fuse_heads is None:  # stacked branches off the CPU, one after the other on it (module docstring)
+        fuse_heads = next(model.parameters()).device.type != "cpu"
     backbone2d, neck, head = (copy.deepcopy(m).eval() for m in (model.backbone2d, model.neck, model.head))
     # Channels-last maps reach the head's outputs; only CenterHead's branches are known to hand back
     # plain maps (other heads' decode may view their outputs), so another head keeps NCHW throughout.
@@ -352,6 +395,8 @@ def fast_inference_copy(
         max_voxels=model.max_voxels,
     )
     if channels_last:
+        if isinstance(fast.bev, ScatterToBEV):
+            fast.bev.channels_last = True  # the canvas is born channels-last: no conversion copy
         fast.neck.to(memory_format=torch.channels_last)
         fast.head.to(memory_format=torch.channels_last)
     fast.requires_grad_(False)  # inference only (and the fused oneDNN calls have no backward)

@@ -12,6 +12,7 @@ import torch
 from pointformer.config import load_config
 from pointformer.engine.checkpoint import load_model_weights
 from pointformer.models import build_detector
+from pointformer.ops.cpu_cache import enable_from_env
 from pointformer.runs.evaluate import evaluate_model, waymo_frames, write_predictions_json, write_submission
 from pointformer.utils.cli import add_debug_argument
 
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     """Runs the command; bad inputs raise ``InputError`` subclasses (``tools/test.py``'s boundary reports them)."""
     p = parser()
     args = p.parse_args(argv)
+    enable_from_env()  # large CPU blocks reused across frames (README 'CPU memory')
     cfg = load_config(args.cfg, args.overrides)
     nuscenes = cfg.eval.metric == "nuscenes"
     if args.gt_file and cfg.eval.metric != "waymo":

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from pointformer.config import ConfigError, load_config
+from pointformer.ops.cpu_cache import enable_from_env
 from pointformer.utils.cli import add_debug_argument
 from pointformer.utils.threads import requested_threads
 
@@ -34,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         requested_threads(args.threads)  # a bad --threads / POINTFORMER_THREADS fails before any work
     except ValueError as e:
         raise ConfigError(str(e)) from e
+    enable_from_env()  # large CPU blocks reused across steps (README 'CPU memory')
     from pointformer.runs.train import run_training
 
     work_dir = args.work_dir or Path("work_dirs") / cfg.name

@@ -13,8 +13,11 @@ from torch import nn
 
 from pointformer.config import load_config
 from pointformer.models import build_detector
+from pointformer.models.bev import ScatterToBEV
 from pointformer.models.fastpath import (
+    ContiguousBranches,
     ConvReLU,
+    ConvTransposeReLU,
     FusedBasicBlock,
     FusedSeparateHeads,
     conv_add_relu,
@@ -74,18 +77,25 @@ def test_dense_stages_equal_eager(config):
     randomise_norms(model)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     fast = fast_inference_copy(model)
+    stacked = fast_inference_copy(model, fuse_heads=True)  # the branches as off the CPU
     x = torch.randn(1, model.backbone2d.in_channels, 24, 20, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        ref, out = dense(model, x), dense(fast, x)
+        ref, out, out_stacked = dense(model, x), dense(fast, x), dense(stacked, x)
     assert_close_outputs(ref, out)
+    assert_close_outputs(ref, out_stacked)
     # the original is untouched: same keys, same values, still BatchNorms (its state dict loads as before)
     after = model.state_dict()
     assert after.keys() == before.keys()
     assert all(torch.equal(after[k], v) for k, v in before.items())
     assert not any(isinstance(m, nn.BatchNorm2d) for m in fast.head.modules() if m is not fast.head.shared_conv)
-    assert isinstance(fast.head.fused_branches, FusedSeparateHeads)
+    # on the CPU the branches run one after the other (fastpath docstring); fuse_heads=True stacks them
+    assert isinstance(fast.head.fused_branches, ContiguousBranches)
+    assert isinstance(stacked.head.fused_branches, FusedSeparateHeads)
     fused = [m for m in fast.modules() if isinstance(m, (ConvReLU, FusedBasicBlock))]
     assert fused and isinstance(fast.head.shared_conv[0], ConvReLU)
+    # SECONDFPN's upsampling ConvTranspose2d + ReLU as one call
+    upsampling = any(isinstance(m, nn.ConvTranspose2d) for m in model.neck.modules())
+    assert any(isinstance(m, ConvTransposeReLU) for m in fast.neck.modules()) == upsampling
     if config == "waymo_dsvt_pillar.yaml":
         assert sum(isinstance(m, FusedBasicBlock) for m in fast.backbone2d.modules()) == 8
 
@@ -112,6 +122,11 @@ def test_whole_detector_detections_equal_and_train_mode_refused():
     batch = make_batch([random_frame(g, 600, 3), random_frame(g, 400, 2)])
     with torch.no_grad():
         ref, out = model(batch), fast(batch)
+        # the fast copy's BEV canvas is channels-last from the start, with the same values
+        voxels = model.backbone3d(model.encode_voxels(batch))
+        canvas, fast_canvas = model.bev(voxels), fast.bev(voxels)
+    assert isinstance(fast.bev, ScatterToBEV) and fast.bev.channels_last and not model.bev.channels_last
+    assert fast_canvas.is_contiguous(memory_format=torch.channels_last) and torch.equal(fast_canvas, canvas)
     assert len(ref) == len(out) == 2
     for a, b in zip(ref, out, strict=True):
         assert len(a) > 0
