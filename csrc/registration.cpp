@@ -87,4 +87,10 @@ TORCH_LIBRARY(pointformer, m) {
   m.def(
       "scattered_linear_attention_backward(Tensor grad_out, Tensor q, Tensor k, Tensor v, Tensor offsets, "
       "int num_heads, float eps) -> (Tensor, Tensor, Tensor)");
+  // memory/: the caching CPU allocator for large blocks (pointformer/ops/cpu_cache.py).
+  // configure -> the previous [enabled, max_cached_bytes, min_block_bytes];
+  // stats -> [hits, misses, idle cached bytes, bytes handed out and not yet returned, enabled]
+  m.def("cpu_cache_configure(bool enabled, int max_cached_bytes, int min_block_bytes) -> int[]");
+  m.def("cpu_cache_stats() -> int[]");
+  m.def("cpu_cache_empty() -> ()");
 }
