@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 
 import pytest
 import torch
@@ -13,6 +14,11 @@ from pointformer.engine.log import close_logging
 # Comparisons against references must not use reduced-precision matmuls.
 torch.backends.cuda.matmul.allow_tf32 = False
 torch.backends.cudnn.allow_tf32 = False
+
+# The tools' caching CPU allocator (pointformer.ops.cpu_cache) would stay installed in this process once
+# a test runs a tool's main() in-process, keeping up to a quarter of the memory idle for the rest of the
+# suite; tests/ops/test_cpu_cache.py tests it directly, with its own settings.
+os.environ.setdefault("POINTFORMER_CPU_CACHE", "off")
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
