@@ -30,10 +30,8 @@ class CachingCPUAllocator final : public c10::Allocator {
   }
 
   c10::DataPtr allocate(size_t nbytes) override {
-    c10::Allocator* fallback = previous();
-    if (nbytes < min_block_bytes_ || fallback == nullptr) {
-      return fallback != nullptr ? fallback->allocate(nbytes) : plain(nbytes);
-    }
+    // Only called while installed, so previous_ is set.
+    if (nbytes < min_block_bytes_) return previous_->allocate(nbytes);
     void* ptr = nullptr;
     {
       std::lock_guard<std::mutex> guard(mutex_);
@@ -109,13 +107,6 @@ class CachingCPUAllocator final : public c10::Allocator {
     // A fork (DataLoader workers) must not copy the mutex while another thread holds it.
     pthread_atfork([] { instance().mutex_.lock(); }, [] { instance().mutex_.unlock(); },
                    [] { instance().mutex_.unlock(); });
-  }
-
-  c10::Allocator* previous() const { return previous_; }
-
-  static c10::DataPtr plain(size_t nbytes) {
-    void* ptr = c10::alloc_cpu(nbytes);
-    return {ptr, ptr, &c10::free_cpu, c10::Device(c10::DeviceType::CPU)};
   }
 
   static void release(void* ptr) {

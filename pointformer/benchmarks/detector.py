@@ -394,6 +394,15 @@ def _fast_note(note: str, eager: Timing, fast: Timing) -> str:
     return "; ".join(n for n in (f"**{eager.median_ms / fast.median_ms:.2f}x native eager**", note) if n)
 
 
+def _gain_notes(used: list[Variant], kinds: list[Variant], timings: list[Timing], notes: list[str]) -> list[str]:
+    """``notes`` with the speedup over the native eager row added to the fast-path and CPU-cache rows."""
+    eager = timings[kinds.index(Variant(False))]
+    return [
+        _fast_note(note, eager, t) if v.fast or v.cpu_cache else note
+        for v, t, note in zip(used, timings, notes, strict=True)
+    ]
+
+
 def _memory_notes(fns: Sequence[Callable[[], object]], device: torch.device) -> list[str]:
     peaks = [peak_memory_mib(fn, device) for fn in fns]
     return ["" if p is None else f"peak {p:.0f} MiB" for p in peaks]
@@ -479,23 +488,20 @@ def run_detector(
             report.rows += _part_rows(stage, own, clocks, timings)
 
     total = Stage("inference total (model(batch), eval)", lambda: model(batch))
+    sums = dict(zip(kinds + [fast_kind], stage_sums, strict=False))  # fast_kind's only with a fast path
     # On the CPU the eager model also runs with the CPU cache alone, to split the fast path's gain.
-    total_kinds = kinds + ([Variant(False, cpu_cache=True)] if on_cpu and fast is not None else [])
-    fns = [_inference_call(total, v, cfg.device) for v in total_kinds]
-    all_names = [v.name for v in total_kinds]
-    stage_sums = stage_sums[: len(kinds)] + [float("nan")] * (len(total_kinds) - len(kinds)) + stage_sums[len(kinds) :]
+    calls = [(v, total) for v in kinds + ([Variant(False, cpu_cache=True)] if on_cpu and fast is not None else [])]
     if fast is not None:
-        fns.append(_inference_call(Stage(total.case, lambda: fast(batch)), fast_kind, cfg.device))
-        all_names.append(fast_kind.name)
+        calls.append((fast_kind, Stage(total.case, lambda: fast(batch))))
+    fns = [_inference_call(stage, v, cfg.device) for v, stage in calls]
     timings = time_rounds(fns, cfg)
-    notes = [f"sum of the stage medians {s:.0f} ms" if s == s else "" for s in stage_sums]
-    memory = _memory_notes(fns, cfg.device)
-    notes = ["; ".join(n for n in pair if n) for pair in zip(notes, memory, strict=True)]
-    if fast is not None:
-        notes[-1] = _fast_note(notes[-1], timings[kinds.index(Variant(False))], timings[-1])
-    if len(total_kinds) > len(kinds):
-        notes[len(kinds)] = _fast_note(notes[len(kinds)], timings[kinds.index(Variant(False))], timings[len(kinds)])
-    report.rows += _rows(total.case, all_names, timings, notes)
+    notes = [
+        "; ".join(n for n in (f"sum of the stage medians {sums[v]:.0f} ms" if v in sums else "", memory) if n)
+        for (v, _), memory in zip(calls, _memory_notes(fns, cfg.device), strict=True)
+    ]
+    report.rows += _rows(
+        total.case, [v.name for v, _ in calls], timings, _gain_notes([v for v, _ in calls], kinds, timings, notes)
+    )
 
     if train_step:
         train_model = load_model(conf, cfg.device)  # the same weights (seeded), a separate copy per variant
@@ -503,11 +509,9 @@ def run_detector(
         steps = [_training_step(train_model, conf, batch, v, cfg.device) for v in step_kinds]
         del train_model
         timings = time_rounds(steps, cfg)
-        memory = _memory_notes(steps, cfg.device)
-        if len(step_kinds) > len(kinds):
-            memory[-1] = _fast_note(memory[-1], timings[kinds.index(Variant(False))], timings[-1])
+        notes = _gain_notes(step_kinds, kinds, timings, _memory_notes(steps, cfg.device))
         case = "training step (forward + loss + backward + clip + optimizer)"
-        report.rows += _rows(case, [v.name for v in step_kinds], timings, memory)
+        report.rows += _rows(case, [v.name for v in step_kinds], timings, notes)
 
     report.footnotes += _footnotes(conf, model, frame, batch, cfg, quick, load_before, reference, train_step)
     if fast is not None:
@@ -519,7 +523,8 @@ FAST_PATH_NOTE = (
     "Fast path (`pointformer.models.fastpath.fast_inference_copy`, what `tools/test.py` and the "
     "trainer's evaluations run unless `--no-fast-path`): an eval-mode copy whose dense stages have every "
     "BatchNorm folded into the "
-    "convolution before it, the head's branches as one stacked conv plus one grouped conv, and channels-last maps; "
+    "convolution before it, the head's branches one after the other on the CPU (off it one stacked conv plus one "
+    "grouped conv), and channels-last maps; "
     "native ops, fp32; on the CPU with the caching allocator for large blocks (`pointformer.ops.cpu_cache`, which "
     "the tools switch on: no page faults for maps re-allocated every call), and the eager rows without it (today's "
     "eager path); the 'native, CPU cache' total row is the eager model with the cache alone. Its rows (the 2D "

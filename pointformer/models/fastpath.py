@@ -135,32 +135,20 @@ def _pointwise_available(x: torch.Tensor, conv: nn.Conv2d) -> bool:
     )
 
 
-def conv_relu(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """``relu(conv(x))``, fused on the CPU (module docstring)."""
+def conv_relu(conv: nn.Conv2d | nn.ConvTranspose2d, x: torch.Tensor) -> torch.Tensor:
+    """``relu(conv(x))`` for a Conv2d or a ConvTranspose2d, fused on the CPU (module docstring)."""
     if _pointwise_available(x, conv):
         c = conv
-        return torch.ops.mkldnn._convolution_pointwise(
-            x, c.weight, c.bias, list(c.padding), list(c.stride), list(c.dilation), c.groups, "relu", [], ""
-        )
-    return torch.relu_(conv(x))
-
-
-def _transpose_pointwise_available(x: torch.Tensor, conv: nn.ConvTranspose2d) -> bool:
-    return (
-        _pointwise_available(x, conv)  # type: ignore[arg-type]
-        and conv.padding_mode == "zeros"
-        and hasattr(torch.ops.mkldnn, "_convolution_transpose_pointwise")
-    )
-
-
-def conv_transpose_relu(conv: nn.ConvTranspose2d, x: torch.Tensor) -> torch.Tensor:
-    """``relu(conv_transpose(x))``, fused on the CPU (oneDNN's deconvolution with a ReLU post-op)."""
-    if _transpose_pointwise_available(x, conv):
-        c = conv
-        return torch.ops.mkldnn._convolution_transpose_pointwise(
-            x, c.weight, c.bias, list(c.padding), list(c.output_padding), list(c.stride), list(c.dilation),
-            c.groups, "relu", [], "",
-        )  # fmt: skip
+        if isinstance(c, nn.ConvTranspose2d):
+            if hasattr(torch.ops.mkldnn, "_convolution_transpose_pointwise"):
+                return torch.ops.mkldnn._convolution_transpose_pointwise(
+                    x, c.weight, c.bias, list(c.padding), list(c.output_padding), list(c.stride),
+                    list(c.dilation), c.groups, "relu", [], "",
+                )  # fmt: skip
+        else:
+            return torch.ops.mkldnn._convolution_pointwise(
+                x, c.weight, c.bias, list(c.padding), list(c.stride), list(c.dilation), c.groups, "relu", [], ""
+            )
     return torch.relu_(conv(x))
 
 
@@ -183,7 +171,7 @@ def conv_add_relu(conv: nn.Conv2d, x: torch.Tensor, other: torch.Tensor) -> torc
 class ConvReLU(nn.Module):
     """A (folded) Conv2d and the ReLU after it, as one call (``conv_relu``)."""
 
-    def __init__(self, conv: nn.Conv2d) -> None:
+    def __init__(self, conv: nn.Conv2d | nn.ConvTranspose2d) -> None:
         super().__init__()
         self.conv = conv
 
@@ -191,15 +179,8 @@ class ConvReLU(nn.Module):
         return conv_relu(self.conv, x)
 
 
-class ConvTransposeReLU(nn.Module):
-    """A (folded) ConvTranspose2d and the ReLU after it, as one call (``conv_transpose_relu``)."""
-
-    def __init__(self, conv: nn.ConvTranspose2d) -> None:
-        super().__init__()
-        self.conv = conv
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return conv_transpose_relu(self.conv, x)
+class ConvTransposeReLU(ConvReLU):
+    """A (folded) ConvTranspose2d and the ReLU after it, as one call (``conv_relu``)."""
 
 
 class FusedBasicBlock(nn.Module):
