@@ -30,11 +30,8 @@ $(VENV)/.installed: setup.py | $(VENV)/.deps
 	POINTFORMER_NO_EXT=1 $(VPY) -m pip install -q --no-build-isolation --no-deps -e .
 	touch $@
 
-# The build also fills numba's on-disk cache of the nuScenes results scanner, so that no user's
-# first `tools/eval.py nuscenes` pays the compilation (a no-op when the cache is current).
 build: $(VENV)/.deps $(VENV)/.installed
 	$(VPY) setup.py -q build_ext --inplace
-	$(VPY) -c "from pointformer.evaluation.nuscenes_results_scan import warm_cache; warm_cache()"
 
 # Lint first (style and the import layers), so a submission with a style or layering error fails
 # before the suite runs.

@@ -2,11 +2,11 @@
 process, against a whole process that loads nuscenes-devkit 1.2.0's ``NuScenes`` tables and runs
 ``DetectionEval`` on the same results file.
 
-Both sides are timed as new processes (interpreter start, imports, numba cache loading, table and
+Both sides are timed as new processes (interpreter start, imports, loading native code, table and
 results parsing, metrics, output), run in turns (devkit, ours, ours, devkit, ...) so that the
 load of a shared machine falls on both; each process reports its own split (tables, results,
 metrics; the rest of its wall time is start-up: interpreter, imports, output). A first, untimed
-round of each comes first (file cache; numba compiling its cache if that is cold, shown apart).
+round of each comes first (file cache, shown apart).
 
 Input: a keyframes-only nuScenes dataset written straight as the devkit's tables (A.6 of the
 formats reference; no point files: neither evaluation reads them): scenes of 10 samples at 2 Hz,
@@ -350,7 +350,7 @@ def nuscenes_eval_report(cfg: RunConfig, quick: bool) -> Report:
         f"`DetectionEval(...).evaluate()`; {rounds} round(s) in turns (devkit first in even rounds, ours first in odd "
         "ones), after an untimed first round" + (f" ({', '.join(first)})" if first else "") + ". Notes give each "
         "side's median split as the process measured it; start-up is the rest of the wall time (interpreter, "
-        "imports, numba loading its cache, output).",
+        "imports, output).",
         f"{speed} {agree}.",
         f"Load average (1 min) on {os.cpu_count()} cores during the nuScenes rows: "
         f"{', '.join(f'{v:.1f}' for v in loads)} (before, at each round, after): other work on the machine slows "

@@ -726,9 +726,9 @@ def load_inputs(
     """The split's ground truth and the results file, read at the same time.
 
     The results are read in a second thread while this one parses the tables: the results reader
-    spends its time in the compiled scanner and in pyarrow's number parsing, which both release the
-    GIL, so the two loads overlap on a second core (or take a second share of a busy machine)
-    instead of adding up. An error of either load is raised (the tables' first)."""
+    spends its time in the compiled scanner, which releases the GIL, so the two loads overlap on a
+    second core (or take a second share of a busy machine) instead of adding up. An error of either
+    load is raised (the tables' first)."""
     start = time.perf_counter()
 
     def timed_results() -> tuple[NuScenesResults, float]:

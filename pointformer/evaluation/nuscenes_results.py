@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from pointformer.data.formats.nuscenes_tables import ATTRIBUTE_NAMES, DETECTION_NAMES, matrix_to_quaternion
+from pointformer.evaluation.nuscenes_results_scan import scan_results
 from pointformer.utils.atomic import atomic_file
 from pointformer.utils.errors import InputError
 from pointformer.utils.jsonio import loads_json
@@ -295,14 +296,9 @@ def read_results(path: str | os.PathLike) -> NuScenesResults:
     """Reads a results JSON file.
 
     Files of the usual shape go through a compiled scanner straight into arrays
-    (``nuscenes_results_scan``, about 10x faster than building the JSON's Python objects); any
+    (``nuscenes_results_scan``, tens of times faster than building the JSON's Python objects); any
     other file, including every malformed one, is read with ``json`` and ``results_from_json``,
     which give the same boxes or the error."""
-    # Imported here, not at the top: numba's import and the loading of the compiled scanner take
-    # most of a second, which ``nuscenes.load_inputs`` overlaps with parsing the tables by calling
-    # this in a second thread.
-    from pointformer.evaluation.nuscenes_results_scan import scan_results
-
     with open(path, "rb") as f:
         data = f.read()
     scanned = scan_results(data, DETECTION_NAMES, ATTRIBUTE_NAMES)

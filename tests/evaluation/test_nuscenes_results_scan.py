@@ -228,3 +228,101 @@ def test_invalid_utf8_is_refused(tmp_path):
     assert scan_results(data, DETECTION_NAMES, ATTRIBUTE_NAMES) is None
     with pytest.raises(NuScenesEvalError, match="not valid JSON"):
         _read(tmp_path, data, fast=None)
+
+
+# Reading in two halves at once (files of SPLIT_MIN_BYTES or more): the same arrays as one reading,
+# or the same refusal, wherever the split falls.
+def _scans(text: str):
+    data = text.encode()
+    whole = scan_results(data, DETECTION_NAMES, ATTRIBUTE_NAMES, split_min_bytes=len(data) + 1)
+    halves = scan_results(data, DETECTION_NAMES, ATTRIBUTE_NAMES, split_min_bytes=0)
+    return whole, halves
+
+
+def _assert_same_scan(a, b):
+    assert (a is None) == (b is None)
+    if a is None:
+        return
+    assert a[0] == b[0] and a[1] == b[1]
+    for x, y in zip(a[2:], b[2:], strict=True):
+        assert x.dtype == y.dtype and x.shape == y.shape
+        np.testing.assert_array_equal(x.view(np.int64) if x.dtype.kind == "f" else x,
+                                      y.view(np.int64) if y.dtype.kind == "f" else y)  # fmt: skip
+
+
+def _split_at(text: str) -> int:
+    from pointformer.evaluation.nuscenes_results_scan import _split_point
+
+    return _split_point(text.encode(), 0)
+
+
+@pytest.mark.parametrize("indent", [None, 2, "\t"])
+def test_halves_read_what_one_reading_reads(tmp_path, indent):
+    data = _results(7, samples=30, per_sample=4)
+    for token in ("tok013", "tok014", "tok015", "tok016"):  # empty samples about the middle
+        data["results"][token] = []
+    data = {"results": data["results"], "other": [{"x": [[]]}], "meta": data["meta"]}  # meta after the results
+    text = json.dumps(data, indent=indent)
+    assert 0 < _split_at(text) < len(text)
+    whole, halves = _scans(text)
+    assert whole is not None
+    _assert_same_scan(whole, halves)
+    _assert_same_boxes(_read(tmp_path, text), _slow(text))
+
+
+def test_a_wrong_split_guess_reads_the_whole_file(tmp_path):
+    # Every box carries a member whose bytes look like the boundary between two samples, so the
+    # guess falls inside a box; the first half does not stop there and the file is read in one piece.
+    data = _results(8, samples=10, per_sample=4)
+    for boxes in data["results"].values():
+        for b in boxes:
+            b["extra"] = {"a": [1], "b": [{"c": 1}]}
+    text = json.dumps(data)
+    split = _split_at(text)
+    assert text[split : split + 6] == ', "b":'
+    whole, halves = _scans(text)
+    assert whole is not None
+    _assert_same_scan(whole, halves)
+
+
+def _last(t: str, old: str, new: str) -> str:
+    head, _, tail = t.rpartition(old)
+    return head + new + tail
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda t: _last(t, '"tok019"', '"tok000"'),  # a sample token in both halves
+        lambda t: t[:-1] + ', "meta": {}}',  # a second meta, after the results
+        lambda t: t.replace('"meta": {', '"other": {', 1),  # no meta at all
+        lambda t: _last(t, '"detection_name": "', '"detection_name": "x'),  # a bad name in the second half
+        lambda t: _last(t, '"size": [', '"size": [1.0, '),
+        lambda t: _last(t, "}]", "},]"),  # invalid JSON in the second half
+        lambda t: t + "x",
+        lambda t: t[:-1] + ', "results": {}}',  # a second results
+    ],
+)
+def test_halves_refuse_what_one_reading_refuses(edit):
+    text = edit(json.dumps(_results(9, samples=20, per_sample=3)))
+    assert 0 < _split_at(text) < len(text)
+    whole, halves = _scans(text)
+    assert whole is None and halves is None
+
+
+def test_many_empty_samples_fit(tmp_path):
+    # More samples than opening braces: the kernel's sample table is sized by the brackets.
+    text = json.dumps({"meta": {}, "results": {f"t{i}": [] for i in range(50)}})
+    whole, halves = _scans(text)
+    assert whole is not None and len(whole[1]) == 50
+    _assert_same_scan(whole, halves)
+    _assert_same_boxes(_read(tmp_path, text), _slow(text))
+
+
+def test_without_the_library_files_are_read_with_json(tmp_path, monkeypatch):
+    import pointformer.evaluation.nuscenes_results_scan as scan
+
+    assert scan._library() is not None, "make build builds pointformer/_results_scan*.so"
+    text = json.dumps(_results(10))
+    monkeypatch.setattr(scan, "_library", lambda: None)
+    _assert_same_boxes(_read(tmp_path, text, fast=False), _slow(text))
