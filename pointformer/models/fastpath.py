@@ -1,7 +1,12 @@
-"""Eval-mode fast path of a detector's dense BEV stages (2D backbone, neck, head).
+"""Eval-mode fast path of a detector's dense BEV stages (2D backbone, neck, head) and its voxel encoder.
 
 ``fast_inference_copy(model)`` returns a copy of a ``Detector`` for inference only, whose dense
-stages compute the same function (to float32 rounding) in fewer, larger operations:
+stages and voxel encoder compute the same function (to float32 rounding) in fewer, larger operations:
+
+- a ``DynamicVFE``'s per-point layers have their BatchNorm1d folded into the Linear before them, and
+  its last layer forms its product with the previous layer's pooled features once per voxel
+  instead of once per point (``fast_voxel_encoder``): about half the per-point work of
+  waymo_flatformer's two-layer encoder, and no ``(P, 256)`` gathered copy;
 
 - every BatchNorm2d directly after a Conv2d / ConvTranspose2d (in an ``nn.Sequential``, or a
   ``BasicBlock2d``'s ``convN``/``bnN`` pairs) is folded into that convolution's weight and bias with
@@ -36,17 +41,19 @@ from torch import nn
 
 from pointformer.models.bev.scatter import ScatterToBEV
 from pointformer.models.detector import Detector
+from pointformer.models.encoders.dynamic_vfe import DynamicVFE
 from pointformer.models.heads.center_head import CenterHead, SeparateHead
 from pointformer.models.layers.basic_block2d import BasicBlock2d
 
 _CONVS = (nn.Conv2d, nn.ConvTranspose2d)
 
 
-def fold_batchnorm(conv: nn.Conv2d | nn.ConvTranspose2d, bn: nn.BatchNorm2d) -> nn.Conv2d | nn.ConvTranspose2d:
-    """A convolution computing ``bn(conv(x))`` with ``bn``'s running statistics (eval mode).
+def fold_batchnorm(conv: nn.Conv2d | nn.ConvTranspose2d | nn.Linear, bn: nn.BatchNorm2d | nn.BatchNorm1d):
+    """A convolution (or linear layer) computing ``bn(conv(x))`` with ``bn``'s running statistics
+    (eval mode).
 
     ``scale = gamma / sqrt(running_var + eps)`` multiplies each output channel's filter (dim 0 of a
-    Conv2d weight, dim 1 of a ConvTranspose2d's, per group), and the bias becomes
+    Conv2d or Linear weight, dim 1 of a ConvTranspose2d's, per group), and the bias becomes
     ``(bias - running_mean) * scale + beta``. Computed in float64, stored in the conv's dtype.
     """
     if not bn.track_running_stats or bn.running_mean is None or bn.running_var is None:
@@ -64,7 +71,7 @@ def fold_batchnorm(conv: nn.Conv2d | nn.ConvTranspose2d, bn: nn.BatchNorm2d) -> 
         w = w * scale.reshape(groups, 1, per_group, 1, 1)
         weight = w.reshape(conv.weight.shape)
     else:
-        weight = weight * scale.reshape(-1, 1, 1, 1)
+        weight = weight * scale.reshape(-1, *[1] * (weight.dim() - 1))
     bias = conv.bias.detach().double() if conv.bias is not None else torch.zeros_like(mean)
     fused.weight = nn.Parameter(weight.to(conv.weight.dtype), requires_grad=False)
     fused.bias = nn.Parameter(((bias - mean) * scale + beta).to(conv.weight.dtype), requires_grad=False)
@@ -91,6 +98,23 @@ def fold_batchnorms(module: nn.Module) -> int:
                     setattr(m, conv_name, fold_batchnorm(conv, bn))
                     setattr(m, bn_name, nn.Identity())
                     folded += 1
+    return folded
+
+
+def fast_voxel_encoder(encoder: nn.Module) -> int:
+    """Prepares, in place, a ``DynamicVFE`` (or subclass) for eval-mode inference: the BatchNorm1d
+    of every layer but the last folded into the Linear before it, and the last layer's product with
+    the previous layer's pooled features taken per voxel (``per_voxel_shared_inputs``). The last
+    layer keeps its BatchNorm: its pooled form applies it to the voxels' maxima. Returns how many
+    norms were folded (0 for another encoder, which is left as it is)."""
+    if not isinstance(encoder, DynamicVFE):
+        return 0
+    folded = 0
+    for layer in encoder.layers[:-1]:
+        if isinstance(layer[0], nn.Linear) and type(layer[1]) is nn.BatchNorm1d:
+            layer[0], layer[1] = fold_batchnorm(layer[0], layer[1]), nn.Identity()
+            folded += 1
+    encoder.per_voxel_shared_inputs = True
     return folded
 
 
@@ -339,8 +363,8 @@ def fast_inference_copy(
 ) -> Detector:
     """An eval-mode copy of ``model`` with the dense stages optimised (module docstring).
 
-    Every part is copied (the voxel encoder, 3D backbone and BEV mapping unchanged); the 2D
-    backbone, the neck and the head are transformed. Outputs equal the eager
+    Every part is copied (the 3D backbone and BEV mapping unchanged); the voxel encoder
+    (``fast_voxel_encoder``), the 2D backbone, the neck and the head are transformed. Outputs equal the eager
     model's in eval mode to float32 rounding (tests/models/test_fastpath.py).
     """
     if fuse_heads is None:  # stacked branches off the CPU, one after the other on it (module docstring)
@@ -363,10 +387,12 @@ def fast_inference_copy(
         # The map stays channels-last from the 2D backbone's input to the head's convs (convs and
         # elementwise ops keep the format), and FusedSeparateHeads hands back plain maps.
         backbone2d = ChannelsLast(backbone2d)
+    voxel_encoder = copy.deepcopy(model.voxel_encoder).eval()
+    fast_voxel_encoder(voxel_encoder)
     fast = InferenceOnly(
         model.grid,
         model.class_names,
-        copy.deepcopy(model.voxel_encoder),
+        voxel_encoder,
         copy.deepcopy(model.backbone3d),
         copy.deepcopy(model.bev),
         backbone2d,

@@ -69,7 +69,8 @@ def test_runtime_boxes_equal_the_test_path(exported):
 def assert_same_detections(got, boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor) -> None:
     """Equal detections up to the order of near-equal scores (an untrained head scores many cells
     alike, and 1e-6 differences swap neighbours): same count per class, and every box has one box
-    of its class in the other set at the same centre (1e-4 m) with the same sizes (relative 1e-4)
+    of its class in the other set at the same centre (2e-4 m: float32 offsets of up to ~75 m
+    centres, from maps that differ by rounding) with the same sizes (relative 1e-4)
     and score (1e-4). Headings agree to 1e-2 rad: an untrained head's (sin, cos) pair is close to
     (0, 0), where atan2 turns the maps' 1e-5 differences into up to ~2e-3 rad (ScatterFormer)."""
     assert len(got) == boxes.shape[0] > 0
@@ -78,7 +79,7 @@ def assert_same_detections(got, boxes: torch.Tensor, scores: torch.Tensor, label
         a, b = got.boxes[got.labels == k], boxes[labels == k]
         distance = torch.cdist(a[:, :3].double(), b[:, :3].double(), p=float("inf"))
         nearest = distance.argmin(1)
-        assert distance.min(1).values.max() < 1e-4
+        assert distance.min(1).values.max() < 2e-4
         assert nearest.unique().numel() == nearest.numel()  # one to one
         b = b[nearest]
         torch.testing.assert_close(a[:, 3:6], b[:, 3:6], atol=1e-4, rtol=1e-4)

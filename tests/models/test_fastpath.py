@@ -5,6 +5,7 @@ copy refusing train mode, and BatchNorm folding into grouped transposed convolut
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import pytest
@@ -209,3 +210,43 @@ def test_another_head_keeps_nchw_and_equals_eager():
             torch.testing.assert_close(b, a, rtol=0, atol=2e-5 * (float(a.abs().max()) + 1e-6))
         else:
             assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("feat_channels", [(16,), (16, 32), (8, 16, 24)])
+@pytest.mark.parametrize("pillar", [False, True])
+def test_fast_voxel_encoder_equals_eager(feat_channels, pillar):
+    """The voxel encoder's folded per-point norms and per-voxel shared product: the same voxel
+    features as the eager encoder (float32 rounding), the original encoder untouched."""
+    from pointformer.models.encoders.dynamic_vfe import DynamicVFE
+    from pointformer.models.encoders.pillar_vfe import PillarVFE
+    from pointformer.models.fastpath import fast_voxel_encoder
+    from pointformer.ops import voxelize
+    from pointformer.structures import VoxelGrid
+
+    g = torch.Generator().manual_seed(7)
+    rng, size = (-8.0, -8.0, -2.0, 8.0, 8.0, 4.0), (0.5, 0.5, 6.0)
+    grid = VoxelGrid(rng, size)
+    if pillar:
+        encoder = PillarVFE(5, grid, feat_channels=feat_channels, max_points_per_voxel=8)
+    else:
+        encoder = DynamicVFE(5, grid, feat_channels=feat_channels)
+    for m in encoder.modules():
+        if isinstance(m, nn.BatchNorm1d):
+            c = m.num_features
+            m.running_mean.copy_(torch.rand(c, generator=g) - 0.5)
+            m.running_var.copy_(torch.rand(c, generator=g) * 1.5 + 0.5)
+            m.weight.data.copy_(torch.randn(c, generator=g))  # negative scales too
+            m.bias.data.copy_(torch.rand(c, generator=g) * 0.4 - 0.2)
+    encoder.eval()
+    points = torch.cat([torch.rand(3000, 2, generator=g) * 20 - 10, torch.rand(3000, 3, generator=g)], 1)
+    voxels = voxelize(points, size, rng, max_points_per_voxel=8 if pillar else -1)
+    fast = copy.deepcopy(encoder)
+    folded = fast_voxel_encoder(fast)
+    assert folded == len(feat_channels) - 1 and fast.per_voxel_shared_inputs
+    assert not encoder.per_voxel_shared_inputs
+    with torch.no_grad():
+        ref, out = encoder(points, voxels), fast(points, voxels)
+    assert (ref.features != 0).any()
+    scale = float(ref.features.abs().max())
+    torch.testing.assert_close(out.features, ref.features, rtol=0, atol=2e-6 * scale)
+    assert torch.equal(out.coords, ref.coords)

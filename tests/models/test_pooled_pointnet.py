@@ -138,3 +138,32 @@ def test_float32_wide_inputs_match_per_point_layer(generator: torch.Generator) -
     for g, r in zip(grads, ref_grads, strict=True):
         torch.testing.assert_close(g, r, rtol=1e-3, atol=1e-3 * r.abs().max().item())
     torch.testing.assert_close(bn.running_var, ref_bn.running_var)
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_segment_inputs_equal_the_gathered_rows(training: bool, generator: torch.Generator) -> None:
+    """Shared per-segment inputs: the layer over ``[x, shared[segment]]``; in eval their product is
+    taken per segment (different summation order, same values), in training the rows are built."""
+    linear, norm = _layer(10, 12, True, generator)
+    linear.train(training), norm.train(training)
+    x, segment = _inputs(400, 6, 30, generator)
+    segments = 35  # ids 30..34 never occur: empty segments are 0
+    shared = (torch.randn(segments, 4, generator=generator, dtype=torch.float64) * 5).requires_grad_(True)
+    grad_out = torch.randn(segments, 12, generator=generator, dtype=torch.float64)
+    outs = []
+    for split in (False, True):
+        lin, bn = copy.deepcopy(linear), copy.deepcopy(norm)
+        xi, si = x.detach().clone().requires_grad_(True), shared.detach().clone().requires_grad_(True)
+        if split:
+            out = pooled_linear_bn_relu(xi, segment, segments, lin, bn, segment_inputs=si)
+        else:
+            out = _per_point(torch.cat([xi, si[segment]], dim=1), segment, segments, lin, bn)
+        grads = torch.autograd.grad(out, [xi, si, *lin.parameters(), *bn.parameters()], grad_out)
+        outs.append((out, grads, bn))
+    (ref, ref_grads, ref_bn), (out, grads, bn) = outs
+    torch.testing.assert_close(out, ref, rtol=1e-9, atol=1e-9)
+    assert (out[30:] == 0).all() and (out[:30] != 0).any()
+    for g, r in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(g, r, rtol=1e-8, atol=1e-9)
+    torch.testing.assert_close(bn.running_mean, ref_bn.running_mean, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(bn.running_var, ref_bn.running_var, rtol=1e-10, atol=1e-10)

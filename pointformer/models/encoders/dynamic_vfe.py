@@ -72,6 +72,10 @@ class DynamicVFE(nn.Module):
             )
         self.layers = nn.ModuleList(layers)
         self.out_channels = int(feat_channels[-1])
+        # Set by the inference fast path (pointformer.models.fastpath): in eval mode the last layer
+        # takes its product with the previous layer's pooled half of its input once per voxel
+        # (``pooled_linear_bn_relu``'s ``segment_inputs``) instead of once per point.
+        self.per_voxel_shared_inputs = False
 
     def point_inputs(self, points: torch.Tensor, voxel_of_point: torch.Tensor, voxels: Voxelization) -> torch.Tensor:
         """``(P, F + 6)`` decorated inputs of the kept points (``(P, F + 3)`` without the absolute
@@ -120,11 +124,15 @@ class DynamicVFE(nn.Module):
         """The layers over ``(P, C)`` decorated rows (``point_inputs``) of voxels ``voxel_of_point``
         ``(P,)`` int64, each layer's output max-pooled per voxel; the last layer's max as
         ``SparseVoxels`` on ``voxels``."""
+        shared = None  # the previous layer's max per voxel, the second half of the next layer's input
         for layer in self.layers[:-1]:
-            point_features = layer(features)
-            voxel_features = segment_reduce(point_features, voxel_of_point, voxels.num_voxels, "max")
-            features = torch.cat([point_features, voxel_features[voxel_of_point]], dim=1)
+            if shared is not None:
+                features = torch.cat([features, shared[voxel_of_point]], dim=1)
+            features = layer(features)
+            shared = segment_reduce(features, voxel_of_point, voxels.num_voxels, "max")
+        if shared is not None and not self.per_voxel_shared_inputs:
+            features, shared = torch.cat([features, shared[voxel_of_point]], dim=1), None
         # The last layer's per-point outputs are only max-pooled: compute them in pooled form.
         linear, norm, _ = self.layers[-1]
-        pooled = pooled_linear_bn_relu(features, voxel_of_point, voxels.num_voxels, linear, norm)
+        pooled = pooled_linear_bn_relu(features, voxel_of_point, voxels.num_voxels, linear, norm, shared)
         return voxels.to_sparse_voxels(pooled)

@@ -28,7 +28,12 @@ COVARIANCE_MAX_INPUTS = 32
 
 
 def pooled_linear_bn_relu(
-    x: torch.Tensor, segment: torch.Tensor, num_segments: int, linear: nn.Linear, norm: nn.BatchNorm1d
+    x: torch.Tensor,
+    segment: torch.Tensor,
+    num_segments: int,
+    linear: nn.Linear,
+    norm: nn.BatchNorm1d,
+    segment_inputs: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``segment_reduce(relu(norm(linear(x))), segment, num_segments, "max")`` in pooled form.
 
@@ -37,14 +42,24 @@ def pooled_linear_bn_relu(
             per-point layer; rows whose segment is outside ``[0, num_segments)`` are not pooled).
         segment: ``(P,)`` integer segment (voxel) id of each row.
         num_segments: ``M``.
-        linear: ``nn.Linear(F, C)``, with or without bias.
+        linear: ``nn.Linear(F, C)``, with or without bias (``nn.Linear(F + G, C)`` with
+            ``segment_inputs``).
         norm: ``nn.BatchNorm1d(C)``; in training mode its running statistics are updated exactly as
             its own forward would (momentum, or the cumulative average when momentum is None).
+        segment_inputs: optional ``(M, G)`` inputs shared by the rows of each segment (a previous
+            layer's pooled features; every ``segment`` then in ``[0, M)``): the layer reads
+            ``[x, segment_inputs[segment]]``. With
+            running statistics (eval) their product is formed once per segment instead of once per
+            row, since ``max_p (a_p + c) = max_p a_p + c`` for a ``c`` shared by the segment (the
+            sums' order differs from the per-row product's: equal to float rounding); batch
+            statistics need every row's output, so in training the rows are built.
 
     Returns:
         ``(M, C)`` pooled features; empty segments are 0, as the per-point layer's max gives.
     """
     batch_stats = norm.training or norm.running_mean is None
+    if segment_inputs is not None and batch_stats:
+        x, segment_inputs = torch.cat([x, segment_inputs[segment]], dim=1), None
     if batch_stats and x.shape[0] < 2:
         # Too few rows for batch statistics: the per-point layer, with BatchNorm's own error.
         return segment_reduce(torch.relu(norm(linear(x))), segment, num_segments, "max")
@@ -53,6 +68,17 @@ def pooled_linear_bn_relu(
     beta = norm.bias if norm.affine else x.new_zeros(channels)
     sign = torch.where(gamma.detach() < 0, -1.0, 1.0).to(x.dtype)
     weight = linear.weight * sign[:, None]
+    if not batch_stats:
+        # Running statistics: what is shared by a segment's rows (the bias, the product with
+        # segment_inputs) is added after the max, to M rows instead of P.
+        own = x.shape[1]
+        top = segment_reduce(x @ weight[:, :own].t(), segment, num_segments, "max")
+        if segment_inputs is not None:
+            top = top + segment_inputs @ weight[:, own:].t()
+        if linear.bias is not None:
+            top = top + linear.bias * sign
+        return _normalized_max(top, x, segment, num_segments, gamma, beta, sign * norm.running_mean,
+                               norm.running_var, norm.eps)  # fmt: skip
     # x @ (contiguous F x C): autograd then forms the weight gradient as x^T G, several times faster
     # for P >> F than the G^T x that F.linear (or a transposed view) leads to.
     y = x @ weight.t().contiguous()
@@ -64,9 +90,13 @@ def pooled_linear_bn_relu(
         mean, var = _signed_batch_stats(x, y, weight, linear.bias, sign)
         if norm.training and norm.track_running_stats:
             _update_running_stats(norm, sign * mean.detach(), var.detach(), x.shape[0])
-    else:
-        mean, var = sign * norm.running_mean, norm.running_var
-    scale = gamma.abs() * torch.rsqrt(var + norm.eps)
+    return _normalized_max(top, x, segment, num_segments, gamma, beta, mean, var, norm.eps)
+
+
+def _normalized_max(top, x, segment, num_segments, gamma, beta, mean, var, eps) -> torch.Tensor:
+    """``relu(|gamma| (top - mean) / sqrt(var + eps) + beta)`` of the signed maxima ``top`` ``(M, C)``
+    (``mean`` of the signed outputs), 0 for the segments without rows."""
+    scale = gamma.abs() * torch.rsqrt(var + eps)
     out = torch.relu(scale * (top - mean) + beta)
     # Empty segments: 0, as the max of nothing is in segment_reduce. (A segment sum rather than a
     # bincount keeps every size static, for export.)
