@@ -2,15 +2,17 @@
 the threading before and after ``pointformer.utils.threads``.
 
 OpenMP reads its wait policy once per process, so every measurement is a child process
-(``python -m pointformer.benchmarks.train_load --child ...``) that builds the config's detector,
+(``python -c CHILD_MAIN --child ...``) that builds the config's detector,
 makes one ray-cast frame (``make_frame``, the detector benchmark's input, cropped to the config's
 range), runs warm-up steps and then times ``steps`` training steps (forward, summed losses,
 backward, clip, optimizer step: ``detector._training_step``). Two threadings:
 
 - *before*: OpenMP's default (active) waiting and torch's default thread count (every CPU), as the
   tools ran before pointformer chose its threading;
-- *after*: ``OMP_WAIT_POLICY=PASSIVE`` and ``ThreadGovernor`` (auto threads, updated before each
-  step), as ``tools/train.py`` and ``make demo`` now run.
+- *after*: ``pointformer.utils.threads`` as ``tools/train.py`` and ``make demo`` run: the wait policy
+  of ``prepare_environment`` (``OMP_WAIT_POLICY=PASSIVE`` when other work runs at the process's
+  start, OpenMP's default on a quiet machine; decided when the child starts, so beside the load or
+  not) and ``ThreadGovernor`` (auto threads, updated before each step).
 
 Each round runs both threadings quiet, then starts ``busy`` busy-looping processes (the competing
 load), runs both again beside them and stops them; rounds interleave, medians over rounds. The
@@ -34,39 +36,48 @@ from pointformer.benchmarks.core import Report, Row, RunConfig, Timing, load_ave
 
 DEMO_CONFIG = "demo/waymo_flatformer_demo.yaml"
 BUSY_LOOP = "while True:\n    pass\n"
+# A child's entry: the tools' wait-policy choice comes before anything imports torch (OpenMP reads
+# the policy once, when torch loads; this module's own imports load torch).
+CHILD_MAIN = (
+    "import sys\n"
+    "from pointformer.utils.threads import prepare_environment\n"
+    "if '--tools-threading' in sys.argv:\n"
+    "    prepare_environment()\n"
+    "from pointformer.benchmarks.train_load import _child\n"
+    "sys.exit(_child(sys.argv[1:]))\n"
+)
 
 
 @dataclass(frozen=True)
 class Threading:
-    """How a child process threads: its environment changes and whether it runs the governor."""
+    """How a child process threads: whether it chooses its wait policy and thread count as the tools
+    do (``pointformer.utils.threads``) or keeps OpenMP's and torch's defaults."""
 
     name: str
-    env: dict[str, str | None]  # None: unset
-    governor: bool
+    tools: bool
 
 
 THREADINGS = (
-    Threading("before: OpenMP default (active) wait, torch default threads", {"OMP_WAIT_POLICY": None}, False),
-    Threading("after: OMP_WAIT_POLICY=PASSIVE, auto threads", {"OMP_WAIT_POLICY": "PASSIVE"}, True),
+    Threading("before: OpenMP default (active) wait, torch default threads", False),
+    Threading("after: the tools' threading (wait policy by load, auto threads)", True),
 )
 
 
 def child_env(threading: Threading) -> dict[str, str]:
+    """The child's environment: the threading knobs unset (the child's own choice then decides)."""
     env = dict(os.environ)
     for key in ("OMP_NUM_THREADS", "POINTFORMER_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
         env.pop(key, None)
-    for key, value in threading.env.items():
-        if value is not None:
-            env[key] = value
     return env
 
 
 def run_child(config: str, steps: int, warmup: int, quick: bool, threading: Threading) -> dict:
-    """One child process's measurement: ``{"step_s": [...], "frames": int, "threads": [...]}``."""
-    cmd = [sys.executable, "-m", "pointformer.benchmarks.train_load", "--child", "--config", config,
-           "--steps", str(steps), "--warmup", str(warmup)]  # fmt: skip
+    """One child process's measurement: ``{"step_s": [...], "frames": int, "threads": [...],
+    "wait_policy": str}``."""
+    cmd = [sys.executable, "-c", CHILD_MAIN, "--child", "--config", config, "--steps", str(steps),
+           "--warmup", str(warmup)]  # fmt: skip
     cmd += ["--quick"] if quick else []
-    cmd += ["--governor"] if threading.governor else []
+    cmd += ["--tools-threading"] if threading.tools else []
     done = subprocess.run(cmd, env=child_env(threading), capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"train-load child failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
@@ -116,7 +127,8 @@ def run_train_load(
             step_ms = statistics.median(s * 1e3 for r in runs for s in r["step_s"])
             fps = 1e3 / step_ms * runs[0]["frames"]
             threads = sorted({n for r in runs for n in r["threads"]})
-            note = f"{fps:.2f} frames/s; torch threads {', '.join(map(str, threads))}"
+            policies = sorted({r["wait_policy"] for r in runs})
+            note = f"{fps:.2f} frames/s; torch threads {', '.join(map(str, threads))}; wait {', '.join(policies)}"
             if loaded:
                 note += f"; **{fps / quiet_fps[threading.name]:.2f} of its quiet throughput**"
             else:
@@ -131,8 +143,10 @@ def run_train_load(
         f"Competing load: {busy} busy-looping Python processes (`while True: pass`) started before and killed after "
         "the loaded measurements of a round.",
         "before = the threading the tools had (OpenMP's default wait policy, torch's default thread count); after = "
-        "`pointformer.utils.threads` (OMP_WAIT_POLICY=PASSIVE, ThreadGovernor: threads = CPUs - other runnable "
-        "tasks, re-checked between steps), as `tools/train.py` and `make demo` now run.",
+        "`pointformer.utils.threads` as `tools/train.py` and `make demo` run (`prepare_environment`: "
+        "OMP_WAIT_POLICY=PASSIVE when other work runs as the process starts, OpenMP's default otherwise; "
+        "ThreadGovernor: threads = CPUs - other runnable tasks, re-checked between steps); the notes give the wait "
+        "policy each child ran with.",
         load_note(load_before),
     ]
     return report
@@ -145,8 +159,10 @@ def _child(argv: Sequence[str]) -> int:
     p.add_argument("--steps", type=int, required=True)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--quick", action="store_true")
-    p.add_argument("--governor", action="store_true")
+    p.add_argument("--tools-threading", action="store_true")
     args = p.parse_args(argv)
+
+    wait_policy = os.environ.get("OMP_WAIT_POLICY", "default (active)")  # as CHILD_MAIN left it
 
     import torch
 
@@ -155,7 +171,7 @@ def _child(argv: Sequence[str]) -> int:
     from pointformer.runs.synthetic_frame import make_frame
     from pointformer.utils.threads import ThreadGovernor
 
-    governor = ThreadGovernor() if args.governor else None
+    governor = ThreadGovernor() if args.tools_threading else None
     conf = load_config(args.config)
     device = torch.device("cpu")
     batch = make_frame(conf, args.quick).batch
@@ -168,9 +184,6 @@ def _child(argv: Sequence[str]) -> int:
         step()
         if i >= args.warmup:
             times.append(time.perf_counter() - start)
-    print(json.dumps({"step_s": times, "frames": int(batch.batch_size), "threads": sorted(set(threads))}))
+    print(json.dumps({"step_s": times, "frames": int(batch.batch_size), "threads": sorted(set(threads)),
+                      "wait_policy": wait_policy}))  # fmt: skip
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_child(sys.argv[1:]))

@@ -3,6 +3,9 @@ refuses to measure, and the train-load suite's child measures training steps."""
 
 from __future__ import annotations
 
+import os
+
+import pytest
 import torch
 
 from pointformer.benchmarks.core import Report, format_section, high_load_flag
@@ -26,3 +29,19 @@ def test_max_load_refuses(capsys):
 
     assert main(["eval", "--quick", "--max-load", "-1"]) == 3
     assert "above --max-load -1" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_train_load_child_threads_as_the_tools_do():
+    """The 'after' child picks its wait policy as the tools do at start-up: PASSIVE beside busy
+    processes (one per CPU, so that no CPU is free); the 'before' child keeps OpenMP's default."""
+    from pointformer.benchmarks.train_load import THREADINGS, BusyLoad, run_child
+
+    before, after = THREADINGS
+    with BusyLoad(os.cpu_count() or 1):
+        loaded = run_child("demo/waymo_flatformer_demo.yaml", 1, 1, True, after)
+        default = run_child("demo/waymo_flatformer_demo.yaml", 1, 1, True, before)
+    assert loaded["wait_policy"] == "PASSIVE" and default["wait_policy"] == "default (active)"
+    for run in (loaded, default):
+        assert len(run["step_s"]) == 1 and run["step_s"][0] > 0 and run["frames"] == 1
+    assert max(loaded["threads"]) < (os.cpu_count() or 1) or loaded["threads"] == [1]
