@@ -54,6 +54,34 @@ PF_VECTOR_CLONES void add_row<float, float>(float* __restrict a, const float* __
   for (int64_t c = 0; c < channels; ++c) a[c] += x[c];
 }
 
+// Max backward, per row i of segment s: record i as the first arg-max of each channel not yet
+// claimed (first[c] < 0) where x equals the output; then the row's gradient: the output's gradient
+// where i is that first arg-max, else 0. Branch-free selects over 32-bit lanes, so the float versions
+// vectorise (row indices are int32: the wrapper checks N < 2^31).
+template <typename scalar_t>
+inline void claim_first_row(int32_t* __restrict first, const scalar_t* __restrict x, const scalar_t* __restrict o,
+                            int32_t i, int64_t channels) {
+  for (int64_t c = 0; c < channels; ++c) first[c] = (first[c] < 0 && x[c] == o[c]) ? i : first[c];
+}
+
+template <typename scalar_t>
+inline void max_grad_row(scalar_t* __restrict g, const int32_t* __restrict first, const scalar_t* __restrict go,
+                         int32_t i, int64_t channels) {
+  for (int64_t c = 0; c < channels; ++c) g[c] = first[c] == i ? go[c] : scalar_t(0);
+}
+
+template <>
+PF_VECTOR_CLONES void claim_first_row<float>(int32_t* __restrict first, const float* __restrict x,
+                                             const float* __restrict o, int32_t i, int64_t channels) {
+  for (int64_t c = 0; c < channels; ++c) first[c] = (first[c] < 0 && x[c] == o[c]) ? i : first[c];
+}
+
+template <>
+PF_VECTOR_CLONES void max_grad_row<float>(float* __restrict g, const int32_t* __restrict first,
+                                          const float* __restrict go, int32_t i, int64_t channels) {
+  for (int64_t c = 0; c < channels; ++c) g[c] = first[c] == i ? go[c] : 0.0f;
+}
+
 template <typename scalar_t, typename acc_t>
 void reduce_into(const scalar_t* __restrict x, const int64_t* __restrict segment, int64_t n, int64_t channels,
                  int64_t num_segments, Reduce reduce, acc_t* __restrict acc, int64_t* __restrict counts) {
@@ -142,18 +170,15 @@ at::Tensor segment_reduce_backward_cpu(const at::Tensor& grad_out_in, const at::
       const at::Tensor out = out_in.contiguous().to(grad_out.scalar_type());
       const scalar_t* x = values.data_ptr<scalar_t>();
       const scalar_t* o = out.data_ptr<scalar_t>();
-      at::Tensor first_row = at::full({num_segments, channels}, -1, segment.options());
-      int64_t* first = first_row.data_ptr<int64_t>();
+      TORCH_CHECK(n <= std::numeric_limits<int32_t>::max(), "segment_reduce_backward for max: at most 2^31 - 1 rows");
+      at::Tensor first_row = at::full({num_segments, channels}, -1, segment.options().dtype(at::kInt));
+      int32_t* first = first_row.data_ptr<int32_t>();
       for_each_segment_range(num_segments, [&](int64_t s0, int64_t s1) {
         for (int64_t i = 0; i < n; ++i) {
           const int64_t s = seg[i];
           if (s < s0 || s >= s1) continue;
-          int64_t* f = first + s * channels;
-          const scalar_t* xi = x + i * channels;
-          const scalar_t* os = o + s * channels;
-          for (int64_t c = 0; c < channels; ++c) {
-            if (f[c] < 0 && xi[c] == os[c]) f[c] = i;
-          }
+          claim_first_row<scalar_t>(first + s * channels, x + i * channels, o + s * channels, static_cast<int32_t>(i),
+                                    channels);
         }
       });
       at::parallel_for(0, n, 2048, [&](int64_t begin, int64_t end) {
@@ -162,11 +187,9 @@ at::Tensor segment_reduce_backward_cpu(const at::Tensor& grad_out_in, const at::
           scalar_t* g = gi + i * channels;
           if (s < 0 || s >= num_segments) {
             std::fill(g, g + channels, scalar_t(0));
-            continue;
+          } else {
+            max_grad_row<scalar_t>(g, first + s * channels, go + s * channels, static_cast<int32_t>(i), channels);
           }
-          const int64_t* f = first + s * channels;
-          const scalar_t* gs = go + s * channels;
-          for (int64_t c = 0; c < channels; ++c) g[c] = f[c] == i ? gs[c] : scalar_t(0);
         }
       });
       return;
