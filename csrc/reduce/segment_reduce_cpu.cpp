@@ -9,7 +9,6 @@
 
 #include <algorithm>
 #include <limits>
-#include <vector>
 
 #include "segment_reduce_args.h"
 
@@ -53,6 +52,34 @@ PF_VECTOR_CLONES void max_row<float, float>(float* __restrict a, const float* __
 template <>
 PF_VECTOR_CLONES void add_row<float, float>(float* __restrict a, const float* __restrict x, int64_t channels) {
   for (int64_t c = 0; c < channels; ++c) a[c] += x[c];
+}
+
+// Max backward, per row i of segment s: record i as the first arg-max of each channel not yet
+// claimed (first[c] < 0) where x equals the output; then the row's gradient: the output's gradient
+// where i is that first arg-max, else 0. Branch-free selects over 32-bit lanes, so the float versions
+// vectorise (row indices are int32: the wrapper checks N < 2^31).
+template <typename scalar_t>
+inline void claim_first_row(int32_t* __restrict first, const scalar_t* __restrict x, const scalar_t* __restrict o,
+                            int32_t i, int64_t channels) {
+  for (int64_t c = 0; c < channels; ++c) first[c] = (first[c] < 0 && x[c] == o[c]) ? i : first[c];
+}
+
+template <typename scalar_t>
+inline void max_grad_row(scalar_t* __restrict g, const int32_t* __restrict first, const scalar_t* __restrict go,
+                         int32_t i, int64_t channels) {
+  for (int64_t c = 0; c < channels; ++c) g[c] = first[c] == i ? go[c] : scalar_t(0);
+}
+
+template <>
+PF_VECTOR_CLONES void claim_first_row<float>(int32_t* __restrict first, const float* __restrict x,
+                                             const float* __restrict o, int32_t i, int64_t channels) {
+  for (int64_t c = 0; c < channels; ++c) first[c] = (first[c] < 0 && x[c] == o[c]) ? i : first[c];
+}
+
+template <>
+PF_VECTOR_CLONES void max_grad_row<float>(float* __restrict g, const int32_t* __restrict first,
+                                          const float* __restrict go, int32_t i, int64_t channels) {
+  for (int64_t c = 0; c < channels; ++c) g[c] = first[c] == i ? go[c] : 0.0f;
 }
 
 template <typename scalar_t, typename acc_t>
@@ -125,32 +152,43 @@ at::Tensor segment_reduce_backward_cpu(const at::Tensor& grad_out_in, const at::
   const at::Tensor segment = segment_in.contiguous();
   const at::Tensor counts = counts_in.contiguous();
   const int64_t num_segments = grad_out.size(0), channels = grad_out.size(1), n = segment.size(0);
-  at::Tensor grad_in = at::zeros({n, channels}, grad_out.options());
+  // Every entry of grad_in is written exactly once below (rows of ids outside [0, S) get zeros), so
+  // it starts uninitialised: a zero fill of the (N, C) buffer was a large share of this op.
+  at::Tensor grad_in = at::empty({n, channels}, grad_out.options());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_out.scalar_type(), "segment_reduce_bwd_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const scalar_t* go = grad_out.data_ptr<scalar_t>();
     const int64_t* seg = segment.data_ptr<int64_t>();
     scalar_t* gi = grad_in.data_ptr<scalar_t>();
     if (reduce == Reduce::kMax) {
-      // The gradient goes to the first row (in input order) equal to the output: owner computes
-      // again, with a flag per output entry of the thread's segments.
+      // The gradient goes to the first row (in input order) equal to the output. First the
+      // (S, C) index of that row, owner computes (each thread streams the rows and looks only at
+      // its own segments'); then every row written once, in parallel over rows.
       TORCH_CHECK(values_in.size(0) == n && out_in.sizes() == grad_out.sizes(),
                   "segment_reduce_backward for max needs the forward's values and output");
       const at::Tensor values = values_in.contiguous().to(grad_out.scalar_type());
       const at::Tensor out = out_in.contiguous().to(grad_out.scalar_type());
       const scalar_t* x = values.data_ptr<scalar_t>();
       const scalar_t* o = out.data_ptr<scalar_t>();
+      TORCH_CHECK(n <= std::numeric_limits<int32_t>::max(), "segment_reduce_backward for max: at most 2^31 - 1 rows");
+      at::Tensor first_row = at::full({num_segments, channels}, -1, segment.options().dtype(at::kInt));
+      int32_t* first = first_row.data_ptr<int32_t>();
       for_each_segment_range(num_segments, [&](int64_t s0, int64_t s1) {
-        std::vector<uint8_t> done((s1 - s0) * channels, 0);
         for (int64_t i = 0; i < n; ++i) {
           const int64_t s = seg[i];
           if (s < s0 || s >= s1) continue;
-          uint8_t* d = done.data() + (s - s0) * channels;
-          for (int64_t c = 0; c < channels; ++c) {
-            if (!d[c] && x[i * channels + c] == o[s * channels + c]) {
-              gi[i * channels + c] = go[s * channels + c];
-              d[c] = 1;
-            }
+          claim_first_row<scalar_t>(first + s * channels, x + i * channels, o + s * channels, static_cast<int32_t>(i),
+                                    channels);
+        }
+      });
+      at::parallel_for(0, n, 2048, [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) {
+          const int64_t s = seg[i];
+          scalar_t* g = gi + i * channels;
+          if (s < 0 || s >= num_segments) {
+            std::fill(g, g + channels, scalar_t(0));
+          } else {
+            max_grad_row<scalar_t>(g, first + s * channels, go + s * channels, static_cast<int32_t>(i), channels);
           }
         }
       });
@@ -160,10 +198,14 @@ at::Tensor segment_reduce_backward_cpu(const at::Tensor& grad_out_in, const at::
     at::parallel_for(0, n, 2048, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
         const int64_t s = seg[i];
-        if (s < 0 || s >= num_segments) continue;
+        scalar_t* g = gi + i * channels;
+        if (s < 0 || s >= num_segments) {
+          std::fill(g, g + channels, scalar_t(0));
+          continue;
+        }
         const acc_t scale = reduce == Reduce::kMean ? acc_t(1) / static_cast<acc_t>(cnt[s]) : acc_t(1);
         for (int64_t c = 0; c < channels; ++c)
-          gi[i * channels + c] = static_cast<scalar_t>(static_cast<acc_t>(go[s * channels + c]) * scale);
+          g[c] = static_cast<scalar_t>(static_cast<acc_t>(go[s * channels + c]) * scale);
       }
     });
   });

@@ -67,12 +67,15 @@ class Variant:
     autocast: torch.dtype | None = None
     fast: bool = False  # the eval-mode fast path of the dense stages (pointformer.models.fastpath)
     cpu_cache: bool = False  # large CPU blocks from pointformer.ops.cpu_cache (what the tools switch on)
+    # Training: CenterHead's branches stacked (pointformer.models.heads.stacked_branches); False: one by one.
+    stacked_head: bool = True
 
     @property
     def name(self) -> str:
         ops = "pure-PyTorch reference" if self.reference else "pointformer native"
         ops = f"{ops}, fast path" if self.fast else ops
         ops = f"{ops}, CPU cache" if self.cpu_cache else ops
+        ops = ops if self.stacked_head else f"{ops}, head branches one by one"
         return ops if self.autocast is None else f"{ops}, {str(self.autocast).removeprefix('torch.')} autocast"
 
     def memory(self) -> contextlib.AbstractContextManager:
@@ -372,6 +375,8 @@ def _training_step(model: Detector, cfg: Config, batch: FrameBatch, variant: Var
     from pointformer.runs.train import build_optimizer_from
 
     model = copy.deepcopy(model).train()
+    if hasattr(model.head, "stack_branches"):
+        model.head.stack_branches = variant.stacked_head
     optimizer = build_optimizer_from(cfg, model)
     clip = cfg.train.grad_clip
 
@@ -395,12 +400,17 @@ def _fast_note(note: str, eager: Timing, fast: Timing) -> str:
 
 
 def _gain_notes(used: list[Variant], kinds: list[Variant], timings: list[Timing], notes: list[str]) -> list[str]:
-    """``notes`` with the speedup over the native eager row added to the fast-path and CPU-cache rows."""
+    """``notes`` with the speedup over the native eager row added to the fast-path and CPU-cache rows,
+    and the native eager row's speedup over a row with the head's branches one by one."""
     eager = timings[kinds.index(Variant(False))]
-    return [
-        _fast_note(note, eager, t) if v.fast or v.cpu_cache else note
-        for v, t, note in zip(used, timings, notes, strict=True)
-    ]
+
+    def note_of(v: Variant, t: Timing, note: str) -> str:
+        if not v.stacked_head:
+            return "; ".join(n for n in (f"**native eager (stacked branches) {t.median_ms / eager.median_ms:.2f}x "
+                                         "this**", note) if n)  # fmt: skip
+        return _fast_note(note, eager, t) if v.fast or v.cpu_cache else note
+
+    return [note_of(v, t, note) for v, t, note in zip(used, timings, notes, strict=True)]
 
 
 def _memory_notes(fns: Sequence[Callable[[], object]], device: torch.device) -> list[str]:
@@ -505,7 +515,7 @@ def run_detector(
 
     if train_step:
         train_model = load_model(conf, cfg.device)  # the same weights (seeded), a separate copy per variant
-        step_kinds = kinds + ([Variant(False, cpu_cache=True)] if on_cpu else [])
+        step_kinds = kinds + ([Variant(False, cpu_cache=True)] if on_cpu else []) + [Variant(False, stacked_head=False)]
         steps = [_training_step(train_model, conf, batch, v, cfg.device) for v in step_kinds]
         del train_model
         timings = time_rounds(steps, cfg)
@@ -591,7 +601,9 @@ def _footnotes(
         "Training step: a train-mode copy of the model (same initial weights per variant), `model(batch)` -> summed "
         f"losses, zero_grad, backward, clip to {conf.train.grad_clip} (train.grad_clip), one "
         f"{conf.optimizer.get('type', 'adamw')} step (no schedule); the reference variant also runs the backward "
-        "inside `reference_only()`."
+        "inside `reference_only()`. 'head branches one by one': CenterHead's separate heads run module by module, "
+        "as before their train-mode stacking (`pointformer.models.heads.stacked_branches`); its note gives the "
+        "native row's speedup over it."
         if train_step
         else "No training-step rows (`--no-train-step`).",
         "Reference = the same calls inside `pointformer.ops.reference_only()`: every pointformer op (voxelize, "

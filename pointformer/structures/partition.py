@@ -86,12 +86,12 @@ class Partition:
     def gather(self, features: torch.Tensor) -> torch.Tensor:
         """``(N, C)`` voxel features to the padded ``(G, S, C)`` layout."""
         self._require_padded()
-        return features[self.group_index]
+        return _take_rows(features, self.group_index)
 
     def scatter(self, grouped: torch.Tensor) -> torch.Tensor:
         """``(G, S, C)`` padded outputs back to ``(N, C)`` voxel order (each voxel from its slot)."""
         self._require_padded()
-        return grouped.reshape(-1, *grouped.shape[2:])[self.slot_of_voxel]
+        return _take_rows(grouped.reshape(-1, *grouped.shape[2:]), self.slot_of_voxel)
 
     def gather_varlen(self, features: torch.Tensor) -> torch.Tensor:
         """``(N, C)`` voxel features in group order, to use with ``offsets``."""
@@ -128,3 +128,13 @@ class Partition:
         counts = torch.bincount(first[permutation] // size, minlength=group_sample.shape[0])
         offsets = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
         return cls(permutation, offsets, group_sample, group_index, key_mask, first)
+
+
+def _take_rows(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``values[index]`` (rows of ``values`` ``(N, *)`` picked by an int64 ``index`` of any shape).
+
+    Through ``index_select``: its backward sums the gradient rows with ``index_add_``, where advanced
+    indexing's backward is an accumulating ``index_put_``, which on the CPU measured 4-5x slower with
+    two threads (demo training step: 5045 voxels x 64 channels from 79 x 64 slots, 1.6 against
+    0.36 ms, 12 calls per step). Same values; the gradient sums the same rows."""
+    return values.index_select(0, index.reshape(-1)).reshape(*index.shape, *values.shape[1:])

@@ -110,3 +110,28 @@ def test_native_assembly_opcheck(device, generator):
     permutation = torch.tensor([0, 1, 2, 5, 3, 4, 6]).to(device)
     torch.library.opcheck(torch.ops.pointformer.partition_from_sorted, (permutation, sample, 3, 2))
     torch.library.opcheck(torch.ops.pointformer.partition_from_sorted, (permutation[:0], sample[:0], 1, 4))
+
+
+def test_gather_and_scatter_equal_advanced_indexing_with_gradients(generator):
+    """gather/scatter go through index_select (a faster backward on the CPU): values and gradients
+    as ``features[group_index]`` and ``grouped[slot_of_voxel]``, padding repeats included; extra
+    feature dimensions kept."""
+    sample = torch.tensor([0] * 10 + [1] * 7)
+    p = partition_from_sorted(torch.arange(17), sample, 2, 4)
+    features = torch.randn(17, 3, 2, generator=generator, dtype=torch.float64)
+    upstream = torch.randn(5, 4, 3, 2, generator=generator, dtype=torch.float64)
+    got, want = features.clone().requires_grad_(True), features.clone().requires_grad_(True)
+    grouped = p.gather(got)
+    assert torch.equal(grouped, want[p.group_index])
+    grouped.backward(upstream)
+    want[p.group_index].backward(upstream)
+    torch.testing.assert_close(got.grad, want.grad, rtol=1e-12, atol=1e-12)  # repeated voxels summed
+    assert not torch.equal(got.grad, upstream.reshape(-1, 3, 2)[p.slot_of_voxel])  # padding did add
+
+    grouped = upstream.clone().requires_grad_(True)
+    plain = upstream.clone().requires_grad_(True)
+    out = p.scatter(grouped)
+    assert torch.equal(out, plain.reshape(-1, 3, 2)[p.slot_of_voxel])
+    out.backward(features)
+    plain.reshape(-1, 3, 2)[p.slot_of_voxel].backward(features)
+    assert torch.equal(grouped.grad, plain.grad)  # padding slots get exact zeros

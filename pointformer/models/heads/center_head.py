@@ -21,6 +21,7 @@ from torch import nn
 
 from pointformer.models.heads.coder import CODE_SIZE, CODE_SIZE_NO_VELOCITY, BEVCoder
 from pointformer.models.heads.decode import DecodeSettings, decode_detections
+from pointformer.models.heads.stacked_branches import stackable, stacked_branches
 from pointformer.models.outputs import Detections
 from pointformer.structures import VoxelGrid
 
@@ -266,6 +267,8 @@ class CenterHead(nn.Module):
         self.shared_conv = _conv_bn_relu(
             in_channels, shared_channels, 3, norm_eps, norm_momentum, self.bias_before_norm
         )
+        # Train-mode forward through stacked_branches (False: the branches one by one, e.g. to time both).
+        self.stack_branches = True
         self.task_heads = nn.ModuleList()
         for task in self.tasks:
             outputs = {"center": 2, "height": 1, "dim": 3, "rot": 2}
@@ -301,7 +304,14 @@ class CenterHead(nn.Module):
         # An eval-mode fast-path copy (pointformer.models.fastpath) computes every task's branches
         # as one conv tower; it returns what the separate heads would.
         fused = getattr(self, "fused_branches", None)
-        per_task = fused(x) if fused is not None else [head(x) for head in self.task_heads]
+        if fused is not None:
+            per_task = fused(x)
+        elif self.training and self.stack_branches and (towers := stackable(self.task_heads)) is not None:
+            # Training: the branches as a few stacked convolutions, same parameters and math
+            # (pointformer.models.heads.stacked_branches).
+            per_task = stacked_branches(self.task_heads, towers, x)
+        else:
+            per_task = [head(x) for head in self.task_heads]
         return CenterHeadOutputs(tuple(TaskOutputs(**{k: v for k, v in o.items() if k in names}) for o in per_task))
 
     def _check_map(self, outputs: CenterHeadOutputs) -> tuple[int, int]:
