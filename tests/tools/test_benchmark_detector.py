@@ -170,7 +170,8 @@ def test_every_config_gets_its_stage_rows_and_the_waymo_backbones_their_ratio_to
         assert [r.case.split("(")[-1].rstrip(")") for r in mine] == WAYMO[-1:] + WAYMO[:-1]
         for r in mine[1:]:
             speedup, ratio = float(r.speedup.rstrip("x")), float(r.notes.split("latency ")[1].split("x")[0])
-            assert speedup > 0 and ratio > 0 and abs(speedup * ratio - 1) < 0.02, r
+            # Both printed to two decimals: reciprocal up to that rounding (0.15x against 6.52x is 0.978).
+            assert speedup > 0 and ratio > 0 and abs(speedup * ratio - 1) <= 0.005 * (speedup + ratio) + 1e-3, r
     assert "same points for every config" in report.footnotes[0] and "GPU rows await" in " ".join(report.footnotes)
 
 
