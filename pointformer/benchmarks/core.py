@@ -132,6 +132,15 @@ def with_speedups(rows: list[Row], baseline: int) -> list[Row]:
     return out
 
 
+def with_ratio(row: Row, other: Row, label: str) -> Row:
+    """``row`` with ``"N.NNx vs <label>"`` (``other``'s median / ``row``'s median) added to its notes;
+    unchanged when either could not run."""
+    if row.timing is None or other.timing is None:
+        return row
+    ratio = other.timing.median_ms / row.timing.median_ms
+    return replace(row, notes=join_notes(row.notes, f"{ratio:.2f}x vs {label}"))
+
+
 def timing_note(timing: Timing) -> str:
     if not timing.reduced:
         return ""

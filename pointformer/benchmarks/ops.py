@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 
@@ -17,13 +17,15 @@ from pointformer.benchmarks.core import (
     VoxelSetup,
     join_notes,
     timing_note,
+    with_ratio,
     with_speedups,
 )
+from pointformer.benchmarks.peers import voxelize_straightforward
 from pointformer.data.synthetic.scatter import make_boxes, make_lidar_frame
 from pointformer.models.layers.pooled_pointnet import pooled_linear_bn_relu
 from pointformer.ops import _library, boxes_iou_bev, nms_bev, segment_reduce, voxelize
 from pointformer.ops.boxes import REFERENCE_MAX_PAIRS, boxes_iou_reference, nms_bev_sorted_reference
-from pointformer.ops.voxelize import voxelize_reference
+from pointformer.ops.voxelize import Voxelization, voxelize_reference
 from pointformer.structures.grid import VoxelGrid
 
 # --- the ops cases ------------------------------------------------------------------------------
@@ -83,8 +85,17 @@ def _spconv_voxelizer(points: torch.Tensor, setup: VoxelSetup, device: torch.dev
     ), f"{voxels.shape[0]} voxels; construction not timed; zeroes its {buffer} buffer per call"
 
 
+STRAIGHTFORWARD = "straightforward torch (dynamic)"
+
+
+def _same_voxelization(a: Voxelization, b: Voxelization) -> bool:
+    return all(torch.equal(x, y) for x, y in ((a.coords, b.coords), (a.point_to_voxel, b.point_to_voxel),
+                                               (a.num_points, b.num_points)))  # fmt: skip
+
+
 def bench_voxelize(points: torch.Tensor, setup: VoxelSetup, cfg: RunConfig) -> list[Row]:
-    """Native dynamic and hard voxelization, the reference (dynamic) and spconv (hard), interleaved."""
+    """Native dynamic and hard voxelization, the reference (dynamic), the straightforward torch
+    voxelization a user would write (dynamic) and spconv (hard), interleaved."""
     case = f"voxelize {setup.name}, {_count(points.shape[0])} pts"
     grid = VoxelGrid.from_config(setup.point_cloud_range, setup.voxel_size)
     hard = {"max_points_per_voxel": setup.max_points_per_voxel, "max_voxels": setup.max_voxels}
@@ -93,12 +104,14 @@ def bench_voxelize(points: torch.Tensor, setup: VoxelSetup, cfg: RunConfig) -> l
     ref_coords = voxelize_reference(points, grid, None, 1)[1]
     if dynamic.num_voxels != ref_coords.shape[0]:
         raise AssertionError(f"{case}: native {dynamic.num_voxels} voxels but reference {ref_coords.shape[0]}")
+    same = _same_voxelization(voxelize_straightforward(points, grid), dynamic)
     kernel = _kernel_note("voxelize", points.device)
     spconv_fn, spconv_notes = _spconv_voxelizer(points, setup, cfg.device)
     fns = [
         lambda: voxelize(points, setup.voxel_size, setup.point_cloud_range),
         lambda: voxelize(points, setup.voxel_size, setup.point_cloud_range, **hard),
         lambda: voxelize_reference(points, grid, None, 1),
+        lambda: voxelize_straightforward(points, grid),
     ] + ([spconv_fn] if spconv_fn is not None else [])
     timings = cfg.time_together(fns) + ([] if spconv_fn is not None else [None])
     rows = [
@@ -106,12 +119,15 @@ def bench_voxelize(points: torch.Tensor, setup: VoxelSetup, cfg: RunConfig) -> l
         Row(case, f"pointformer native (hard, {setup.max_points_per_voxel} pts/voxel, {setup.max_voxels} voxels)",
             timings[1], join_notes(f"{hard_result.num_voxels} voxels", kernel)),
         Row(case, "pure-PyTorch reference (dynamic)", timings[2], f"{ref_coords.shape[0]} voxels (== native dynamic)"),
-        Row(case, "spconv PointToVoxel (hard)", timings[3], spconv_notes),
+        Row(case, STRAIGHTFORWARD, timings[3],
+            "same coords, point_to_voxel, num_points as native dynamic" if same else "DIFFERS from native dynamic"),
+        Row(case, "spconv PointToVoxel (hard)", timings[4], spconv_notes),
     ]  # fmt: skip
     rows = with_speedups(rows, baseline=2)
-    if rows[1].timing is not None and rows[3].timing is not None:
-        ratio = rows[3].timing.median_ms / rows[1].timing.median_ms
-        rows[1] = replace(rows[1], notes=join_notes(rows[1].notes, f"{ratio:.2f}x vs spconv"))
+    rows[0] = with_ratio(rows[0], rows[3], "straightforward torch")
+    # Hard mode does more (caps) than the dynamic peer: the label says what it is compared with.
+    rows[1] = with_ratio(rows[1], rows[3], "straightforward torch (dynamic, no caps)")
+    rows[1] = with_ratio(rows[1], rows[4], "spconv")
     return rows
 
 
@@ -261,6 +277,11 @@ def _ops_footnotes(points: torch.Tensor, segment: torch.Tensor, budget_s: float,
         "outside the range.",
         f"Pillars use range ±{pr[3]:g} m (grid {pillar_grid}). ±{pr[3]:g} is not divisible by 0.1, so the "
         f"0.1 m voxels use OpenPCDet's Waymo range ±{vr[3]:g} m (grid {voxel_grid}).",
+        f"{STRAIGHTFORWARD}: the few lines of PyTorch a user writes (`pointformer.benchmarks.peers`): "
+        "`floor((xyz - range_min) / voxel_size)` to int64 cells, points inside the grid, the linear key "
+        "`((b * Z + z) * Y + y) * X + x`, `torch.unique(sorted, return_inverse, return_counts)`, coords decoded "
+        "from the unique keys. It must return the native dynamic result exactly; the native rows' notes give "
+        "their speedup over it (for hard mode, over this dynamic peer without caps).",
         "spconv PointToVoxel is hard voxelization (first-come caps, as our hard mode) and also copies point "
         "features into a dense (voxels, points, 5) buffer; compare it with the native hard-mode row.",
         f"segment_reduce: segments are the pillar ids of the {segment.shape[0]} in-range points (dropped points "
@@ -274,7 +295,8 @@ def _ops_footnotes(points: torch.Tensor, segment: torch.Tensor, budget_s: float,
         "VFE layer: training-mode forward + backward of a voxel encoder's last layer over the pillar segments "
         "(random inputs of std 10, like raw coordinates): per point as the layer is written, against "
         "`pooled_linear_bn_relu` (the same values and gradients; BatchNorm and ReLU run on the pooled rows).",
-        "Speedup = baseline median / row median (baseline: the pure-PyTorch reference, or torch scatter_reduce).",
+        "Speedup = baseline median / row median (baseline: the pure-PyTorch reference, or torch scatter_reduce); "
+        "'N.NNx vs X' in the notes = X's median / the row's median.",
         "The voxelize and segment_reduce implementations of a case are timed interleaved, round by round, so that "
         "load from other tenants of the machine falls on all of them alike.",
     ]

@@ -46,7 +46,9 @@ def test_ops_quick_writes_and_replaces_its_section(tmp_path: Path) -> None:
     text = path.read_text()
     assert text.count(HEADING) == 1
     assert text.count(other) == 1
-    assert len(_table_rows(text, "voxelize")) == 8  # 2 grids x 4 implementations, not duplicated
+    assert len(_table_rows(text, "voxelize")) == 10  # 2 grids x 5 implementations, not duplicated
+    peers = [line for line in _table_rows(text, "voxelize") if "straightforward torch (dynamic) |" in line]
+    assert len(peers) == 2 and all("same coords, point_to_voxel, num_points" in line for line in peers)
 
 
 def test_upsert_section_creates_appends_and_replaces() -> None:
@@ -76,9 +78,13 @@ def test_grouping_quick_covers_every_layout_and_agrees_with_the_reference(tmp_pa
     assert "## grouping (cpu)" in text
     for layout in ("flattened-x", "rotated-sets-y", "scattered", "serialized-hilbert"):
         assert _table_rows(text, layout), layout
+    assert "DIFFERS" not in text
     native_rows = [line for line in text.splitlines() if "pointformer native" in line]
-    assert len(native_rows) == 18
-    assert all("identical to reference" in line for line in native_rows)
+    assert len(native_rows) == 19  # 18 layouts, and FlatFormer's four orders of a frame together
+    assert sum("identical to reference" in line for line in native_rows) == 18
+    assert sum("x vs official-style PyTorch mapping" in line for line in native_rows) == 5
+    peers = [line for line in text.splitlines() if "| official-style PyTorch mapping |" in line]
+    assert len(peers) == 5 and all("same order and groups as native" in line for line in peers)
 
 
 def test_data_quick_times_every_stage() -> None:

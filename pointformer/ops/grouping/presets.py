@@ -11,13 +11,18 @@ from pointformer.structures.partition import Partition
 
 LayoutFn = Callable[[torch.Tensor, int, tuple[int, int, int]], Partition]
 
+# FlatFormer (Waymo): 13 x 13 windows, groups of 144.
+FLATFORMER_WINDOW = (1, 13, 13)
+FLATFORMER_GROUP_SIZE = 144
+
 
 def _flattened(axis: str, shift: bool) -> LayoutFn:
     def build(coords, batch_size, shape):
         from pointformer.ops.grouping import partition_flattened
 
-        # FlatFormer: 13 x 13 windows, groups of 144.
-        return partition_flattened(coords, batch_size, shape, (1, 13, 13), 144, axis=axis, shift=shift)
+        return partition_flattened(
+            coords, batch_size, shape, FLATFORMER_WINDOW, FLATFORMER_GROUP_SIZE, axis=axis, shift=shift
+        )
 
     return build
 
