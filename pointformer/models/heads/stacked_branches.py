@@ -34,15 +34,14 @@ says whether the towers have the shape this needs; otherwise the head runs its b
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-if TYPE_CHECKING:  # center_head imports this module
-    from pointformer.models.heads.center_head import SeparateHead
-
+# center_head imports this module, so the separate heads are typed by what is used of them: a module
+# whose ``heads`` ModuleDict maps each output name to its conv tower.
+SeparateHead = nn.Module
 Tower = list[tuple[nn.Conv2d, nn.BatchNorm2d | None]]
 
 
