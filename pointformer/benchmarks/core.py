@@ -223,19 +223,52 @@ def load_average() -> float | None:
         return None
 
 
+def cpu_jiffies(path: str = "/proc/stat") -> tuple[int, int] | None:
+    """``(all, steal)`` CPU time of the machine since boot in clock ticks (the ``cpu`` line of
+    ``/proc/stat``), None where there is none. Steal is time a virtual machine's CPUs were ready to
+    run but the hypervisor ran another guest: it slows every figure, and multi-threaded PyTorch ops
+    most (their threads wait at barriers for a stolen partner), without showing in the load average."""
+    try:
+        with open(path) as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu" or len(fields) < 9:
+        return None
+    ticks = [int(v) for v in fields[1:9]]  # user nice system idle iowait irq softirq steal
+    return sum(ticks), ticks[7]
+
+
+# The process's start: a suite's load note gives the steal since then (the whole run).
+_JIFFIES_AT_START = cpu_jiffies()
+
+
+def steal_share(start: tuple[int, int] | None, end: tuple[int, int] | None) -> float | None:
+    """The fraction of CPU time stolen between two ``cpu_jiffies`` readings, None if unknown."""
+    if start is None or end is None or end[0] <= start[0]:
+        return None
+    return (end[1] - start[1]) / (end[0] - start[0])
+
+
 def load_note(before: float | None) -> str:
-    """The 1-minute load average at the start and the end, and what it means for the figures."""
+    """The 1-minute load average at the start and the end, the CPU time stolen by the hypervisor
+    during the run, and what they mean for the figures."""
     after, cores = load_average(), os.cpu_count() or 1
+    steal = steal_share(_JIFFIES_AT_START, cpu_jiffies())
+    steal_text = "" if steal is None else f"; {100 * steal:.0f} % of the CPU time stolen by the hypervisor"
     if before is None or after is None:
-        return "Load average: not available on this platform."
+        return f"Load average: not available on this platform{steal_text}."
     threads = torch.get_num_threads()
     note = (
         f"Load average (1 min) {before:.1f} at the start and {after:.1f} at the end (the end includes this "
-        f"benchmark's own {threads} torch thread(s)), on {cores} cores"
+        f"benchmark's own {threads} torch thread(s)), on {cores} cores{steal_text}"
     )
     # The start shows the minute before the run; the end, the run itself plus anything else.
     if before >= 0.5 * cores or after - threads >= 0.5 * cores:
         return note + ": other work shared the machine, so absolute times are noisy (the interleaved ratios less so)."
+    if steal is not None and steal >= 0.05:
+        return note + ": the VM's CPUs were shared with other guests, so absolute times are noisy (the interleaved "
+        "ratios less so)."
     return note + ": the machine was otherwise quiet."
 
 

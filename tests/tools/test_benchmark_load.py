@@ -45,3 +45,17 @@ def test_train_load_child_threads_as_the_tools_do():
     for run in (loaded, default):
         assert len(run["step_s"]) == 1 and run["step_s"][0] > 0 and run["frames"] == 1
     assert max(loaded["threads"]) < (os.cpu_count() or 1) or loaded["threads"] == [1]
+
+
+def test_steal_share_from_proc_stat(tmp_path):
+    from pointformer.benchmarks.core import cpu_jiffies, load_note, steal_share
+
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  100 0 50 800 0 0 0 50 0 0\\ncpu0 1 2 3\\n")
+    start = cpu_jiffies(str(stat))
+    assert start == (1000, 50)
+    stat.write_text("cpu  200 0 100 1400 0 0 0 300 0 0\\n")
+    assert steal_share(start, cpu_jiffies(str(stat))) == 250 / 1000
+    assert steal_share(None, start) is None and cpu_jiffies(str(tmp_path / "missing")) is None
+    if cpu_jiffies() is not None:  # Linux: the note says how much was stolen
+        assert "stolen by the hypervisor" in load_note(0.0)
