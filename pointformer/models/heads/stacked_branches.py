@@ -27,7 +27,9 @@ reference than the per-branch path's (oneDNN's channels-last backward accumulate
 the NCHW tower's outputs equal the per-branch ones bit for bit here, and its gradients are as close.
 
 The parameters, buffers and state-dict keys are the separate heads' own; outputs and gradients equal
-the per-branch path's to float32 rounding (tests/models/test_stacked_branches.py). ``stackable``
+the per-branch path's to float32 rounding (tests/models/test_stacked_branches.py). One difference: a
+branch whose outputs take no loss gets an exactly zero gradient here instead of none (its filters are
+part of the stacked weight); a training loss covers every branch, so that does not arise in training. ``stackable``
 says whether the towers have the shape this needs; otherwise the head runs its branches one by one.
 """
 
