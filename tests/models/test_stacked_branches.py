@@ -18,12 +18,7 @@ CLASSES = ["Vehicle", "Pedestrian", "Cyclist"]
 GRID = VoxelGrid((-8, -8, -2, 8, 8, 4), (0.5, 0.5, 6))  # a 32 x 32 map
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def head_pair(**kwargs) -> tuple[CenterHead, CenterHead]:
