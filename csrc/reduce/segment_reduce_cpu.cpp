@@ -144,6 +144,24 @@ std::tuple<at::Tensor, at::Tensor> segment_reduce_cpu(const at::Tensor& values_i
   return {out, counts};
 }
 
+// Writes every row of the (n, C) input gradient once, in parallel over rows: zeros for a row whose
+// segment is outside [0, S), else row(g, s, i) for row i of segment s at g.
+template <typename scalar_t, typename RowFn>
+void write_grad_rows(scalar_t* gi, const int64_t* seg, int64_t n, int64_t channels, int64_t num_segments,
+                     const RowFn& row) {
+  at::parallel_for(0, n, 2048, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t s = seg[i];
+      scalar_t* g = gi + i * channels;
+      if (s < 0 || s >= num_segments) {
+        std::fill(g, g + channels, scalar_t(0));
+      } else {
+        row(g, s, i);
+      }
+    }
+  });
+}
+
 at::Tensor segment_reduce_backward_cpu(const at::Tensor& grad_out_in, const at::Tensor& segment_in,
                                        const at::Tensor& counts_in, const at::Tensor& values_in,
                                        const at::Tensor& out_in, c10::string_view reduce_name) {
@@ -181,32 +199,16 @@ at::Tensor segment_reduce_backward_cpu(const at::Tensor& grad_out_in, const at::
                                     channels);
         }
       });
-      at::parallel_for(0, n, 2048, [&](int64_t begin, int64_t end) {
-        for (int64_t i = begin; i < end; ++i) {
-          const int64_t s = seg[i];
-          scalar_t* g = gi + i * channels;
-          if (s < 0 || s >= num_segments) {
-            std::fill(g, g + channels, scalar_t(0));
-          } else {
-            max_grad_row<scalar_t>(g, first + s * channels, go + s * channels, static_cast<int32_t>(i), channels);
-          }
-        }
+      write_grad_rows(gi, seg, n, channels, num_segments, [&](scalar_t* g, int64_t s, int64_t i) {
+        max_grad_row<scalar_t>(g, first + s * channels, go + s * channels, static_cast<int32_t>(i), channels);
       });
       return;
     }
     const int64_t* cnt = counts.data_ptr<int64_t>();
-    at::parallel_for(0, n, 2048, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
-        const int64_t s = seg[i];
-        scalar_t* g = gi + i * channels;
-        if (s < 0 || s >= num_segments) {
-          std::fill(g, g + channels, scalar_t(0));
-          continue;
-        }
-        const acc_t scale = reduce == Reduce::kMean ? acc_t(1) / static_cast<acc_t>(cnt[s]) : acc_t(1);
-        for (int64_t c = 0; c < channels; ++c)
-          g[c] = static_cast<scalar_t>(static_cast<acc_t>(go[s * channels + c]) * scale);
-      }
+    write_grad_rows(gi, seg, n, channels, num_segments, [&](scalar_t* g, int64_t s, int64_t) {
+      const acc_t scale = reduce == Reduce::kMean ? acc_t(1) / static_cast<acc_t>(cnt[s]) : acc_t(1);
+      for (int64_t c = 0; c < channels; ++c)
+        g[c] = static_cast<scalar_t>(static_cast<acc_t>(go[s * channels + c]) * scale);
     });
   });
   return grad_in;
